@@ -1,0 +1,52 @@
+//! Engine-neutral building blocks of `store`: what an open may choose, what it reports, and how files
+//! are kept safe while it does.
+//!
+//! This crate knows no database engine. The engine crates (`store-sqlite`, `store-duckdb`) turn
+//! their errors into a [`FailureClass`], walk the ladders that a [`JournalPolicy`] or a
+//! [`RecoveryPolicy`] gives them, and describe every decision in an [`OpenReport`].
+//!
+//! ```
+//! use store_core::{FailureClass, FsKind, JournalLadder, JournalMode, JournalPolicy};
+//!
+//! // The default policy tries WAL first and falls back to DELETE when WAL cannot work...
+//! let policy = JournalLadder::default();
+//! assert_eq!(policy.ladder(FsKind::Local), vec![JournalMode::Wal, JournalMode::Delete]);
+//! assert!(policy.falls_back_on(FailureClass::WalUnsupported));
+//! // ...but never because another writer holds the database.
+//! assert!(!policy.falls_back_on(FailureClass::Busy));
+//! ```
+//!
+//! Modules, one concept each:
+//! - [`journal`]: [`JournalMode`] and its textual form;
+//! - [`fs`]: which filesystem a path lives on ([`FsKind`], [`Filesystem`]);
+//! - [`failure`]: the classes of failure an engine error falls into;
+//! - [`policy`]: [`JournalPolicy`], [`RecoveryPolicy`] and the ladders that implement them;
+//! - [`report`]: [`OpenReport`], what an open chose and why;
+//! - [`diagnostics`]: the last open error, warn-once, the user-facing "not available" message;
+//! - [`files`]: atomic snapshots, move-aside without overwriting, sidecar listing;
+//! - [`migration`]: the ordered list of schema migrations.
+
+pub mod diagnostics;
+pub mod failure;
+pub mod files;
+pub mod fs;
+pub mod journal;
+pub mod migration;
+pub mod policy;
+pub mod report;
+pub mod time;
+
+pub use diagnostics::{
+    LastOpenError, OpenFailure, WarnOnce, clear_last_open_error, format_unavailable,
+    last_open_error, record_open_failure, unavailable_message,
+};
+pub use failure::FailureClass;
+pub use files::{MoveAsideError, MovedAside, Replace, Snapshot, SnapshotError};
+pub use fs::{DetectError, Filesystem, FsKind};
+pub use journal::{JournalMode, ParseJournalModeError};
+pub use migration::{Migration, Migrations, MigrationsError, SCHEMA_VERSION_TABLE};
+pub use policy::{
+    JournalLadder, JournalPolicy, LadderError, RecoveryLadder, RecoveryPolicy, RecoveryStep,
+};
+pub use report::{AppliedMigration, DataLoss, Engine, Fallback, OpenReport, Recovery};
+pub use time::UtcTime;

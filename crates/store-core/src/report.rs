@@ -1,0 +1,287 @@
+//! [`OpenReport`]: what an open chose, why, and what it cost.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::files::MovedAside;
+use crate::time::UtcTime;
+use crate::{FailureClass, Filesystem, JournalMode, RecoveryStep};
+
+/// The database engine behind an open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Engine {
+    /// SQLite, through rusqlite.
+    Sqlite,
+    /// DuckDB, through duckdb-rs.
+    Duckdb,
+}
+
+impl Engine {
+    /// `sqlite` or `duckdb`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Duckdb => "duckdb",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// One rung of the journal ladder that was tried and left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// The mode that did not work.
+    pub from: JournalMode,
+    /// Why, as a class.
+    pub class: FailureClass,
+    /// Why, as the engine said it.
+    pub cause: String,
+}
+
+/// What a recovery may have lost, in the terms a person can check against their own records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DataLoss {
+    /// Nothing committed was lost.
+    Nothing,
+    /// The commits whose write-ahead-log entries start at or after this byte.
+    CommitsAfterWalByte {
+        /// Offset in the original WAL of the first entry not replayed.
+        byte_offset: u64,
+    },
+    /// Every commit since the last checkpoint.
+    UncheckpointedCommits,
+    /// Everything written since the snapshot was taken.
+    EverythingSinceSnapshot {
+        /// When the snapshot was taken (its file's modification time).
+        taken_at: SystemTime,
+    },
+}
+
+impl fmt::Display for DataLoss {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataLoss::Nothing => formatter.write_str("nothing"),
+            DataLoss::CommitsAfterWalByte { byte_offset } => {
+                write!(formatter, "commits after WAL byte {byte_offset}")
+            }
+            DataLoss::UncheckpointedCommits => formatter.write_str("uncheckpointed commits"),
+            DataLoss::EverythingSinceSnapshot { taken_at } => write!(
+                formatter,
+                "everything since snapshot taken at {}",
+                UtcTime::from_system_time(*taken_at).rfc3339()
+            ),
+        }
+    }
+}
+
+/// A recovery that an open performed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The class of the failure that started it.
+    pub class: FailureClass,
+    /// The failure as the engine said it.
+    pub cause: String,
+    /// The step that opened the database.
+    pub step: RecoveryStep,
+    /// Steps tried before it that did not work, with why.
+    pub steps_failed: Vec<(RecoveryStep, String)>,
+    /// Every file moved out of the way, and where it is now.
+    pub moved_aside: Vec<MovedAside>,
+    /// What the step lost.
+    pub lost: DataLoss,
+}
+
+/// A migration an open applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    /// Its version.
+    pub version: u32,
+    /// Its name.
+    pub name: String,
+}
+
+/// Every decision an open made. Engines return one with each connection.
+///
+/// ```
+/// use store_core::{Engine, FailureClass, Fallback, JournalMode, OpenReport};
+///
+/// let mut report = OpenReport::new(Engine::Sqlite, "/data/state.db", "state.db");
+/// report.journal_mode = Some(JournalMode::Delete);
+/// report.fallbacks.push(Fallback {
+///     from: JournalMode::Wal,
+///     class: FailureClass::WalUnsupported,
+///     cause: "locking protocol".into(),
+/// });
+/// assert!(report.fell_back());
+/// assert!(report.to_string().contains("fell back from wal"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenReport {
+    /// The engine.
+    pub engine: Engine,
+    /// The database file.
+    pub path: PathBuf,
+    /// The label warnings and messages use (by default the file name).
+    pub label: String,
+    /// The filesystem the database lives on, when detection succeeded.
+    pub filesystem: Option<Filesystem>,
+    /// The journal mode in force (SQLite only).
+    pub journal_mode: Option<JournalMode>,
+    /// Modes tried and left, in order.
+    pub fallbacks: Vec<Fallback>,
+    /// The recovery performed, if any.
+    pub recovery: Option<Recovery>,
+    /// The pre-migration snapshot taken by this open, if any.
+    pub snapshot: Option<PathBuf>,
+    /// Migrations applied by this open, in order.
+    pub migrations_applied: Vec<AppliedMigration>,
+    /// The schema version after the open.
+    pub schema_version: u32,
+    /// Wall time of the whole open.
+    pub elapsed: Duration,
+}
+
+impl OpenReport {
+    /// An empty report for an open in progress.
+    pub fn new(engine: Engine, path: impl Into<PathBuf>, label: impl Into<String>) -> OpenReport {
+        OpenReport {
+            engine,
+            path: path.into(),
+            label: label.into(),
+            filesystem: None,
+            journal_mode: None,
+            fallbacks: Vec::new(),
+            recovery: None,
+            snapshot: None,
+            migrations_applied: Vec::new(),
+            schema_version: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Whether the open left its preferred journal mode.
+    pub fn fell_back(&self) -> bool {
+        !self.fallbacks.is_empty()
+    }
+
+    /// Whether the open had to recover.
+    pub fn recovered(&self) -> bool {
+        self.recovery.is_some()
+    }
+}
+
+impl fmt::Display for OpenReport {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "{} {} ({})",
+            self.engine,
+            self.label,
+            self.path.display()
+        )?;
+        if let Some(filesystem) = &self.filesystem {
+            write!(formatter, " on {}", filesystem.kind)?;
+        }
+        if let Some(mode) = self.journal_mode {
+            write!(formatter, ": journal {mode}")?;
+        }
+        for fallback in &self.fallbacks {
+            write!(
+                formatter,
+                ", fell back from {} ({}: {})",
+                fallback.from, fallback.class, fallback.cause
+            )?;
+        }
+        if let Some(recovery) = &self.recovery {
+            write!(
+                formatter,
+                "; recovered from {} by {}, lost {}, {} file(s) moved aside",
+                recovery.class,
+                recovery.step,
+                recovery.lost,
+                recovery.moved_aside.len()
+            )?;
+        }
+        if !self.migrations_applied.is_empty() {
+            let versions: Vec<String> = self
+                .migrations_applied
+                .iter()
+                .map(|migration| migration.version.to_string())
+                .collect();
+            write!(formatter, "; applied migrations {}", versions.join(", "))?;
+        }
+        write!(
+            formatter,
+            "; schema version {}; {} ms",
+            self.schema_version,
+            self.elapsed.as_millis()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn data_loss_reads_as_a_person_would_check_it() {
+        assert_eq!(
+            DataLoss::CommitsAfterWalByte { byte_offset: 4096 }.to_string(),
+            "commits after WAL byte 4096"
+        );
+        assert_eq!(
+            DataLoss::UncheckpointedCommits.to_string(),
+            "uncheckpointed commits"
+        );
+        let taken_at = UNIX_EPOCH + Duration::from_secs(1_795_297_863);
+        assert_eq!(
+            DataLoss::EverythingSinceSnapshot { taken_at }.to_string(),
+            "everything since snapshot taken at 2026-11-21T21:51:03Z"
+        );
+    }
+
+    #[test]
+    fn a_happy_report_says_only_what_happened() {
+        let mut report = OpenReport::new(Engine::Duckdb, "/d/system.duckdb", "system.duckdb");
+        report.schema_version = 3;
+        assert!(!report.fell_back() && !report.recovered());
+        let text = report.to_string();
+        assert!(
+            text.starts_with("duckdb system.duckdb (/d/system.duckdb)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("fell back") && !text.contains("recovered"),
+            "{text}"
+        );
+        assert!(text.contains("schema version 3"), "{text}");
+    }
+
+    #[test]
+    fn a_recovery_report_names_step_loss_and_moved_files() {
+        let mut report = OpenReport::new(Engine::Duckdb, "/d/system.duckdb", "system.duckdb");
+        report.recovery = Some(Recovery {
+            class: FailureClass::WalReplay,
+            cause: "Failure while replaying WAL file".into(),
+            step: RecoveryStep::DiscardWal,
+            steps_failed: vec![(RecoveryStep::SalvageWal, "no replayable prefix".into())],
+            moved_aside: Vec::new(),
+            lost: DataLoss::UncheckpointedCommits,
+        });
+        let text = report.to_string();
+        assert!(
+            text.contains("recovered from WalReplay by discard-wal, lost uncheckpointed commits"),
+            "{text}"
+        );
+    }
+}

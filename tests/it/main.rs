@@ -1,0 +1,3 @@
+//! Integration tests of the `store` facade: one binary, one module per concern.
+
+mod facade;
