@@ -178,6 +178,49 @@ impl Filesystem {
     }
 }
 
+/// Whether files can be created in a directory, as the operating system answers for this process
+/// (root passes permission checks but not a read-only mount).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Writability {
+    /// New files can be created.
+    Writable,
+    /// The filesystem is mounted read-only.
+    ReadOnlyFilesystem,
+    /// Permissions forbid it.
+    PermissionDenied,
+    /// The directory does not exist.
+    Missing,
+    /// The question could not be answered.
+    Unknown,
+}
+
+/// Asks whether this process may create files in `directory` (`access(W_OK)`).
+pub fn writability(directory: &Path) -> Writability {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c_path) = std::ffi::CString::new(directory.as_os_str().as_bytes()) else {
+            return Writability::Unknown;
+        };
+        // SAFETY: `c_path` is a NUL-terminated string that outlives the call.
+        if unsafe { libc::access(c_path.as_ptr(), libc::W_OK) } == 0 {
+            return Writability::Writable;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EROFS) => Writability::ReadOnlyFilesystem,
+            Some(libc::EACCES) | Some(libc::EPERM) => Writability::PermissionDenied,
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => Writability::Missing,
+            _ => Writability::Unknown,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = directory;
+        Writability::Unknown
+    }
+}
+
 fn nearest_existing_ancestor(path: &Path) -> io::Result<PathBuf> {
     let absolute = std::path::absolute(path)?;
     let mut candidate = absolute.as_path();
@@ -428,6 +471,17 @@ mod tests {
         let magic_only = Filesystem::from_sources(None, Some(0x6969));
         assert_eq!(magic_only.kind, FsKind::Nfs);
         assert_eq!(magic_only.type_name, "magic 0x6969");
+    }
+
+    #[test]
+    fn writability_of_this_machines_directories() -> io::Result<()> {
+        let directory = tempfile::tempdir()?;
+        assert_eq!(writability(directory.path()), Writability::Writable);
+        assert_eq!(
+            writability(&directory.path().join("missing")),
+            Writability::Missing
+        );
+        Ok(())
     }
 
     #[test]

@@ -23,9 +23,11 @@
 //! - [`policy`]: [`JournalPolicy`], [`RecoveryPolicy`] and the ladders that implement them;
 //! - [`report`]: [`OpenReport`], what an open chose and why;
 //! - [`diagnostics`]: the last open error, warn-once, the user-facing "not available" message;
+//! - [`content`]: what a path holds ([`FileContent`]), judged before an engine touches it;
 //! - [`files`]: atomic snapshots, move-aside without overwriting, sidecar listing;
 //! - [`migration`]: the ordered list of schema migrations.
 
+pub mod content;
 pub mod diagnostics;
 pub mod failure;
 pub mod files;
@@ -36,6 +38,7 @@ pub mod policy;
 pub mod report;
 pub mod time;
 
+pub use content::FileContent;
 pub use diagnostics::{
     LastOpenError, OpenFailure, WarnOnce, clear_last_open_error, format_unavailable,
     last_open_error, record_open_failure, unavailable_message,

@@ -132,6 +132,8 @@ pub struct OpenReport {
     pub path: PathBuf,
     /// The label warnings and messages use (by default the file name).
     pub label: String,
+    /// Whether this open created the database.
+    pub created: bool,
     /// The filesystem the database lives on, when detection succeeded.
     pub filesystem: Option<Filesystem>,
     /// The journal mode in force (SQLite only).
@@ -146,6 +148,9 @@ pub struct OpenReport {
     pub migrations_applied: Vec<AppliedMigration>,
     /// The schema version after the open.
     pub schema_version: u32,
+    /// Decisions that have no field of their own, in words (an existing WAL database kept in WAL
+    /// format, a journal mode already in force).
+    pub notes: Vec<String>,
     /// Wall time of the whole open.
     pub elapsed: Duration,
 }
@@ -157,6 +162,7 @@ impl OpenReport {
             engine,
             path: path.into(),
             label: label.into(),
+            created: false,
             filesystem: None,
             journal_mode: None,
             fallbacks: Vec::new(),
@@ -164,6 +170,7 @@ impl OpenReport {
             snapshot: None,
             migrations_applied: Vec::new(),
             schema_version: 0,
+            notes: Vec::new(),
             elapsed: Duration::ZERO,
         }
     }
@@ -218,6 +225,9 @@ impl fmt::Display for OpenReport {
                 .map(|migration| migration.version.to_string())
                 .collect();
             write!(formatter, "; applied migrations {}", versions.join(", "))?;
+        }
+        for note in &self.notes {
+            write!(formatter, "; {note}")?;
         }
         write!(
             formatter,

@@ -1,22 +1,50 @@
 //! The SQLite backend of `store`, over [rusqlite] with SQLite bundled.
 //!
 //! An open through this crate gets WAL where the filesystem supports it and a verified, reported
-//! fallback where it does not. This release wires the engine and names the files SQLite keeps
-//! beside a database; the open path itself is being built on [`store_core`]'s policies.
+//! fallback where it does not; never a silent "database not available".
 //!
-//! ```no_run
-//! use store_sqlite::{SIDECAR_SUFFIXES, rusqlite::Connection};
+//! ```
+//! use store_sqlite::SqliteOptions;
+//! use store_sqlite::store_core::{JournalMode, Migration, Migrations};
 //!
-//! let connection = Connection::open("/var/lib/app/state.db")?;
-//! connection.pragma_update(None, "journal_mode", "wal")?;
-//! let sidecars = store_core::files::existing_sidecars(
-//!     std::path::Path::new("/var/lib/app/state.db"),
-//!     SIDECAR_SUFFIXES,
-//! )?;
-//! println!("{} sidecar file(s)", sidecars.len());
+//! # let directory = tempfile::tempdir()?;
+//! # let path = directory.path().join("state.db");
+//! let migrations = Migrations::new(vec![
+//!     Migration::new(1, "sessions", "CREATE TABLE sessions (id TEXT PRIMARY KEY)"),
+//! ])?;
+//! let (connection, report) = SqliteOptions::new(&path).migrations(migrations).open()?;
+//! assert_eq!(report.journal_mode, Some(JournalMode::Wal));
+//! assert_eq!(report.schema_version, 1);
+//! connection.execute("INSERT INTO sessions (id) VALUES ('s1')", [])?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! What an open does, in order:
+//! 1. Refuses bad input with a typed [`OpenError`] and touches nothing: a directory, a missing
+//!    parent directory, an empty file, a text file, a DuckDB file.
+//! 2. Detects the filesystem ([`store_core::Filesystem`]); the [`store_core::JournalPolicy`]
+//!    gives the ladder of journal modes for it.
+//! 3. Creates a missing database under a temporary name and renames it into place, so a crash
+//!    never leaves a zero-byte file behind.
+//! 4. Walks the ladder: each mode is set on a fresh connection, checked against what SQLite
+//!    answers, and proven by a real read. A one-off I/O error is retried twice, 50 ms apart.
+//!    Failures the policy falls back on move down the ladder with one WARN per label; any other
+//!    failure propagates. A database already in WAL format is never converted unless the policy
+//!    says so: where WAL's shared memory is missing it is opened with exclusive locking.
+//! 5. Applies migrations, each once, inside `BEGIN IMMEDIATE`.
+//! 6. Returns the connection and an [`store_core::OpenReport`]; on failure, records the
+//!    process's last open error for [`store_core::unavailable_message`].
 
+mod classify;
+mod error;
+mod migrate;
+mod open;
+mod options;
+
+pub use classify::{classify, extended_code};
+pub use error::{CreateError, JournalError, MigrateError, OpenError};
+pub use migrate::schema_version;
+pub use options::{ParseSynchronousError, SqliteOptions, Synchronous};
 pub use rusqlite;
 pub use store_core;
 

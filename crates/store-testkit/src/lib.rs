@@ -1,7 +1,15 @@
 //! Test fixtures and fault injection for `store` and for applications built on it.
 //!
 //! Everything here drives the real engines: databases are real files written by bundled SQLite
-//! and DuckDB. This release has the fixtures; the fault vocabulary builds on them.
+//! and DuckDB, and faults are produced by the engines' own machinery (system-call hooks, the
+//! authorizer, SQLite's fault simulator, real mounts), never by a wrapper that returns a canned
+//! error.
+//!
+//! - [`fixtures`]: temporary databases with a known number of rows, and row counts;
+//! - [`faults`]: process-global faults behind a guard, one at a time;
+//! - [`child`]: running a test, or a role of it, in a child process ([`isolated!`]);
+//! - [`logs`]: capturing tracing events to assert what was logged;
+//! - [`snapshot`]: a directory's files before and after, and what changed.
 //!
 //! Each engine is a feature: `sqlite` (default) and `duckdb`.
 //!
@@ -18,6 +26,11 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod child;
+pub mod faults;
 pub mod fixtures;
+pub mod logs;
+pub mod snapshot;
 
 pub use fixtures::{FixtureError, ITEMS_TABLE, TempDatabase, count_rows, write_rows};
+pub use snapshot::{Change, DirectorySnapshot};

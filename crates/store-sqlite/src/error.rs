@@ -1,0 +1,324 @@
+//! Errors of an open and of its migrations: what failed, where, and the failure class.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use store_core::{Engine, FailureClass, Fallback, JournalMode, MigrationsError};
+
+/// An open failed. Every variant names the database path; [`OpenError::class`] gives the class a
+/// policy or a user-facing message decides on. Nothing on disk was changed by a failed open except
+/// what a journal-mode attempt itself wrote, which the ladder undoes before giving up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The path is a directory.
+    #[error("{} is a directory, not a database file", path.display())]
+    IsADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The path is a socket, device or other special file.
+    #[error("{} is not a regular file", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The directory that should hold the database does not exist.
+    #[error("the directory holding {} does not exist", path.display())]
+    MissingDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A read-only open of a database that does not exist.
+    #[error("{} does not exist (and a read-only open does not create it)", path.display())]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A zero-byte file: not a database, and store does not write into a file it did not create.
+    #[error("{} is an empty file, not a SQLite database (remove it to let a new database be created)", path.display())]
+    EmptyFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The other engine's database.
+    #[error("{} is a {engine} database, not a SQLite one", path.display())]
+    OtherEngine {
+        /// The path given.
+        path: PathBuf,
+        /// Whose database it is.
+        engine: Engine,
+    },
+    /// Bytes of no known database.
+    #[error("{} is not a SQLite database", path.display())]
+    NotADatabase {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The path could not be examined.
+    #[error("cannot examine {}", path.display())]
+    Inspect {
+        /// The path given.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A new database could not be created.
+    #[error("cannot create {} ({class})", path.display())]
+    Create {
+        /// The path given.
+        path: PathBuf,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What failed.
+        #[source]
+        source: CreateError,
+    },
+    /// The journal policy gave no mode to try.
+    #[error("journal policy `{policy}` gives no journal mode to try for {}", path.display())]
+    EmptyLadder {
+        /// The path given.
+        path: PathBuf,
+        /// The policy's name.
+        policy: String,
+    },
+    /// Every journal mode the policy allows failed with a class the policy falls back on.
+    #[error("no journal mode of policy `{policy}` works for {} ({class})", path.display())]
+    NoJournalMode {
+        /// The path given.
+        path: PathBuf,
+        /// The policy's name.
+        policy: String,
+        /// The class of the last failure.
+        class: FailureClass,
+        /// Each mode tried and why it failed, in order (the last one included).
+        attempts: Vec<Fallback>,
+        /// The last failure.
+        #[source]
+        source: JournalError,
+    },
+    /// Setting a journal mode failed for a reason the policy does not fall back on (another
+    /// writer holds the database, the file is damaged): propagated, never swallowed.
+    #[error("cannot put {} in journal mode {mode} ({class})", path.display())]
+    Journal {
+        /// The path given.
+        path: PathBuf,
+        /// The mode being set.
+        mode: JournalMode,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What failed.
+        #[source]
+        source: JournalError,
+    },
+    /// SQLite failed for a reason the journal policy does not fall back on.
+    #[error("cannot open {} ({class})", path.display())]
+    Engine {
+        /// The path given.
+        path: PathBuf,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database opened but its migrations failed; it is left at the last applied version.
+    #[error("cannot migrate {}", path.display())]
+    Migrate {
+        /// The path given.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: MigrateError,
+    },
+}
+
+impl OpenError {
+    /// The failure class, for policies and user-facing messages.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            OpenError::IsADirectory { .. }
+            | OpenError::NotAFile { .. }
+            | OpenError::MissingDirectory { .. }
+            | OpenError::NotFound { .. }
+            | OpenError::Inspect { .. } => FailureClass::Other,
+            OpenError::EmptyFile { .. }
+            | OpenError::OtherEngine { .. }
+            | OpenError::NotADatabase { .. } => FailureClass::NotADatabase,
+            OpenError::EmptyLadder { .. } => FailureClass::Other,
+            OpenError::Create { class, .. }
+            | OpenError::NoJournalMode { class, .. }
+            | OpenError::Journal { class, .. }
+            | OpenError::Engine { class, .. } => *class,
+            OpenError::Migrate { source, .. } => source.class(),
+        }
+    }
+
+    /// The database path the open was for.
+    pub fn path(&self) -> &Path {
+        match self {
+            OpenError::IsADirectory { path }
+            | OpenError::NotAFile { path }
+            | OpenError::MissingDirectory { path }
+            | OpenError::NotFound { path }
+            | OpenError::EmptyFile { path }
+            | OpenError::OtherEngine { path, .. }
+            | OpenError::NotADatabase { path }
+            | OpenError::Inspect { path, .. }
+            | OpenError::Create { path, .. }
+            | OpenError::EmptyLadder { path, .. }
+            | OpenError::NoJournalMode { path, .. }
+            | OpenError::Journal { path, .. }
+            | OpenError::Engine { path, .. }
+            | OpenError::Migrate { path, .. } => path,
+        }
+    }
+
+    /// The SQLite error underneath, if SQLite failed.
+    pub fn sqlite_error(&self) -> Option<&rusqlite::Error> {
+        match self {
+            OpenError::NoJournalMode { source, .. } | OpenError::Journal { source, .. } => {
+                source.sqlite_error()
+            }
+            OpenError::Engine { source, .. } => Some(source),
+            OpenError::Create {
+                source: CreateError::Sqlite { source },
+                ..
+            } => Some(source),
+            OpenError::Migrate { source, .. } => source.sqlite_error(),
+            _ => None,
+        }
+    }
+
+    /// The cause in a line, for logs and [`store_core::unavailable_message`]: this error and its
+    /// sources, joined with `: `.
+    pub fn cause_chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(error) = source {
+            text.push_str(": ");
+            text.push_str(&error.to_string());
+            source = error.source();
+        }
+        text
+    }
+}
+
+/// Why a journal mode could not be put in force.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// SQLite failed while setting the mode or proving it with a read.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// SQLite answered with another mode than the one asked for (macOS NFS/SMB answer `delete`
+    /// to `journal_mode=WAL`, and so does a VFS without shared memory).
+    #[error("asked for journal_mode={}, sqlite answered `{answered}`", asked.pragma_value())]
+    NotTaken {
+        /// The mode asked for.
+        asked: JournalMode,
+        /// What SQLite answered.
+        answered: String,
+    },
+}
+
+impl JournalError {
+    /// The SQLite error, if SQLite failed.
+    pub fn sqlite_error(&self) -> Option<&rusqlite::Error> {
+        match self {
+            JournalError::Sqlite(error) => Some(error),
+            JournalError::NotTaken { .. } => None,
+        }
+    }
+}
+
+/// Why a new database could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// SQLite refused to create or initialise it.
+    #[error("sqlite could not initialise the new file")]
+    Sqlite {
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Moving the initialised file into place failed.
+    #[error("cannot move the initialised file into place")]
+    Rename {
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Migrations failed. The failing migration's transaction was rolled back: the database is at the
+/// last version that committed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// The migration list does not fit this database (for one, the database is newer).
+    #[error("migrations do not fit this database")]
+    Mismatch {
+        /// What does not fit.
+        #[source]
+        source: MigrationsError,
+    },
+    /// Reading or writing `schema_version` failed.
+    #[error("cannot {action} the schema version ({class})")]
+    SchemaVersion {
+        /// `read` or `record`.
+        action: &'static str,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The version read back after a migration committed is not the migration's.
+    #[error("schema version reads {found} after migration {expected} committed")]
+    VersionNotRecorded {
+        /// The migration's version.
+        expected: u32,
+        /// What `schema_version` says.
+        found: u32,
+    },
+    /// A migration's statements failed.
+    #[error("migration {version} (`{name}`) failed ({class})")]
+    Statement {
+        /// The migration's version.
+        version: u32,
+        /// Its name.
+        name: String,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl MigrateError {
+    /// The failure class.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            MigrateError::Mismatch { .. } | MigrateError::VersionNotRecorded { .. } => {
+                FailureClass::Other
+            }
+            MigrateError::SchemaVersion { class, .. } | MigrateError::Statement { class, .. } => {
+                *class
+            }
+        }
+    }
+
+    /// The SQLite error underneath, if SQLite failed.
+    pub fn sqlite_error(&self) -> Option<&rusqlite::Error> {
+        match self {
+            MigrateError::Mismatch { .. } | MigrateError::VersionNotRecorded { .. } => None,
+            MigrateError::SchemaVersion { source, .. } | MigrateError::Statement { source, .. } => {
+                Some(source)
+            }
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! The open: check the path, create atomically, walk the journal ladder, migrate, report.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+use store_core::files::{rename_no_replace, sync_directory};
+use store_core::{
+    Engine, FailureClass, Fallback, FileContent, Filesystem, FsKind, JournalMode, OpenFailure,
+    OpenReport, WarnOnce, record_open_failure,
+};
+
+use crate::classify::{Stage, classify_at};
+use crate::error::{CreateError, JournalError, OpenError};
+use crate::migrate;
+use crate::options::{SqliteOptions, Synchronous};
+
+/// How often a transient I/O error while switching journals is retried before it counts.
+const TRANSIENT_RETRIES: u32 = 2;
+const TRANSIENT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// A read that needs the journal machinery to work: some mounts accept the pragma and fail here.
+const PROBE_SQL: &str = "SELECT count(*) FROM sqlite_schema";
+
+impl SqliteOptions {
+    /// Opens the database: checks the path, creates the database if it is missing (never leaving a
+    /// half-made file behind), walks the journal ladder until a mode works and is proven by a read,
+    /// applies pending migrations, and reports every decision.
+    ///
+    /// A failure is recorded as the process's last open error
+    /// ([`store_core::last_open_error`]) and logged at WARN once per label and class.
+    pub fn open(&self) -> Result<(Connection, OpenReport), OpenError> {
+        let started = Instant::now();
+        let label = self.label_or_file_name();
+        let span = tracing::info_span!(
+            target: "store::sqlite",
+            "open",
+            engine = "sqlite",
+            path = %self.path.display(),
+            label = %label
+        );
+        let _entered = span.enter();
+        let mut report = OpenReport::new(Engine::Sqlite, &self.path, label.clone());
+        report.filesystem = Filesystem::detect(&self.path).ok();
+        match self.open_reporting(&mut report) {
+            Ok(connection) => {
+                report.elapsed = started.elapsed();
+                tracing::debug!(target: "store::sqlite", report = %report, "opened");
+                Ok((connection, report))
+            }
+            Err(error) => {
+                let cause = error.cause_chain();
+                record_open_failure(
+                    OpenFailure::new(Engine::Sqlite, &self.path, &label, error.class(), &cause)
+                        .on_filesystem(report.filesystem.clone()),
+                );
+                let topic = format!("open-failed-{}", error.class());
+                if WarnOnce::global().first(&label, &topic) {
+                    tracing::warn!(
+                        target: "store::sqlite",
+                        label = %label,
+                        path = %self.path.display(),
+                        class = %error.class(),
+                        "{label}: database not available: {cause}"
+                    );
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn open_reporting(&self, report: &mut OpenReport) -> Result<Connection, OpenError> {
+        let content = check_path(&self.path)?;
+        if self.read_only {
+            return self.open_read_only(content, report);
+        }
+        if content == FileContent::Missing {
+            create_database(&self.path)?;
+            report.created = true;
+        }
+        let was_wal = content == FileContent::Sqlite { wal: true };
+        let filesystem = report
+            .filesystem
+            .as_ref()
+            .map_or(FsKind::Unknown, |f| f.kind);
+        let ladder = self.effective_ladder(filesystem, was_wal, report);
+        let (connection, mode) = match self.walk_ladder(&ladder, report) {
+            Ok(found) => found,
+            Err(error) => {
+                if !was_wal {
+                    self.restore_rollback_format();
+                }
+                return Err(error);
+            }
+        };
+        report.journal_mode = Some(mode);
+        let synchronous = self.synchronous.unwrap_or(Synchronous::default_for(mode));
+        connection
+            .pragma_update(None, "synchronous", synchronous.as_str())
+            .map_err(|source| self.engine_error(Stage::Query, source))?;
+        migrate::apply(&connection, &self.migrations, report).map_err(|source| {
+            OpenError::Migrate {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        Ok(connection)
+    }
+
+    /// The policy's ladder, except that a database already in WAL format stays in WAL format
+    /// unless the policy converts it: only WAL rungs, with WAL-exclusive (which needs no shared
+    /// memory) as the last resort.
+    fn effective_ladder(
+        &self,
+        filesystem: FsKind,
+        was_wal: bool,
+        report: &mut OpenReport,
+    ) -> Vec<JournalMode> {
+        let ladder = self.journal_policy.ladder(filesystem);
+        if !was_wal || self.journal_policy.converts_existing_wal() {
+            return ladder;
+        }
+        let mut kept: Vec<JournalMode> = ladder.iter().copied().filter(|m| m.is_wal()).collect();
+        if !kept.contains(&JournalMode::WalExclusive) {
+            kept.push(JournalMode::WalExclusive);
+        }
+        if kept != ladder {
+            let names: Vec<&str> = kept.iter().map(|mode| mode.as_str()).collect();
+            report.notes.push(format!(
+                "existing WAL database kept in WAL format (policy `{}` does not convert it): trying {}",
+                self.journal_policy.name(),
+                names.join(", ")
+            ));
+        }
+        kept
+    }
+
+    fn walk_ladder(
+        &self,
+        ladder: &[JournalMode],
+        report: &mut OpenReport,
+    ) -> Result<(Connection, JournalMode), OpenError> {
+        let policy = &self.journal_policy;
+        for (index, &mode) in ladder.iter().enumerate() {
+            let (error, class) = match self.attempt_with_retries(mode) {
+                Ok(connection) => return Ok((connection, mode)),
+                Err(failure) => failure,
+            };
+            if !policy.falls_back_on(class) {
+                return Err(OpenError::Journal {
+                    path: self.path.clone(),
+                    mode,
+                    class,
+                    source: error,
+                });
+            }
+            let fallback = Fallback {
+                from: mode,
+                class,
+                cause: error.to_string(),
+            };
+            let Some(&next) = ladder.get(index + 1) else {
+                let mut attempts = report.fallbacks.clone();
+                attempts.push(fallback);
+                return Err(OpenError::NoJournalMode {
+                    path: self.path.clone(),
+                    policy: policy.name().to_owned(),
+                    class,
+                    attempts,
+                    source: error,
+                });
+            };
+            self.warn_fallback(&report.label, &fallback, next);
+            report.fallbacks.push(fallback);
+        }
+        Err(OpenError::EmptyLadder {
+            path: self.path.clone(),
+            policy: policy.name().to_owned(),
+        })
+    }
+
+    /// A WAL rung that failed after `journal_mode=WAL` took effect leaves the file in WAL format,
+    /// which a filesystem without shared memory cannot even read. When the whole ladder failed,
+    /// put a database that was not in WAL format back the way it was found.
+    fn restore_rollback_format(&self) {
+        let now_wal = matches!(
+            FileContent::inspect(&self.path),
+            Ok(FileContent::Sqlite { wal: true })
+        );
+        if !now_wal {
+            return;
+        }
+        match self.attempt(JournalMode::Delete) {
+            Ok(connection) => drop(connection),
+            Err(error) => tracing::warn!(
+                target: "store::sqlite",
+                path = %self.path.display(),
+                error = %error,
+                "could not take the database back out of WAL format after a failed open"
+            ),
+        }
+    }
+
+    fn warn_fallback(&self, label: &str, fallback: &Fallback, next: JournalMode) {
+        let message = format!(
+            "{label}: {} does not work here ({}: {}); using {} instead. WAL needs shared memory and \
+             byte-range locks that NFS/SMB and many FUSE mounts lack: https://www.sqlite.org/wal.html",
+            pragma_text(fallback.from),
+            fallback.class,
+            fallback.cause,
+            pragma_text(next)
+        );
+        if WarnOnce::global().first(label, "journal-fallback") {
+            tracing::warn!(
+                target: "store::sqlite",
+                label = %label,
+                path = %self.path.display(),
+                from = %fallback.from,
+                to = %next,
+                class = %fallback.class,
+                "{message}"
+            );
+        } else {
+            tracing::debug!(target: "store::sqlite", label = %label, "{message}");
+        }
+    }
+
+    fn attempt_with_retries(
+        &self,
+        mode: JournalMode,
+    ) -> Result<Connection, (JournalError, FailureClass)> {
+        let mut retries = 0;
+        loop {
+            let error = match self.attempt(mode) {
+                Ok(connection) => return Ok(connection),
+                Err(error) => error,
+            };
+            let (class, transient) = match &error {
+                JournalError::Sqlite(sqlite) => {
+                    let classified = classify_at(sqlite, Stage::Journal, Some(&self.path));
+                    (classified.class, classified.transient)
+                }
+                JournalError::NotTaken { asked, .. } if asked.is_wal() => {
+                    (FailureClass::WalUnsupported, false)
+                }
+                JournalError::NotTaken { .. } => (FailureClass::Other, false),
+            };
+            if transient && retries < TRANSIENT_RETRIES {
+                retries += 1;
+                tracing::debug!(
+                    target: "store::sqlite",
+                    mode = %mode,
+                    retry = retries,
+                    error = %error,
+                    "transient I/O error while setting the journal mode; retrying"
+                );
+                std::thread::sleep(TRANSIENT_RETRY_DELAY);
+                continue;
+            }
+            return Err((error, class));
+        }
+    }
+
+    /// One rung: a fresh connection, the mode set only if not already in force, and proven by a
+    /// read. A file left in WAL format by a failed WAL rung is converted out of it under an
+    /// exclusive lock, which needs no shared memory.
+    fn attempt(&self, mode: JournalMode) -> Result<Connection, JournalError> {
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(self.busy_timeout)?;
+        let file_is_wal = matches!(
+            FileContent::inspect(&self.path),
+            Ok(FileContent::Sqlite { wal: true })
+        );
+        let leaving_wal = file_is_wal && !mode.is_wal();
+        if mode.needs_exclusive_locking() || leaving_wal {
+            set_locking_mode(&connection, "exclusive")?;
+        }
+        probe(&connection)?;
+        let current = pragma_answer(&connection, "PRAGMA journal_mode")?;
+        if !current.eq_ignore_ascii_case(mode.pragma_value()) {
+            let answered = pragma_answer(
+                &connection,
+                &format!("PRAGMA journal_mode={}", mode.pragma_value()),
+            )?;
+            if !answered.eq_ignore_ascii_case(mode.pragma_value()) {
+                return Err(JournalError::NotTaken {
+                    asked: mode,
+                    answered,
+                });
+            }
+            probe(&connection)?;
+        }
+        if leaving_wal {
+            // Back to normal locking so that other processes can share the rollback journal;
+            // the lock is released by the next access.
+            set_locking_mode(&connection, "normal")?;
+            probe(&connection)?;
+        }
+        Ok(connection)
+    }
+
+    fn open_read_only(
+        &self,
+        content: FileContent,
+        report: &mut OpenReport,
+    ) -> Result<Connection, OpenError> {
+        if content == FileContent::Missing {
+            return Err(OpenError::NotFound {
+                path: self.path.clone(),
+            });
+        }
+        let attempt = |exclusive: bool| -> rusqlite::Result<Connection> {
+            let connection = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            connection.busy_timeout(self.busy_timeout)?;
+            if exclusive {
+                set_locking_mode(&connection, "exclusive")?;
+            }
+            probe(&connection)?;
+            Ok(connection)
+        };
+        let was_wal = content == FileContent::Sqlite { wal: true };
+        let (connection, exclusive) = match attempt(false) {
+            Ok(connection) => (connection, false),
+            Err(error) => {
+                let class = classify_at(&error, Stage::Journal, Some(&self.path)).class;
+                if !(was_wal && class == FailureClass::WalUnsupported) {
+                    return Err(self.engine_error(Stage::Open, error));
+                }
+                report.fallbacks.push(Fallback {
+                    from: JournalMode::Wal,
+                    class,
+                    cause: error.to_string(),
+                });
+                let connection =
+                    attempt(true).map_err(|error| self.engine_error(Stage::Open, error))?;
+                (connection, true)
+            }
+        };
+        let current = pragma_answer(&connection, "PRAGMA journal_mode")
+            .map_err(|error| self.engine_error(Stage::Query, error))?;
+        let mode = current.parse::<JournalMode>().ok().map(|mode| {
+            if exclusive && mode == JournalMode::Wal {
+                JournalMode::WalExclusive
+            } else {
+                mode
+            }
+        });
+        report.journal_mode = mode;
+        migrate::report_read_only(&connection, &self.migrations, report).map_err(|source| {
+            OpenError::Migrate {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        Ok(connection)
+    }
+
+    fn engine_error(&self, stage: Stage, source: rusqlite::Error) -> OpenError {
+        OpenError::Engine {
+            path: self.path.clone(),
+            class: classify_at(&source, stage, Some(&self.path)).class,
+            source,
+        }
+    }
+}
+
+fn probe(connection: &Connection) -> rusqlite::Result<()> {
+    connection.query_row(PROBE_SQL, [], |_| Ok(()))
+}
+
+fn set_locking_mode(connection: &Connection, mode: &str) -> rusqlite::Result<()> {
+    pragma_answer(connection, &format!("PRAGMA locking_mode={mode}")).map(drop)
+}
+
+/// Runs a pragma to completion and returns its first answer. A pragma that writes (the journal
+/// mode's header change) commits when the statement finishes: `query_row` would stop after the
+/// row and let the statement's reset swallow a failed commit.
+fn pragma_answer(connection: &Connection, sql: &str) -> rusqlite::Result<String> {
+    let mut statement = connection.prepare(sql)?;
+    let mut rows = statement.query([])?;
+    let answer = match rows.next()? {
+        Some(row) => row.get(0)?,
+        None => String::new(),
+    };
+    while rows.next()?.is_some() {}
+    Ok(answer)
+}
+
+/// How a mode reads in a warning: the pragmas a person would type.
+fn pragma_text(mode: JournalMode) -> String {
+    let journal = format!("journal_mode={}", mode.pragma_value().to_ascii_uppercase());
+    if mode.needs_exclusive_locking() {
+        format!("{journal} with locking_mode=EXCLUSIVE")
+    } else {
+        journal
+    }
+}
+
+/// Refuses, with a typed error and without touching anything, a path that cannot be a SQLite
+/// database of ours.
+fn check_path(path: &Path) -> Result<FileContent, OpenError> {
+    let content = FileContent::inspect(path).map_err(|source| OpenError::Inspect {
+        path: path.to_owned(),
+        source,
+    })?;
+    let path_buf = || path.to_owned();
+    match content {
+        FileContent::Missing => {
+            let directory = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            if directory.is_dir() {
+                Ok(content)
+            } else {
+                Err(OpenError::MissingDirectory { path: path_buf() })
+            }
+        }
+        FileContent::Sqlite { .. } => Ok(content),
+        FileContent::Directory => Err(OpenError::IsADirectory { path: path_buf() }),
+        FileContent::Special => Err(OpenError::NotAFile { path: path_buf() }),
+        FileContent::Empty => Err(OpenError::EmptyFile { path: path_buf() }),
+        FileContent::Duckdb => Err(OpenError::OtherEngine {
+            path: path_buf(),
+            engine: Engine::Duckdb,
+        }),
+        _ => Err(OpenError::NotADatabase { path: path_buf() }),
+    }
+}
+
+/// Creates a new database so that `path` is either absent or a valid SQLite file at every instant:
+/// the file is initialised under a temporary name and renamed into place without replacing
+/// anything. If another process created it meanwhile, theirs is kept and ours discarded.
+fn create_database(path: &Path) -> Result<(), OpenError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => Path::new(".").to_owned(),
+    };
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = directory.join(format!(
+        ".{name}.creating.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let remove_temporary = || {
+        // Ours alone, never the user's: a name no one else uses, made a moment ago.
+        for suffix in ["", "-journal"] {
+            let _ = std::fs::remove_file(store_core::files::sibling(&temporary, suffix));
+        }
+    };
+    let initialised = Connection::open_with_flags(
+        &temporary,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|connection| {
+        connection.execute_batch(migrate::SCHEMA_VERSION_DDL)?;
+        connection.close().map_err(|(_, error)| error)
+    });
+    if let Err(source) = initialised {
+        remove_temporary();
+        return Err(OpenError::Create {
+            path: path.to_owned(),
+            class: classify_at(&source, Stage::Open, Some(path)).class,
+            source: CreateError::Sqlite { source },
+        });
+    }
+    debug_assert!(matches!(
+        FileContent::inspect(&temporary),
+        Ok(FileContent::Sqlite { wal: false })
+    ));
+    match rename_no_replace(&temporary, path) {
+        Ok(()) => {
+            let _ = sync_directory(&directory);
+            tracing::debug!(target: "store::sqlite", path = %path.display(), "created");
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            remove_temporary();
+            tracing::debug!(
+                target: "store::sqlite",
+                path = %path.display(),
+                "another process created the database first; using theirs"
+            );
+            Ok(())
+        }
+        Err(source) => {
+            remove_temporary();
+            Err(OpenError::Create {
+                path: path.to_owned(),
+                class: FailureClass::Other,
+                source: CreateError::Rename { source },
+            })
+        }
+    }
+}
