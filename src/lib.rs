@@ -49,6 +49,6 @@ pub mod duckdb {
 }
 
 /// The README's examples, compiled and run as doc tests so that they cannot rot.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "sqlite"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;

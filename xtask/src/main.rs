@@ -5,19 +5,23 @@
 
 use std::process::ExitCode;
 
+mod bench;
+
 const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
   fault-matrix   run every engine x fault x policy cell and compare with its expectation
-  bench          measure store's opens, snapshots and commit rates against the raw engines
+  bench          measure what store's safety costs (today: commit rate per journal mode
+                 under the no-shared-memory fault); --json for machines
   help           print this message";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     match arguments.first().map(String::as_str) {
         Some("fault-matrix") => not_yet_implemented("fault-matrix"),
-        Some("bench") => not_yet_implemented("bench"),
+        Some("bench") => bench::run(&arguments[1..]),
+        Some("__bench-child") => bench::child(&arguments[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

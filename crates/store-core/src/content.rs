@@ -4,9 +4,9 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::Engine;
+use crate::{Engine, FailureClass};
 
 /// The first 16 bytes of every SQLite database.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -91,6 +91,150 @@ impl FileContent {
     }
 }
 
+/// A path that cannot be opened as a database of the expected engine, found before the engine
+/// touched anything.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path is a directory.
+    #[error("{} is a directory, not a database file", path.display())]
+    IsADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The path is a socket, device or other special file.
+    #[error("{} is not a regular file", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The directory that should hold the database does not exist.
+    #[error("the directory holding {} does not exist", path.display())]
+    MissingDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A read-only open of a database that does not exist.
+    #[error("{} does not exist (and a read-only open does not create it)", path.display())]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A zero-byte file: not a database, and store never writes into a file it did not create.
+    #[error("{} is an empty file, not a {expected} database (remove it to let a new database be created)", path.display())]
+    EmptyFile {
+        /// The path given.
+        path: PathBuf,
+        /// The engine that was to open it.
+        expected: Engine,
+    },
+    /// The other engine's database.
+    #[error("{} is a {found} database, not a {expected} one", path.display())]
+    OtherEngine {
+        /// The path given.
+        path: PathBuf,
+        /// Whose database it is.
+        found: Engine,
+        /// The engine that was to open it.
+        expected: Engine,
+    },
+    /// Bytes of no known database.
+    #[error("{} is not a {expected} database", path.display())]
+    NotADatabase {
+        /// The path given.
+        path: PathBuf,
+        /// The engine that was to open it.
+        expected: Engine,
+    },
+    /// The path could not be examined.
+    #[error("cannot examine {}", path.display())]
+    Inspect {
+        /// The path given.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl PathError {
+    /// The class: [`FailureClass::NotADatabase`] for files that are not `expected`'s,
+    /// [`FailureClass::Other`] for the rest.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            PathError::EmptyFile { .. }
+            | PathError::OtherEngine { .. }
+            | PathError::NotADatabase { .. } => FailureClass::NotADatabase,
+            _ => FailureClass::Other,
+        }
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        match self {
+            PathError::IsADirectory { path }
+            | PathError::NotAFile { path }
+            | PathError::MissingDirectory { path }
+            | PathError::NotFound { path }
+            | PathError::EmptyFile { path, .. }
+            | PathError::OtherEngine { path, .. }
+            | PathError::NotADatabase { path, .. }
+            | PathError::Inspect { path, .. } => path,
+        }
+    }
+}
+
+/// Checks that `path` can be opened as a database of `expected`: an existing database of that
+/// engine, or nothing yet in an existing directory (unless `must_exist`). Reads at most the first
+/// 100 bytes; changes nothing.
+pub fn check_database_path(
+    path: &Path,
+    expected: Engine,
+    must_exist: bool,
+) -> Result<FileContent, PathError> {
+    let content = FileContent::inspect(path).map_err(|source| PathError::Inspect {
+        path: path.to_owned(),
+        source,
+    })?;
+    let path_buf = || path.to_owned();
+    match content {
+        FileContent::Missing if must_exist => Err(PathError::NotFound { path: path_buf() }),
+        FileContent::Missing => {
+            let directory = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            if directory.is_dir() {
+                Ok(content)
+            } else {
+                Err(PathError::MissingDirectory { path: path_buf() })
+            }
+        }
+        FileContent::Directory => Err(PathError::IsADirectory { path: path_buf() }),
+        FileContent::Special => Err(PathError::NotAFile { path: path_buf() }),
+        FileContent::Empty => Err(PathError::EmptyFile {
+            path: path_buf(),
+            expected,
+        }),
+        FileContent::Unrecognized => Err(PathError::NotADatabase {
+            path: path_buf(),
+            expected,
+        }),
+        found => match found.engine() {
+            Some(engine) if engine == expected => Ok(content),
+            Some(engine) => Err(PathError::OtherEngine {
+                path: path_buf(),
+                found: engine,
+                expected,
+            }),
+            None => Err(PathError::NotADatabase {
+                path: path_buf(),
+                expected,
+            }),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +286,44 @@ mod tests {
         std::fs::write(&path, b"not a database")?;
         assert_eq!(FileContent::inspect(&path)?, FileContent::Unrecognized);
         assert_eq!(std::fs::read(&path)?, b"not a database");
+        Ok(())
+    }
+
+    #[test]
+    fn checks_name_the_path_and_the_engines() -> io::Result<()> {
+        let directory = tempfile::tempdir()?;
+        let missing = directory.path().join("new.db");
+        assert_eq!(
+            check_database_path(&missing, Engine::Sqlite, false).ok(),
+            Some(FileContent::Missing)
+        );
+        let error = check_database_path(&missing, Engine::Sqlite, true).unwrap_err();
+        assert!(matches!(error, PathError::NotFound { .. }), "{error}");
+        let orphan = directory.path().join("no/such/dir/new.db");
+        let error = check_database_path(&orphan, Engine::Duckdb, false).unwrap_err();
+        assert!(
+            matches!(error, PathError::MissingDirectory { .. }),
+            "{error}"
+        );
+        assert_eq!(error.path(), orphan);
+
+        let mut duckdb_header = vec![0u8; 8];
+        duckdb_header.extend_from_slice(b"DUCK");
+        duckdb_header.resize(64, 0);
+        std::fs::write(&missing, &duckdb_header)?;
+        let error = check_database_path(&missing, Engine::Sqlite, false).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{} is a duckdb database, not a sqlite one",
+                missing.display()
+            )
+        );
+        assert_eq!(error.class(), FailureClass::NotADatabase);
+        assert_eq!(
+            check_database_path(&missing, Engine::Duckdb, false).ok(),
+            Some(FileContent::Duckdb)
+        );
         Ok(())
     }
 }

@@ -98,6 +98,19 @@ impl fmt::Display for OpenFailure {
     }
 }
 
+/// An error and its sources in one line, joined with `: `, for logs and for the cause in
+/// [`format_unavailable`].
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
 /// The user-facing message for a database that is not available.
 ///
 /// `prefix` is what the application says ("Session database not available", "Cannot /resume");
@@ -365,6 +378,17 @@ mod tests {
         let message = format_unavailable(PREFIX, Some(&failure));
         assert!(message.ends_with("database file."), "{message}");
         assert!(!message.ends_with(".."), "{message}");
+    }
+
+    #[test]
+    fn cause_chain_joins_sources() {
+        let inner = std::io::Error::other("disk on fire");
+        let outer = crate::files::SnapshotError::Io {
+            operation: "copy to",
+            path: "/x".into(),
+            source: inner,
+        };
+        assert_eq!(cause_chain(&outer), "cannot copy to /x: disk on fire");
     }
 
     // Port of TestGetLastInitError.

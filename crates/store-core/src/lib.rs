@@ -38,9 +38,9 @@ pub mod policy;
 pub mod report;
 pub mod time;
 
-pub use content::FileContent;
+pub use content::{FileContent, PathError, check_database_path};
 pub use diagnostics::{
-    LastOpenError, OpenFailure, WarnOnce, clear_last_open_error, format_unavailable,
+    LastOpenError, OpenFailure, WarnOnce, cause_chain, clear_last_open_error, format_unavailable,
     last_open_error, record_open_failure, unavailable_message,
 };
 pub use failure::FailureClass;

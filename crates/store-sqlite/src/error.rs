@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use store_core::{Engine, FailureClass, Fallback, JournalMode, MigrationsError};
+use store_core::{FailureClass, Fallback, JournalMode, MigrationsError, PathError};
 
 /// An open failed. Every variant names the database path; [`OpenError::class`] gives the class a
 /// policy or a user-facing message decides on. Nothing on disk was changed by a failed open except
@@ -11,59 +11,10 @@ use store_core::{Engine, FailureClass, Fallback, JournalMode, MigrationsError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
-    /// The path is a directory.
-    #[error("{} is a directory, not a database file", path.display())]
-    IsADirectory {
-        /// The path given.
-        path: PathBuf,
-    },
-    /// The path is a socket, device or other special file.
-    #[error("{} is not a regular file", path.display())]
-    NotAFile {
-        /// The path given.
-        path: PathBuf,
-    },
-    /// The directory that should hold the database does not exist.
-    #[error("the directory holding {} does not exist", path.display())]
-    MissingDirectory {
-        /// The path given.
-        path: PathBuf,
-    },
-    /// A read-only open of a database that does not exist.
-    #[error("{} does not exist (and a read-only open does not create it)", path.display())]
-    NotFound {
-        /// The path given.
-        path: PathBuf,
-    },
-    /// A zero-byte file: not a database, and store does not write into a file it did not create.
-    #[error("{} is an empty file, not a SQLite database (remove it to let a new database be created)", path.display())]
-    EmptyFile {
-        /// The path given.
-        path: PathBuf,
-    },
-    /// The other engine's database.
-    #[error("{} is a {engine} database, not a SQLite one", path.display())]
-    OtherEngine {
-        /// The path given.
-        path: PathBuf,
-        /// Whose database it is.
-        engine: Engine,
-    },
-    /// Bytes of no known database.
-    #[error("{} is not a SQLite database", path.display())]
-    NotADatabase {
-        /// The path given.
-        path: PathBuf,
-    },
-    /// The path could not be examined.
-    #[error("cannot examine {}", path.display())]
-    Inspect {
-        /// The path given.
-        path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: io::Error,
-    },
+    /// The path cannot hold a SQLite database of ours (a directory, an empty file, a text file,
+    /// a DuckDB file, a missing directory); nothing was touched.
+    #[error(transparent)]
+    Path(#[from] PathError),
     /// A new database could not be created.
     #[error("cannot create {} ({class})", path.display())]
     Create {
@@ -138,14 +89,7 @@ impl OpenError {
     /// The failure class, for policies and user-facing messages.
     pub fn class(&self) -> FailureClass {
         match self {
-            OpenError::IsADirectory { .. }
-            | OpenError::NotAFile { .. }
-            | OpenError::MissingDirectory { .. }
-            | OpenError::NotFound { .. }
-            | OpenError::Inspect { .. } => FailureClass::Other,
-            OpenError::EmptyFile { .. }
-            | OpenError::OtherEngine { .. }
-            | OpenError::NotADatabase { .. } => FailureClass::NotADatabase,
+            OpenError::Path(error) => error.class(),
             OpenError::EmptyLadder { .. } => FailureClass::Other,
             OpenError::Create { class, .. }
             | OpenError::NoJournalMode { class, .. }
@@ -158,15 +102,8 @@ impl OpenError {
     /// The database path the open was for.
     pub fn path(&self) -> &Path {
         match self {
-            OpenError::IsADirectory { path }
-            | OpenError::NotAFile { path }
-            | OpenError::MissingDirectory { path }
-            | OpenError::NotFound { path }
-            | OpenError::EmptyFile { path }
-            | OpenError::OtherEngine { path, .. }
-            | OpenError::NotADatabase { path }
-            | OpenError::Inspect { path, .. }
-            | OpenError::Create { path, .. }
+            OpenError::Path(error) => error.path(),
+            OpenError::Create { path, .. }
             | OpenError::EmptyLadder { path, .. }
             | OpenError::NoJournalMode { path, .. }
             | OpenError::Journal { path, .. }
@@ -194,14 +131,7 @@ impl OpenError {
     /// The cause in a line, for logs and [`store_core::unavailable_message`]: this error and its
     /// sources, joined with `: `.
     pub fn cause_chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(error) = source {
-            text.push_str(": ");
-            text.push_str(&error.to_string());
-            source = error.source();
-        }
-        text
+        store_core::cause_chain(self)
     }
 }
 

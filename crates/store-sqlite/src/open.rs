@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use store_core::files::{rename_no_replace, sync_directory};
 use store_core::{
     Engine, FailureClass, Fallback, FileContent, Filesystem, FsKind, JournalMode, OpenFailure,
-    OpenReport, WarnOnce, record_open_failure,
+    OpenReport, WarnOnce, check_database_path, record_open_failure,
 };
 
 use crate::classify::{Stage, classify_at};
@@ -71,7 +71,7 @@ impl SqliteOptions {
     }
 
     fn open_reporting(&self, report: &mut OpenReport) -> Result<Connection, OpenError> {
-        let content = check_path(&self.path)?;
+        let content = check_database_path(&self.path, Engine::Sqlite, self.read_only)?;
         if self.read_only {
             return self.open_read_only(content, report);
         }
@@ -308,11 +308,6 @@ impl SqliteOptions {
         content: FileContent,
         report: &mut OpenReport,
     ) -> Result<Connection, OpenError> {
-        if content == FileContent::Missing {
-            return Err(OpenError::NotFound {
-                path: self.path.clone(),
-            });
-        }
         let attempt = |exclusive: bool| -> rusqlite::Result<Connection> {
             let connection = Connection::open_with_flags(
                 &self.path,
@@ -400,38 +395,6 @@ fn pragma_text(mode: JournalMode) -> String {
         format!("{journal} with locking_mode=EXCLUSIVE")
     } else {
         journal
-    }
-}
-
-/// Refuses, with a typed error and without touching anything, a path that cannot be a SQLite
-/// database of ours.
-fn check_path(path: &Path) -> Result<FileContent, OpenError> {
-    let content = FileContent::inspect(path).map_err(|source| OpenError::Inspect {
-        path: path.to_owned(),
-        source,
-    })?;
-    let path_buf = || path.to_owned();
-    match content {
-        FileContent::Missing => {
-            let directory = match path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent,
-                _ => Path::new("."),
-            };
-            if directory.is_dir() {
-                Ok(content)
-            } else {
-                Err(OpenError::MissingDirectory { path: path_buf() })
-            }
-        }
-        FileContent::Sqlite { .. } => Ok(content),
-        FileContent::Directory => Err(OpenError::IsADirectory { path: path_buf() }),
-        FileContent::Special => Err(OpenError::NotAFile { path: path_buf() }),
-        FileContent::Empty => Err(OpenError::EmptyFile { path: path_buf() }),
-        FileContent::Duckdb => Err(OpenError::OtherEngine {
-            path: path_buf(),
-            engine: Engine::Duckdb,
-        }),
-        _ => Err(OpenError::NotADatabase { path: path_buf() }),
     }
 }
 

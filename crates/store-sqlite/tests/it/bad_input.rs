@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use store_core::{Engine, FailureClass};
+use store_core::{Engine, FailureClass, PathError};
 use store_sqlite::{OpenError, SqliteOptions};
 use store_testkit::{DirectorySnapshot, isolated};
 
@@ -31,7 +31,10 @@ fn a_directory_as_path() -> TestResult {
     let path = directory.path().join("data");
     std::fs::create_dir(&path)?;
     let error = open_fails_without_change(directory.path(), &path)?;
-    assert!(matches!(error, OpenError::IsADirectory { .. }), "{error:?}");
+    assert!(
+        matches!(error, OpenError::Path(PathError::IsADirectory { .. })),
+        "{error:?}"
+    );
     Ok(())
 }
 
@@ -41,7 +44,7 @@ fn a_missing_parent_directory() -> TestResult {
     let path = directory.path().join("missing/state.db");
     let error = open_fails_without_change(directory.path(), &path)?;
     assert!(
-        matches!(error, OpenError::MissingDirectory { .. }),
+        matches!(error, OpenError::Path(PathError::MissingDirectory { .. })),
         "{error:?}"
     );
     assert!(!directory.path().join("missing").exists());
@@ -54,7 +57,10 @@ fn a_text_file() -> TestResult {
     let path = directory.path().join("notes.db");
     std::fs::write(&path, "these are my notes, not a database\n")?;
     let error = open_fails_without_change(directory.path(), &path)?;
-    assert!(matches!(error, OpenError::NotADatabase { .. }), "{error:?}");
+    assert!(
+        matches!(error, OpenError::Path(PathError::NotADatabase { .. })),
+        "{error:?}"
+    );
     assert_eq!(error.class(), FailureClass::NotADatabase);
     Ok(())
 }
@@ -88,7 +94,10 @@ fn a_zero_byte_file() -> TestResult {
     let path = directory.path().join("empty.db");
     std::fs::write(&path, b"")?;
     let error = open_fails_without_change(directory.path(), &path)?;
-    assert!(matches!(error, OpenError::EmptyFile { .. }), "{error:?}");
+    assert!(
+        matches!(error, OpenError::Path(PathError::EmptyFile { .. })),
+        "{error:?}"
+    );
     Ok(())
 }
 
@@ -98,7 +107,10 @@ fn a_truncated_sqlite_header() -> TestResult {
     let path = directory.path().join("cut.db");
     std::fs::write(&path, b"SQLite format")?;
     let error = open_fails_without_change(directory.path(), &path)?;
-    assert!(matches!(error, OpenError::NotADatabase { .. }), "{error:?}");
+    assert!(
+        matches!(error, OpenError::Path(PathError::NotADatabase { .. })),
+        "{error:?}"
+    );
     Ok(())
 }
 
@@ -110,7 +122,10 @@ fn a_missing_database_opened_read_only() -> TestResult {
         .read_only(true)
         .open()
         .unwrap_err();
-    assert!(matches!(error, OpenError::NotFound { .. }), "{error:?}");
+    assert!(
+        matches!(error, OpenError::Path(PathError::NotFound { .. })),
+        "{error:?}"
+    );
     assert!(!path.exists());
     Ok(())
 }

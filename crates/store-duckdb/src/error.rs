@@ -1,0 +1,235 @@
+//! Errors of a DuckDB open, its migrations and its recovery.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use store_core::files::{MoveAsideError, SnapshotError};
+use store_core::{FailureClass, MigrationsError, MovedAside, PathError, RecoveryStep};
+
+/// An open failed. Every variant names the database path; [`OpenError::class`] gives the class.
+/// Files are left as they were, except those a recovery step moved aside, which
+/// [`OpenError::moved_aside`] lists.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The path cannot hold a DuckDB database of ours (a directory, an empty file, a text file,
+    /// a SQLite file, a missing directory); nothing was touched.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// DuckDB failed, and no recovery applied (the class is not recoverable, the policy does not
+    /// recover from it, or every step failed: then `recovery_failures` says why each did).
+    #[error("cannot open {} ({class})", path.display())]
+    Engine {
+        /// The path given.
+        path: PathBuf,
+        /// The class of the failure.
+        class: FailureClass,
+        /// Recovery steps tried, with why each failed, in order.
+        recovery_failures: Vec<(RecoveryStep, String)>,
+        /// Files moved aside by steps that ran before failing; they stay where this says.
+        moved_aside: Vec<MovedAside>,
+        /// What DuckDB said.
+        #[source]
+        source: duckdb::Error,
+    },
+    /// A new database could not be created.
+    #[error("cannot create {} ({class})", path.display())]
+    Create {
+        /// The path given.
+        path: PathBuf,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What failed.
+        #[source]
+        source: StepError,
+    },
+    /// The database opened but its migrations failed; it is left at the last applied version.
+    #[error("cannot migrate {}", path.display())]
+    Migrate {
+        /// The path given.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: MigrateError,
+    },
+    /// The snapshot chosen for restoring is unusable; nothing was moved.
+    #[error("cannot restore {} from snapshot {}", path.display(), snapshot.display())]
+    Snapshot {
+        /// The path given.
+        path: PathBuf,
+        /// The snapshot.
+        snapshot: PathBuf,
+        /// The class of the snapshot's failure.
+        class: FailureClass,
+        /// Steps tried before, with why each failed.
+        recovery_failures: Vec<(RecoveryStep, String)>,
+        /// Files moved aside by earlier steps.
+        moved_aside: Vec<MovedAside>,
+        /// What failed.
+        #[source]
+        source: StepError,
+    },
+}
+
+impl OpenError {
+    /// The failure class, for policies and user-facing messages.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            OpenError::Path(error) => error.class(),
+            OpenError::Engine { class, .. }
+            | OpenError::Create { class, .. }
+            | OpenError::Snapshot { class, .. } => *class,
+            OpenError::Migrate { source, .. } => source.class(),
+        }
+    }
+
+    /// The database path the open was for.
+    pub fn path(&self) -> &Path {
+        match self {
+            OpenError::Path(error) => error.path(),
+            OpenError::Engine { path, .. }
+            | OpenError::Create { path, .. }
+            | OpenError::Migrate { path, .. }
+            | OpenError::Snapshot { path, .. } => path,
+        }
+    }
+
+    /// Files that recovery steps moved aside before the open failed.
+    pub fn moved_aside(&self) -> &[MovedAside] {
+        match self {
+            OpenError::Engine { moved_aside, .. } | OpenError::Snapshot { moved_aside, .. } => {
+                moved_aside
+            }
+            _ => &[],
+        }
+    }
+
+    /// The DuckDB error underneath, if DuckDB failed.
+    pub fn duckdb_error(&self) -> Option<&duckdb::Error> {
+        match self {
+            OpenError::Engine { source, .. } => Some(source),
+            OpenError::Create { source, .. } | OpenError::Snapshot { source, .. } => {
+                source.duckdb_error()
+            }
+            OpenError::Migrate { source, .. } => source.duckdb_error(),
+            _ => None,
+        }
+    }
+
+    /// This error and its sources in a line, joined with `: `.
+    pub fn cause_chain(&self) -> String {
+        store_core::cause_chain(self)
+    }
+}
+
+/// A step of an open or a recovery that failed: DuckDB, a file operation, or a snapshot that does
+/// not qualify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepError {
+    /// DuckDB failed.
+    #[error(transparent)]
+    Duckdb(#[from] duckdb::Error),
+    /// Copying a file failed.
+    #[error(transparent)]
+    Copy(#[from] SnapshotError),
+    /// Moving files aside failed.
+    #[error(transparent)]
+    MoveAside(#[from] MoveAsideError),
+    /// Another file operation failed.
+    #[error("cannot {operation} {}", path.display())]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// To which file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The snapshot's schema is one the recovery policy does not accept.
+    #[error("snapshot schema version {snapshot_version} is not accepted for target version {target_version}")]
+    SnapshotRejected {
+        /// The snapshot's schema version.
+        snapshot_version: u32,
+        /// The version the migrations end at.
+        target_version: u32,
+    },
+    /// The snapshot file is not a DuckDB database.
+    #[error("the snapshot is not a DuckDB database")]
+    SnapshotNotADatabase,
+}
+
+impl StepError {
+    /// The DuckDB error underneath, if DuckDB failed.
+    pub fn duckdb_error(&self) -> Option<&duckdb::Error> {
+        match self {
+            StepError::Duckdb(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Migrations failed; the failing migration's transaction was rolled back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// The migration list does not fit this database (for one, the database is newer).
+    #[error("migrations do not fit this database")]
+    Mismatch {
+        /// What does not fit.
+        #[source]
+        source: MigrationsError,
+    },
+    /// The pre-migration snapshot could not be taken; nothing was migrated.
+    #[error("cannot take the pre-migration snapshot")]
+    Snapshot {
+        /// What failed.
+        #[source]
+        source: SnapshotError,
+    },
+    /// A step around the migrations failed (reading the version, a checkpoint).
+    #[error("cannot {action} ({class})")]
+    Step {
+        /// What was being done.
+        action: &'static str,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What DuckDB said.
+        #[source]
+        source: duckdb::Error,
+    },
+    /// A migration's statements failed.
+    #[error("migration {version} (`{name}`) failed ({class})")]
+    Statement {
+        /// The migration's version.
+        version: u32,
+        /// Its name.
+        name: String,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What DuckDB said.
+        #[source]
+        source: duckdb::Error,
+    },
+}
+
+impl MigrateError {
+    /// The failure class.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            MigrateError::Mismatch { .. } | MigrateError::Snapshot { .. } => FailureClass::Other,
+            MigrateError::Step { class, .. } | MigrateError::Statement { class, .. } => *class,
+        }
+    }
+
+    /// The DuckDB error underneath, if DuckDB failed.
+    pub fn duckdb_error(&self) -> Option<&duckdb::Error> {
+        match self {
+            MigrateError::Step { source, .. } | MigrateError::Statement { source, .. } => {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+}
