@@ -50,19 +50,12 @@ fn sqlite_engine_is_reachable_and_its_sidecars_are_named() -> TestResult {
 #[cfg(feature = "duckdb")]
 #[test]
 fn duckdb_engine_is_reachable_and_its_sidecars_are_named() -> TestResult {
-    // store-testkit is a dev-dependency with its default (SQLite) engine only: a feature of this
-    // package cannot switch on a dev-dependency's feature, so this test drives DuckDB directly.
-    use store::duckdb::duckdb::Connection;
-    let directory = tempfile::tempdir()?;
-    let path = directory.path().join("system.duckdb");
-    let connection = Connection::open(&path)?;
-    connection
-        .execute_batch("CREATE TABLE items (id INTEGER); INSERT INTO items VALUES (1), (2);")?;
-    let sidecars = existing_sidecars(&path, store::duckdb::SIDECAR_SUFFIXES)?;
-    assert_eq!(sidecars, [sibling(&path, ".wal")]);
+    let database = store_testkit::TempDatabase::duckdb(3)?;
+    let connection = store::duckdb::duckdb::Connection::open(database.path())?;
+    connection.execute("INSERT INTO items (id, payload) VALUES (4, 'd')", [])?;
+    let sidecars = existing_sidecars(database.path(), store::duckdb::SIDECAR_SUFFIXES)?;
+    assert_eq!(sidecars, [sibling(database.path(), ".wal")]);
     drop(connection);
-    let reopened = Connection::open(&path)?;
-    let rows: i64 = reopened.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
-    assert_eq!(rows, 2);
+    assert_eq!(database.count_rows()?, 4);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! What the user and the operator get told when an open fails: the last open error, kept per
 //! process; warnings that repeat, logged once per database label; and the user-facing
-//! "database not available: <cause>" message with a network-filesystem hint where it applies.
+//! `database not available: <cause>` message with a network-filesystem hint where it applies.
 //!
 //! ```
 //! use store_core::{Engine, FailureClass, LastOpenError, OpenFailure};

@@ -148,7 +148,9 @@ pub enum StepError {
         source: io::Error,
     },
     /// The snapshot's schema is one the recovery policy does not accept.
-    #[error("snapshot schema version {snapshot_version} is not accepted for target version {target_version}")]
+    #[error(
+        "snapshot schema version {snapshot_version} is not accepted for target version {target_version}"
+    )]
     SnapshotRejected {
         /// The snapshot's schema version.
         snapshot_version: u32,

@@ -1,20 +1,52 @@
 //! The DuckDB backend of `store`, over [duckdb] (duckdb-rs) with DuckDB bundled.
 //!
-//! An open through this crate migrates with a checkpoint after and a snapshot before, and recovers
-//! from a write-ahead log that cannot be replayed without deleting anything. This release wires
-//! the engine and names the files DuckDB keeps beside a database; the open path itself is being
-//! built on [`store_core`]'s policies.
+//! An open through this crate migrates with a checkpoint after and a snapshot before, and
+//! recovers from a write-ahead log that cannot be replayed without deleting anything.
 //!
-//! ```no_run
-//! use store_duckdb::{SIDECAR_SUFFIXES, duckdb::Connection};
+//! ```
+//! use store_duckdb::DuckDbOptions;
+//! use store_duckdb::store_core::{Migration, Migrations};
 //!
-//! let connection = Connection::open("/var/lib/app/system.duckdb")?;
-//! connection.execute_batch("CREATE TABLE IF NOT EXISTS events (id INTEGER)")?;
+//! # let directory = tempfile::tempdir()?;
+//! # let path = directory.path().join("system.duckdb");
+//! let migrations = Migrations::new(vec![
+//!     Migration::new(1, "events", "CREATE TABLE events (id INTEGER PRIMARY KEY)"),
+//! ])?;
+//! let (connection, report) = DuckDbOptions::new(&path).migrations(migrations).open()?;
+//! assert_eq!(report.schema_version, 1);
+//! assert!(report.snapshot.is_some(), "a migration ran, so a snapshot was taken first");
+//! connection.execute("INSERT INTO events VALUES (1)", [])?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! What an open does, in order:
+//! 1. Refuses bad input with a typed [`OpenError`] and touches nothing.
+//! 2. Shares the instance of the file already open in this process, if any (two instances on one
+//!    file lose writes; see [`DuckDbConnection`]).
+//! 3. Creates a missing database under a temporary name and renames it into place.
+//! 4. Opens. A lock held by another process propagates as `Locked`. A WAL that cannot be replayed
+//!    (`WalReplay`, `WalCorrupt`) walks the [`store_core::RecoveryPolicy`]'s ladder:
+//!    `SalvageWal` keeps every commit before the first bad entry, `DiscardWal` opens at the last
+//!    checkpoint, `RestoreSnapshot` restores `<db>.pre-migrate`. Each step moves what it replaces
+//!    aside under `<db>.<reason>.<UTC stamp>` and reports what it lost.
+//! 5. With migrations pending: `CHECKPOINT`, the snapshot, each migration in a transaction,
+//!    `CHECKPOINT` again, so no schema change waits in the WAL. Nothing pending: no snapshot, no
+//!    checkpoint.
 
-pub use duckdb;
-pub use store_core;
+mod classify;
+mod error;
+mod migrate;
+mod open;
+mod options;
+mod recovery;
+mod registry;
+
+pub use classify::{Diagnosis, classify, diagnose};
+pub use error::{MigrateError, OpenError, StepError};
+pub use migrate::{SNAPSHOT_SUFFIX, schema_version};
+pub use options::DuckDbOptions;
+pub use registry::{DuckDbConnection, is_open};
+pub use {duckdb, store_core};
 
 /// The files DuckDB keeps beside a database `x.duckdb`: the write-ahead log `x.duckdb.wal` and,
 /// while a checkpoint or a replay is under way, `x.duckdb.wal.checkpoint` and

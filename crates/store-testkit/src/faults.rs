@@ -1,7 +1,8 @@
 //! Installing process-global faults, one at a time, removed when their guard drops.
 //!
-//! Every fault here makes the real engine fail the way a real deployment does; see
-//! [`sqlite`] for the SQLite faults and [`mounts`] for filesystem faults.
+//! Every fault here makes the real engine fail the way a real deployment does: [`sqlite`] for
+//! SQLite's, [`duckdb`] for DuckDB's (WAL damage, a lock held elsewhere), [`mounts`] for the
+//! filesystem's (full, read-only).
 //!
 //! Process-global means every thread of the process sees the fault: install it in a child process
 //! ([`isolated!`](crate::isolated)), never in a test that shares its process with others.
@@ -9,6 +10,9 @@
 use std::io;
 use std::sync::{Mutex, PoisonError};
 
+#[cfg(feature = "duckdb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "duckdb")))]
+pub mod duckdb;
 pub mod mounts;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

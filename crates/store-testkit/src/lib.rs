@@ -8,6 +8,7 @@
 //! - [`fixtures`]: temporary databases with a known number of rows, and row counts;
 //! - [`faults`]: process-global faults behind a guard, one at a time;
 //! - [`child`]: running a test, or a role of it, in a child process ([`isolated!`]);
+//! - [`crash`]: killing a child process at a named step of store's work;
 //! - [`logs`]: capturing tracing events to assert what was logged;
 //! - [`snapshot`]: a directory's files before and after, and what changed.
 //!
@@ -27,6 +28,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod child;
+pub mod crash;
 pub mod faults;
 pub mod fixtures;
 pub mod logs;

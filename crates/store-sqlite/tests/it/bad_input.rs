@@ -77,10 +77,10 @@ fn a_duckdb_file() -> TestResult {
     assert!(
         matches!(
             error,
-            OpenError::OtherEngine {
-                engine: Engine::Duckdb,
+            OpenError::Path(PathError::OtherEngine {
+                found: Engine::Duckdb,
                 ..
-            }
+            })
         ),
         "{error:?}"
     );

@@ -1,0 +1,148 @@
+//! Migrations: a checkpoint and a snapshot before, each migration in its own transaction, a
+//! checkpoint right after, so that no schema change waits in the WAL past the migration window.
+
+use std::path::Path;
+
+use store_core::files::{Replace, sibling, snapshot_file};
+use store_core::{AppliedMigration, Migrations, OpenReport};
+
+use crate::classify::classify;
+use crate::error::MigrateError;
+
+/// The `schema_version` table; every database store creates has it.
+pub(crate) const SCHEMA_VERSION_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+)";
+
+/// The suffix of the pre-migration snapshot: `<db>.pre-migrate`.
+pub const SNAPSHOT_SUFFIX: &str = ".pre-migrate";
+
+/// The schema version: the highest applied migration, 0 when there is no `schema_version` table.
+pub fn schema_version(connection: &duckdb::Connection) -> duckdb::Result<u32> {
+    let has_table: bool = connection.query_row(
+        "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = 'schema_version' AND schema_name = 'main'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_table {
+        return Ok(0);
+    }
+    connection.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_version",
+        [],
+        |row| row.get(0),
+    )
+}
+
+fn step(action: &'static str) -> impl FnOnce(duckdb::Error) -> MigrateError {
+    move |source| MigrateError::Step {
+        action,
+        class: classify(&source),
+        source,
+    }
+}
+
+fn checkpoint(connection: &duckdb::Connection, action: &'static str) -> Result<(), MigrateError> {
+    connection
+        .execute_batch("CHECKPOINT")
+        .map_err(step(action))?;
+    tracing::debug!(target: "store::duckdb", step = action, "checkpoint");
+    Ok(())
+}
+
+/// Applies what is pending and records it in the report.
+pub(crate) fn apply(
+    connection: &duckdb::Connection,
+    path: &Path,
+    migrations: &Migrations,
+    report: &mut OpenReport,
+) -> Result<(), MigrateError> {
+    let before = schema_version(connection).map_err(step("read the schema version"))?;
+    report.schema_version = before;
+    if migrations.is_empty() {
+        // No migrations given: the schema is the caller's business. No snapshot, no checkpoint.
+        return Ok(());
+    }
+    let pending = migrations
+        .pending(before)
+        .map_err(|source| MigrateError::Mismatch { source })?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    checkpoint(connection, "checkpoint before migrating")?;
+    let snapshot_path = sibling(path, SNAPSHOT_SUFFIX);
+    let snapshot = snapshot_file(path, &snapshot_path, Replace::Allowed)
+        .map_err(|source| MigrateError::Snapshot { source })?;
+    tracing::info!(
+        target: "store::duckdb",
+        snapshot = %snapshot.path.display(),
+        bytes = snapshot.bytes,
+        version = before,
+        "pre-migration snapshot taken"
+    );
+    report.snapshot = Some(snapshot.path);
+    for migration in pending {
+        connection
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(step("begin a migration"))?;
+        let result = (|| {
+            connection.execute_batch(SCHEMA_VERSION_DDL)?;
+            let current = schema_version(connection)?;
+            if current >= migration.version {
+                return Ok(false);
+            }
+            connection.execute_batch(&migration.sql)?;
+            connection.execute(
+                "INSERT INTO schema_version (version) VALUES (?)",
+                [migration.version],
+            )?;
+            Ok(true)
+        })();
+        match result {
+            Ok(applied) => {
+                connection
+                    .execute_batch("COMMIT")
+                    .map_err(|source| MigrateError::Statement {
+                        version: migration.version,
+                        name: migration.name.to_string(),
+                        class: classify(&source),
+                        source,
+                    })?;
+                if !applied {
+                    continue;
+                }
+            }
+            Err(source) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                return Err(MigrateError::Statement {
+                    version: migration.version,
+                    name: migration.name.to_string(),
+                    class: classify(&source),
+                    source,
+                });
+            }
+        }
+        tracing::info!(
+            target: "store::duckdb",
+            version = migration.version,
+            name = %migration.name,
+            "migration applied"
+        );
+        report.migrations_applied.push(AppliedMigration {
+            version: migration.version,
+            name: migration.name.to_string(),
+        });
+    }
+    checkpoint(connection, "checkpoint after migrating")?;
+    report.schema_version = schema_version(connection).map_err(step("read the schema version"))?;
+    if report.schema_version != migrations.latest_version() {
+        return Err(MigrateError::Mismatch {
+            source: store_core::MigrationsError::DatabaseNewer {
+                database_version: report.schema_version,
+                latest_version: migrations.latest_version(),
+            },
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The open: check the path, share an instance already open in this process, create atomically,
+//! recover from a WAL that cannot be replayed, migrate, report.
+
+use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use duckdb::{AccessMode, Config};
+use store_core::files::{rename_no_replace, sibling, sync_directory};
+use store_core::{
+    Engine, FileContent, Filesystem, OpenFailure, OpenReport, WarnOnce, check_database_path,
+    record_open_failure,
+};
+
+use crate::classify::classify;
+use crate::error::{OpenError, StepError};
+use crate::migrate;
+use crate::options::DuckDbOptions;
+use crate::recovery;
+use crate::registry::{self, DuckDbConnection, Shared};
+
+impl DuckDbOptions {
+    /// Opens the database: checks the path, shares an instance of it already open in this
+    /// process, creates it if missing (never leaving a half-made file), recovers per the recovery
+    /// policy when its WAL cannot be replayed, applies pending migrations (checkpoint, snapshot,
+    /// migrations, checkpoint), and reports every decision.
+    ///
+    /// A lock held by another process is never recovered from: it propagates as
+    /// [`store_core::FailureClass::Locked`]. A failure is recorded as the process's last open
+    /// error and logged at WARN once per label and class.
+    pub fn open(&self) -> Result<(DuckDbConnection, OpenReport), OpenError> {
+        let started = Instant::now();
+        let label = self.label_or_file_name();
+        let span = tracing::info_span!(
+            target: "store::duckdb",
+            "open",
+            engine = "duckdb",
+            path = %self.path.display(),
+            label = %label
+        );
+        let _entered = span.enter();
+        let mut report = OpenReport::new(Engine::Duckdb, &self.path, label.clone());
+        report.filesystem = Filesystem::detect(&self.path).ok();
+        match self.open_reporting(&mut report) {
+            Ok(connection) => {
+                report.elapsed = started.elapsed();
+                tracing::debug!(target: "store::duckdb", report = %report, "opened");
+                Ok((connection, report))
+            }
+            Err(error) => {
+                let cause = error.cause_chain();
+                record_open_failure(
+                    OpenFailure::new(Engine::Duckdb, &self.path, &label, error.class(), &cause)
+                        .on_filesystem(report.filesystem.clone()),
+                );
+                let topic = format!("open-failed-{}", error.class());
+                if WarnOnce::global().first(&label, &topic) {
+                    tracing::warn!(
+                        target: "store::duckdb",
+                        label = %label,
+                        path = %self.path.display(),
+                        class = %error.class(),
+                        "{label}: database not available: {cause}"
+                    );
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn open_reporting(&self, report: &mut OpenReport) -> Result<DuckDbConnection, OpenError> {
+        let content = check_database_path(&self.path, Engine::Duckdb, self.read_only)?;
+        let key = registry::key(&self.path);
+        let opening = registry::opening_lock(&key);
+        let _opening = opening.lock().unwrap_or_else(PoisonError::into_inner);
+        let connection = match registry::share(&key) {
+            Shared::Connection(connection, instance_read_only) => {
+                report.notes.push(format!(
+                    "shared the {} instance already open in this process",
+                    if instance_read_only {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    }
+                ));
+                connection
+            }
+            Shared::Failed(source) => return Err(self.engine_error(source)),
+            Shared::NotOpen => {
+                if content == FileContent::Missing {
+                    create_database(&self.path)?;
+                    report.created = true;
+                }
+                let connection = match self.connect() {
+                    Ok(connection) => connection,
+                    Err(error) if self.read_only => return Err(self.engine_error(error)),
+                    Err(error) => recovery::recover(self, error, report)?,
+                };
+                registry::register(key, connection, self.read_only)
+                    .map_err(|source| self.engine_error(source))?
+            }
+        };
+        if self.read_only {
+            report.schema_version =
+                migrate::schema_version(&connection).map_err(|source| self.engine_error(source))?;
+            return Ok(connection);
+        }
+        migrate::apply(&connection, &self.path, &self.migrations, report).map_err(|source| {
+            OpenError::Migrate {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        Ok(connection)
+    }
+
+    /// A plain open of the database file with this open's access mode.
+    pub(crate) fn connect(&self) -> duckdb::Result<duckdb::Connection> {
+        connect(&self.path, self.read_only)
+    }
+
+    pub(crate) fn engine_error(&self, source: duckdb::Error) -> OpenError {
+        OpenError::Engine {
+            path: self.path.clone(),
+            class: classify(&source),
+            recovery_failures: Vec::new(),
+            moved_aside: Vec::new(),
+            source,
+        }
+    }
+}
+
+/// Opens `path` read-write or read-only.
+pub(crate) fn connect(path: &Path, read_only: bool) -> duckdb::Result<duckdb::Connection> {
+    let mode = if read_only {
+        AccessMode::ReadOnly
+    } else {
+        AccessMode::ReadWrite
+    };
+    duckdb::Connection::open_with_flags(path, Config::default().access_mode(mode)?)
+}
+
+/// A sibling of `path` no one else uses: `.<name>.<purpose>.<pid>.<counter>`.
+pub(crate) fn private_sibling(path: &Path, purpose: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    directory.join(format!(
+        ".{name}.{purpose}.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Creates a new database so that `path` is either absent or a complete DuckDB file at every
+/// instant: initialised and checkpointed under a temporary name, renamed into place without
+/// replacing anything. If another process created it meanwhile, theirs is kept.
+fn create_database(path: &Path) -> Result<(), OpenError> {
+    let temporary = private_sibling(path, "creating");
+    let remove_temporary = || {
+        // Ours alone: a name no one else uses, made a moment ago.
+        for suffix in ["", ".wal"] {
+            let _ = std::fs::remove_file(sibling(&temporary, suffix));
+        }
+    };
+    let initialised = connect(&temporary, false).and_then(|connection| {
+        connection.execute_batch(migrate::SCHEMA_VERSION_DDL)?;
+        connection.execute_batch("CHECKPOINT")?;
+        connection.close().map_err(|(_, error)| error)
+    });
+    if let Err(source) = initialised {
+        remove_temporary();
+        return Err(OpenError::Create {
+            path: path.to_owned(),
+            class: classify(&source),
+            source: StepError::Duckdb(source),
+        });
+    }
+    match rename_no_replace(&temporary, path) {
+        Ok(()) => {
+            let directory = path.parent().unwrap_or(Path::new("."));
+            let _ = sync_directory(directory);
+            tracing::debug!(target: "store::duckdb", path = %path.display(), "created");
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            remove_temporary();
+            Ok(())
+        }
+        Err(source) => {
+            remove_temporary();
+            Err(OpenError::Create {
+                path: path.to_owned(),
+                class: store_core::FailureClass::Other,
+                source: StepError::Io {
+                    operation: "move into place",
+                    path: path.to_owned(),
+                    source,
+                },
+            })
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The recovery ladder for a WAL DuckDB cannot replay: salvage the good part of the WAL, discard
+//! it, or restore the pre-migration snapshot. Each step moves what it replaces aside (never
+//! deletes it) and says what it lost.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use store_core::files::{self, Replace, prune_moved_aside, sibling, snapshot_file};
+use store_core::{
+    DataLoss, Engine, FailureClass, MovedAside, OpenReport, Recovery, RecoveryStep, WarnOnce,
+    check_database_path,
+};
+
+use crate::SIDECAR_SUFFIXES;
+use crate::classify::{Diagnosis, diagnose};
+use crate::error::{OpenError, StepError};
+use crate::migrate::{self, SNAPSHOT_SUFFIX};
+use crate::open::{connect, private_sibling};
+use crate::options::DuckDbOptions;
+
+/// The reasons moved-aside files are named by, one per step.
+pub(crate) const REASON_SALVAGED: &str = "salvaged-wal";
+pub(crate) const REASON_DISCARDED: &str = "discarded-wal";
+pub(crate) const REASON_BROKEN: &str = "broken";
+
+/// A step that opened the database.
+struct Recovered {
+    connection: duckdb::Connection,
+    moved_aside: Vec<MovedAside>,
+    lost: DataLoss,
+}
+
+/// A step that did not: why, what it moved before failing, and whether its error is the one to
+/// report (a broken snapshot) rather than the original failure.
+struct StepFailure {
+    reason: String,
+    moved_aside: Vec<MovedAside>,
+    fatal: Option<(FailureClass, StepError)>,
+}
+
+impl StepFailure {
+    fn skipped(reason: impl Into<String>) -> StepFailure {
+        StepFailure {
+            reason: reason.into(),
+            moved_aside: Vec::new(),
+            fatal: None,
+        }
+    }
+}
+
+/// Walks the policy's ladder after `original` made the open fail. Returns the opened connection
+/// (with `report.recovery` filled in) or the error to propagate: the original one unless a step
+/// found a more specific one.
+pub(crate) fn recover(
+    options: &DuckDbOptions,
+    original: duckdb::Error,
+    report: &mut OpenReport,
+) -> Result<duckdb::Connection, OpenError> {
+    let diagnosis = diagnose(&original);
+    let class = diagnosis.class;
+    let policy = &options.recovery_policy;
+    if !(class.may_be_recovered() && policy.recovers_from(class)) {
+        return Err(options.engine_error(original));
+    }
+    let cause = original.to_string();
+    if WarnOnce::global().first(&report.label, "recovery") {
+        tracing::warn!(
+            target: "store::recovery",
+            label = %report.label,
+            path = %options.path.display(),
+            class = %class,
+            "{}: the write-ahead log cannot be replayed ({cause}); recovering with policy `{}`",
+            report.label,
+            policy.name()
+        );
+    }
+    let mut failures: Vec<(RecoveryStep, String)> = Vec::new();
+    let mut moved: Vec<MovedAside> = Vec::new();
+    for step in policy.steps() {
+        let outcome = match step {
+            RecoveryStep::SalvageWal => salvage_wal(options, &diagnosis),
+            RecoveryStep::DiscardWal => discard_wal(options),
+            RecoveryStep::RestoreSnapshot => restore_snapshot(options),
+            other => Err(StepFailure::skipped(format!(
+                "{other} is not a DuckDB recovery step"
+            ))),
+        };
+        match outcome {
+            Ok(recovered) => {
+                moved.extend(recovered.moved_aside);
+                tracing::warn!(
+                    target: "store::recovery",
+                    label = %report.label,
+                    step = %step,
+                    lost = %recovered.lost,
+                    moved_aside = moved.len(),
+                    "{}: recovered by {step}; lost {}",
+                    report.label,
+                    recovered.lost
+                );
+                report.recovery = Some(Recovery {
+                    class,
+                    cause,
+                    step,
+                    steps_failed: failures,
+                    moved_aside: moved,
+                    lost: recovered.lost,
+                });
+                apply_retention(options);
+                return Ok(recovered.connection);
+            }
+            Err(failure) => {
+                tracing::info!(
+                    target: "store::recovery",
+                    step = %step,
+                    reason = %failure.reason,
+                    "recovery step did not open the database"
+                );
+                moved.extend(failure.moved_aside);
+                failures.push((step, failure.reason));
+                if let Some((class, source)) = failure.fatal {
+                    return Err(OpenError::Snapshot {
+                        path: options.path.clone(),
+                        snapshot: sibling(&options.path, SNAPSHOT_SUFFIX),
+                        class,
+                        recovery_failures: failures,
+                        moved_aside: moved,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Err(OpenError::Engine {
+        path: options.path.clone(),
+        class,
+        recovery_failures: failures,
+        moved_aside: moved,
+        source: original,
+    })
+}
+
+fn apply_retention(options: &DuckDbOptions) {
+    let Some(keep) = options.retention else {
+        return;
+    };
+    for reason in [REASON_SALVAGED, REASON_DISCARDED, REASON_BROKEN] {
+        if let Err(error) = prune_moved_aside(&options.path, reason, keep) {
+            tracing::warn!(target: "store::recovery", reason, error = %error, "retention could not prune");
+        }
+    }
+}
+
+/// A scratch directory of ours beside the database, removed on drop (it only ever holds copies).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(database: &Path) -> Result<Scratch, std::io::Error> {
+        let path = private_sibling(database, "salvage");
+        fs::create_dir(&path)?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Keeps every commit before the first bad WAL entry: finds the longest prefix of the WAL that
+/// replays (trying the entry DuckDB named first, else by bisection), on copies in a scratch
+/// directory opened read-only, never on the original; then moves the original WAL aside, puts the
+/// prefix in its place, opens and checkpoints.
+fn salvage_wal(options: &DuckDbOptions, diagnosis: &Diagnosis) -> Result<Recovered, StepFailure> {
+    let path = &options.path;
+    let wal = sibling(path, ".wal");
+    if diagnosis.foreign_wal {
+        return Err(StepFailure::skipped(
+            "the WAL belongs to another database file: nothing in it can be replayed here",
+        ));
+    }
+    let wal_bytes = fs::read(&wal)
+        .map_err(|error| StepFailure::skipped(format!("cannot read {}: {error}", wal.display())))?;
+    let scratch = Scratch::new(path).map_err(|error| {
+        StepFailure::skipped(format!("cannot make a scratch directory: {error}"))
+    })?;
+    let copy = scratch.0.join("database");
+    snapshot_file(path, &copy, Replace::Refused)
+        .map_err(|error| StepFailure::skipped(format!("cannot copy the database: {error}")))?;
+    let replays = |length: usize| -> bool {
+        let copy_wal = sibling(&copy, ".wal");
+        if fs::write(&copy_wal, &wal_bytes[..length]).is_err() {
+            return false;
+        }
+        connect(&copy, true).is_ok()
+    };
+    let named = diagnosis
+        .bad_wal_entry_offset
+        .and_then(|offset| usize::try_from(offset).ok())
+        .filter(|offset| *offset <= wal_bytes.len());
+    let length = match named {
+        Some(offset) if replays(offset) => offset,
+        _ => {
+            // Invariant: the prefix of `good` bytes replays, the one of `bad` bytes does not.
+            let (mut good, mut bad) = (0usize, wal_bytes.len());
+            if !replays(good) {
+                return Err(StepFailure::skipped("even an empty WAL does not replay"));
+            }
+            while bad - good > 1 {
+                let middle = good + (bad - good) / 2;
+                if replays(middle) {
+                    good = middle;
+                } else {
+                    bad = middle;
+                }
+            }
+            good
+        }
+    };
+    if length == 0 {
+        return Err(StepFailure::skipped("no prefix of the WAL replays"));
+    }
+    let prefix = scratch.0.join("prefix.wal");
+    fs::write(&prefix, &wal_bytes[..length])
+        .map_err(|error| StepFailure::skipped(format!("cannot write the salvaged WAL: {error}")))?;
+    let moved = files::move_aside(path, SIDECAR_SUFFIXES, REASON_SALVAGED)
+        .map_err(|error| StepFailure::skipped(format!("cannot move the WAL aside: {error}")))?;
+    let fail_after_move = |reason: String| StepFailure {
+        reason,
+        moved_aside: moved.clone(),
+        fatal: None,
+    };
+    snapshot_file(&prefix, &wal, Replace::Refused).map_err(|error| {
+        fail_after_move(format!("cannot put the salvaged WAL in place: {error}"))
+    })?;
+    let connection = connect(path, false)
+        .map_err(|error| fail_after_move(format!("the salvaged WAL does not open: {error}")))?;
+    connection
+        .execute_batch("CHECKPOINT")
+        .map_err(|error| fail_after_move(format!("cannot checkpoint the salvaged WAL: {error}")))?;
+    Ok(Recovered {
+        connection,
+        moved_aside: moved,
+        lost: DataLoss::CommitsAfterWalByte {
+            byte_offset: length as u64,
+        },
+    })
+}
+
+/// Moves the WAL and its sidecars aside and opens at the last checkpoint.
+fn discard_wal(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
+    let path = &options.path;
+    let moved = files::move_aside(path, SIDECAR_SUFFIXES, REASON_DISCARDED)
+        .map_err(|error| StepFailure::skipped(format!("cannot move the WAL aside: {error}")))?;
+    if moved.is_empty() {
+        return Err(StepFailure::skipped("there is no WAL to discard"));
+    }
+    match connect(path, false) {
+        Ok(connection) => Ok(Recovered {
+            connection,
+            moved_aside: moved,
+            lost: DataLoss::UncheckpointedCommits,
+        }),
+        Err(error) => Err(StepFailure {
+            reason: format!("the database does not open without its WAL: {error}"),
+            moved_aside: moved,
+            fatal: None,
+        }),
+    }
+}
+
+/// Restores `<db>.pre-migrate` after checking it: a DuckDB file whose schema version the policy
+/// accepts. Only then are the database and its WAL moved aside as `<db>.broken.<stamp>`; the
+/// caller migrates the restored database to the current version.
+fn restore_snapshot(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
+    let path = &options.path;
+    let snapshot = sibling(path, SNAPSHOT_SUFFIX);
+    if !snapshot.exists() {
+        return Err(StepFailure::skipped(format!(
+            "there is no snapshot at {}",
+            snapshot.display()
+        )));
+    }
+    let fatal = |class: FailureClass, error: StepError| StepFailure {
+        reason: error.to_string(),
+        moved_aside: Vec::new(),
+        fatal: Some((class, error)),
+    };
+    if check_database_path(&snapshot, Engine::Duckdb, true).is_err() {
+        return Err(fatal(
+            FailureClass::NotADatabase,
+            StepError::SnapshotNotADatabase,
+        ));
+    }
+    let snapshot_version = connect(&snapshot, true)
+        .and_then(|connection| migrate::schema_version(&connection))
+        .map_err(|error| fatal(crate::classify(&error), StepError::Duckdb(error)))?;
+    let target_version = options.migrations.latest_version();
+    if !options
+        .recovery_policy
+        .accepts_snapshot(snapshot_version, target_version)
+    {
+        return Err(fatal(
+            FailureClass::Other,
+            StepError::SnapshotRejected {
+                snapshot_version,
+                target_version,
+            },
+        ));
+    }
+    let taken_at = fs::metadata(&snapshot)
+        .and_then(|metadata| metadata.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut suffixes = vec![""];
+    suffixes.extend_from_slice(SIDECAR_SUFFIXES);
+    let moved = files::move_aside(path, &suffixes, REASON_BROKEN).map_err(|error| {
+        StepFailure::skipped(format!("cannot move the database aside: {error}"))
+    })?;
+    let fail_after_move = |class: FailureClass, error: StepError| StepFailure {
+        reason: error.to_string(),
+        moved_aside: moved.clone(),
+        fatal: Some((class, error)),
+    };
+    snapshot_file(&snapshot, path, Replace::Refused)
+        .map_err(|error| fail_after_move(FailureClass::Other, StepError::Copy(error)))?;
+    let connection = connect(path, false)
+        .map_err(|error| fail_after_move(crate::classify(&error), StepError::Duckdb(error)))?;
+    Ok(Recovered {
+        connection,
+        moved_aside: moved,
+        lost: DataLoss::EverythingSinceSnapshot { taken_at },
+    })
+}

@@ -1,0 +1,170 @@
+//! One DuckDB instance per database file per process. Two instances on one file in one process
+//! both get the file lock (POSIX locks do not conflict within a process) and lose each other's
+//! writes, and DuckDB does not stop it; so a second open of a file that is open in this process
+//! gets a new connection to the same instance.
+
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+struct Entry {
+    /// A connection kept only to clone from; dropped with the last user's connection, so that the
+    /// instance closes (and checkpoints) when nobody uses it.
+    spare: duckdb::Connection,
+    users: usize,
+    read_only: bool,
+}
+
+static INSTANCES: Mutex<BTreeMap<PathBuf, Entry>> = Mutex::new(BTreeMap::new());
+static OPENING: Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
+
+fn instances() -> MutexGuard<'static, BTreeMap<PathBuf, Entry>> {
+    INSTANCES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The key of a database: its directory's canonical path and its file name (the file itself may
+/// not exist yet).
+pub(crate) fn key(path: &Path) -> PathBuf {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let canonical = directory
+        .canonicalize()
+        .unwrap_or_else(|_| directory.to_owned());
+    match path.file_name() {
+        Some(name) => canonical.join(name),
+        None => canonical,
+    }
+}
+
+/// A lock held for the whole of an open of `key`, so that two threads opening one file do not
+/// both start an instance.
+pub(crate) fn opening_lock(key: &Path) -> Arc<Mutex<()>> {
+    let mut opening = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(opening.entry(key.to_owned()).or_default())
+}
+
+/// What sharing an open instance gave.
+pub(crate) enum Shared {
+    /// Nothing is open for this file.
+    NotOpen,
+    /// A new connection to the open instance.
+    Connection(DuckDbConnection, /* read_only */ bool),
+    /// Cloning the open instance's connection failed.
+    Failed(duckdb::Error),
+}
+
+/// A new connection to the instance open for `key`, if any.
+pub(crate) fn share(key: &Path) -> Shared {
+    let mut instances = instances();
+    let Some(entry) = instances.get_mut(key) else {
+        return Shared::NotOpen;
+    };
+    match entry.spare.try_clone() {
+        Ok(connection) => {
+            entry.users += 1;
+            Shared::Connection(
+                DuckDbConnection {
+                    connection,
+                    key: key.to_owned(),
+                },
+                entry.read_only,
+            )
+        }
+        Err(error) => Shared::Failed(error),
+    }
+}
+
+/// Registers a freshly opened instance and wraps its connection.
+pub(crate) fn register(
+    key: PathBuf,
+    connection: duckdb::Connection,
+    read_only: bool,
+) -> Result<DuckDbConnection, duckdb::Error> {
+    let spare = connection.try_clone()?;
+    let mut instances = instances();
+    debug_assert!(!instances.contains_key(&key), "one instance per file");
+    instances.insert(
+        key.clone(),
+        Entry {
+            spare,
+            users: 1,
+            read_only,
+        },
+    );
+    Ok(DuckDbConnection { connection, key })
+}
+
+/// Whether an instance is open for `path` in this process.
+pub fn is_open(path: &Path) -> bool {
+    instances().contains_key(&key(path))
+}
+
+/// A connection to a DuckDB database opened through store: a [`duckdb::Connection`] (it derefs to
+/// one) that keeps the process's one instance of the file alive. When the last connection to a
+/// file drops, the instance closes, which checkpoints the WAL into the database.
+pub struct DuckDbConnection {
+    connection: duckdb::Connection,
+    key: PathBuf,
+}
+
+impl std::fmt::Debug for DuckDbConnection {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DuckDbConnection")
+            .field("path", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DuckDbConnection {
+    /// Another connection to the same instance (for another thread).
+    pub fn try_clone(&self) -> Result<DuckDbConnection, duckdb::Error> {
+        let connection = self.connection.try_clone()?;
+        if let Some(entry) = instances().get_mut(&self.key) {
+            entry.users += 1;
+        }
+        Ok(DuckDbConnection {
+            connection,
+            key: self.key.clone(),
+        })
+    }
+
+    /// The database file this connection is to (canonical directory).
+    pub fn path(&self) -> &Path {
+        &self.key
+    }
+}
+
+impl Deref for DuckDbConnection {
+    type Target = duckdb::Connection;
+
+    fn deref(&self) -> &duckdb::Connection {
+        &self.connection
+    }
+}
+
+impl DerefMut for DuckDbConnection {
+    fn deref_mut(&mut self) -> &mut duckdb::Connection {
+        &mut self.connection
+    }
+}
+
+impl Drop for DuckDbConnection {
+    fn drop(&mut self) {
+        let mut instances = instances();
+        let last = match instances.get_mut(&self.key) {
+            Some(entry) => {
+                entry.users = entry.users.saturating_sub(1);
+                entry.users == 0
+            }
+            None => false,
+        };
+        if last {
+            // Dropping the spare lets the instance close once this connection drops too.
+            instances.remove(&self.key);
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Bad input gets a typed error naming the path, and every existing file stays byte-for-byte.
+
+use std::path::Path;
+
+use store_core::{Engine, FailureClass, PathError};
+use store_duckdb::{DuckDbOptions, OpenError};
+use store_testkit::{DirectorySnapshot, isolated};
+
+use crate::TestResult;
+
+fn open_fails_without_change(
+    directory: &Path,
+    path: &Path,
+) -> Result<OpenError, Box<dyn std::error::Error>> {
+    let before = DirectorySnapshot::take(directory)?;
+    let error = DuckDbOptions::new(path).open().unwrap_err();
+    let after = DirectorySnapshot::take(directory)?;
+    assert!(before.diff(&after).is_empty(), "{:?}", before.diff(&after));
+    assert_eq!(error.path(), path);
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
+    Ok(error)
+}
+
+#[test]
+fn a_directory_a_missing_parent_a_text_file_and_an_empty_file() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let folder = directory.path().join("data");
+    std::fs::create_dir(&folder)?;
+    let error = open_fails_without_change(directory.path(), &folder)?;
+    assert!(
+        matches!(error, OpenError::Path(PathError::IsADirectory { .. })),
+        "{error:?}"
+    );
+
+    let orphan = directory.path().join("missing/system.duckdb");
+    let error = open_fails_without_change(directory.path(), &orphan)?;
+    assert!(
+        matches!(error, OpenError::Path(PathError::MissingDirectory { .. })),
+        "{error:?}"
+    );
+
+    let text = directory.path().join("notes.duckdb");
+    std::fs::write(&text, "not a database\n")?;
+    let error = open_fails_without_change(directory.path(), &text)?;
+    assert!(
+        matches!(error, OpenError::Path(PathError::NotADatabase { .. })),
+        "{error:?}"
+    );
+
+    let empty = directory.path().join("empty.duckdb");
+    std::fs::write(&empty, b"")?;
+    let error = open_fails_without_change(directory.path(), &empty)?;
+    assert!(
+        matches!(error, OpenError::Path(PathError::EmptyFile { .. })),
+        "{error:?}"
+    );
+    assert_eq!(error.class(), FailureClass::NotADatabase);
+    Ok(())
+}
+
+#[test]
+fn a_sqlite_file() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("state.db");
+    rusqlite::Connection::open(&path)?.execute_batch("CREATE TABLE t (x INTEGER)")?;
+    let error = open_fails_without_change(directory.path(), &path)?;
+    assert!(
+        matches!(
+            error,
+            OpenError::Path(PathError::OtherEngine {
+                found: Engine::Sqlite,
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_garbage_database_with_a_valid_magic() -> TestResult {
+    // DuckDB's magic in the right place, and garbage everywhere else.
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("garbage.duckdb");
+    let mut bytes = vec![0xA5u8; 64 * 1024];
+    bytes[8..12].copy_from_slice(b"DUCK");
+    std::fs::write(&path, &bytes)?;
+    let error = open_fails_without_change(directory.path(), &path)?;
+    assert!(matches!(error, OpenError::Engine { .. }), "{error:?}");
+    Ok(())
+}
+
+#[test]
+fn a_missing_database_opened_read_only() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("absent.duckdb");
+    let error = DuckDbOptions::new(&path)
+        .read_only(true)
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(error, OpenError::Path(PathError::NotFound { .. })),
+        "{error:?}"
+    );
+    assert!(!path.exists());
+    Ok(())
+}
+
+#[test]
+fn a_read_only_location() {
+    isolated!(a_read_only_location, {
+        let directory = tempfile::tempdir().unwrap();
+        let existing = directory.path().join("existing.duckdb");
+        drop(
+            DuckDbOptions::new(&existing)
+                .migrations(crate::schema())
+                .open()
+                .unwrap(),
+        );
+        store_testkit::faults::mounts::remount_read_only(directory.path()).unwrap();
+
+        let error =
+            open_fails_without_change(directory.path(), &directory.path().join("new.duckdb"))
+                .unwrap();
+        assert_eq!(
+            error.class(),
+            FailureClass::ReadOnly,
+            "{}",
+            error.cause_chain()
+        );
+
+        let error = open_fails_without_change(directory.path(), &existing).unwrap();
+        assert_eq!(
+            error.class(),
+            FailureClass::ReadOnly,
+            "{}",
+            error.cause_chain()
+        );
+
+        let (connection, report) = DuckDbOptions::new(&existing)
+            .read_only(true)
+            .open()
+            .unwrap();
+        assert_eq!(report.schema_version, 3);
+        let tables: i64 = connection
+            .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0);
+    });
+}

@@ -1,0 +1,146 @@
+//! Migrations: checkpoint and snapshot before, checkpoint after; nothing extra when nothing is
+//! pending; and a process killed mid-migration.
+
+use store_core::{FailureClass, Migration, Migrations};
+use store_duckdb::{DuckDbOptions, MigrateError, OpenError, SNAPSHOT_SUFFIX, schema_version};
+use store_testkit::child;
+use store_testkit::crash::{KillPoint, kill_at};
+use store_testkit::faults::duckdb::wal_path;
+
+use crate::{TestResult, schema};
+
+#[test]
+fn pending_migrations_are_snapshotted_applied_and_checkpointed() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    let (connection, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
+    assert!(report.created);
+    let applied: Vec<u32> = report
+        .migrations_applied
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(applied, [1, 2, 3]);
+    assert_eq!(report.schema_version, 3);
+    let snapshot = store_core::files::sibling(&path, SNAPSHOT_SUFFIX);
+    assert_eq!(report.snapshot.as_deref(), Some(snapshot.as_path()));
+    // The snapshot was taken before migrating: it is at version 0.
+    let snapshot_connection = duckdb::Connection::open(&snapshot)?;
+    assert_eq!(schema_version(&snapshot_connection)?, 0);
+    drop(snapshot_connection);
+    // Checkpointed right after: no ALTER waits in the WAL.
+    let wal_bytes = std::fs::metadata(wal_path(&path))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        wal_bytes < 1024,
+        "WAL holds {wal_bytes} bytes after the migrations' checkpoint"
+    );
+    drop(connection);
+    Ok(())
+}
+
+#[test]
+fn nothing_pending_means_no_snapshot_and_no_checkpoint() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
+    let snapshot = store_core::files::sibling(&path, SNAPSHOT_SUFFIX);
+    std::fs::remove_file(&snapshot)?;
+    let (_, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
+    assert!(report.migrations_applied.is_empty());
+    assert!(report.snapshot.is_none());
+    assert!(!snapshot.exists());
+    Ok(())
+}
+
+#[test]
+fn snapshots_keep_the_database_permissions() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    let first = Migrations::new(schema().all()[..1].to_vec())?;
+    drop(DuckDbOptions::new(&path).migrations(first).open()?);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
+    let snapshot = store_core::files::sibling(&path, SNAPSHOT_SUFFIX);
+    assert_eq!(
+        std::fs::metadata(&snapshot)?.permissions().mode() & 0o777,
+        0o600
+    );
+    Ok(())
+}
+
+#[test]
+fn a_failing_migration_is_rolled_back() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    let broken = Migrations::new(vec![
+        Migration::new(1, "runs", "CREATE TABLE runs (id INTEGER)"),
+        Migration::new(2, "typo", "ALTER TABLE rnus ADD COLUMN status VARCHAR"),
+    ])?;
+    let error = DuckDbOptions::new(&path)
+        .migrations(broken)
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            OpenError::Migrate {
+                source: MigrateError::Statement { version: 2, .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.class(), FailureClass::Other);
+    let connection = duckdb::Connection::open(&path)?;
+    assert_eq!(schema_version(&connection)?, 1);
+    Ok(())
+}
+
+const KILL_TEST: &str = concat!(
+    module_path!(),
+    "::a_process_killed_mid_migration_reopens_at_a_consistent_version"
+);
+
+#[test]
+fn a_process_killed_mid_migration_reopens_at_a_consistent_version() -> TestResult {
+    if child::role().as_deref() == Some("migrate-and-die") {
+        let path = std::env::var_os("KILL_DATABASE").expect("database path");
+        kill_at(KillPoint::after_migration(3), || {
+            DuckDbOptions::new(path)
+                .migrations(schema())
+                .open()
+                .map(drop)
+        })?;
+        unreachable!("killed after migration 3 committed");
+    }
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    let older = Migrations::new(schema().all()[..2].to_vec())?;
+    drop(DuckDbOptions::new(&path).migrations(older).open()?);
+    let output = child::spawn_role(
+        KILL_TEST,
+        "migrate-and-die",
+        &[("KILL_DATABASE", path.clone().into())],
+    )?
+    .wait_with_output()?;
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(output.status.signal(), Some(libc_sigkill()), "{output:?}");
+    // Killed before the checkpoint that follows the migrations: the ALTER sits in the WAL.
+    assert!(
+        wal_path(&path).exists(),
+        "the migration's WAL outlives the process"
+    );
+
+    let (connection, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
+    assert_eq!(report.schema_version, 3, "{report}");
+    let status: String = connection.query_row("SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs' AND column_name = 'status'", [], |r| r.get(0))?;
+    assert_eq!(status, "status");
+    Ok(())
+}
+
+fn libc_sigkill() -> i32 {
+    9
+}

@@ -1,0 +1,356 @@
+//! The recovery ladder, driven by real WAL damage. Ports of the seed's tests (restore the snapshot
+//! on a WAL-replay error; an unrelated lock error propagates; no snapshot re-raises the original
+//! error; a broken snapshot propagates its own error), and the steps beyond it.
+
+use store_core::{DataLoss, FailureClass, RecoveryLadder, RecoveryStep};
+use store_duckdb::{DuckDbOptions, OpenError, StepError};
+use store_testkit::faults::duckdb::{
+    LockHolder, append_to_wal, flip_wal_byte, replace_wal_with_foreign, serve_lock_holder,
+    truncate_wal, wal_path, write_uncheckpointed_rows,
+};
+use store_testkit::{DirectorySnapshot, logs};
+
+use crate::{TestResult, items, names_starting_with, schema};
+
+/// A database at the current schema with 10 checkpointed rows and 5 more only in its WAL.
+fn database_with_wal(
+    directory: &std::path::Path,
+) -> Result<(std::path::PathBuf, Vec<u64>), Box<dyn std::error::Error>> {
+    let path = directory.join("system.duckdb");
+    drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
+    let commit_ends = write_uncheckpointed_rows(&path, 10, 5)?;
+    assert!(wal_path(&path).exists(), "rows left in the WAL");
+    Ok((path, commit_ends))
+}
+
+#[test]
+fn garbage_after_the_wal_is_salvaged_keeping_every_commit() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (path, _) = database_with_wal(directory.path())?;
+    append_to_wal(&path, &[0xFF; 64])?;
+    let plain = duckdb::Connection::open(&path).map(drop).unwrap_err();
+    assert_eq!(
+        store_duckdb::classify(&plain),
+        FailureClass::WalReplay,
+        "{plain}"
+    );
+
+    let (result, events) = logs::capture(|| DuckDbOptions::new(&path).migrations(schema()).open());
+    let (connection, report) = result?;
+    let recovery = report.recovery.as_ref().expect("recovered");
+    assert_eq!(recovery.class, FailureClass::WalReplay);
+    assert_eq!(recovery.step, RecoveryStep::SalvageWal, "{report}");
+    assert!(
+        matches!(recovery.lost, DataLoss::CommitsAfterWalByte { .. }),
+        "{report}"
+    );
+    let count: i64 = connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
+    assert_eq!(count, 15, "all 15 committed rows survive");
+    // The original WAL is kept aside, byte for byte.
+    assert_eq!(recovery.moved_aside.len(), 1);
+    assert!(
+        recovery.moved_aside[0]
+            .to
+            .to_string_lossy()
+            .contains(".salvaged-wal.")
+    );
+    assert!(std::fs::read(&recovery.moved_aside[0].to)?.ends_with(&[0xFF; 64]));
+    let warnings = logs::at_level(&events, tracing::Level::WARN);
+    assert!(
+        warnings.iter().any(|w| w.target == "store::recovery"),
+        "{events:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_flipped_byte_is_salvaged_up_to_the_entry_duckdb_names() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (path, commit_ends) = database_with_wal(directory.path())?;
+    // Damage the fourth uncheckpointed commit: the three before it must survive.
+    flip_wal_byte(&path, commit_ends[2] + 20)?;
+    let plain = duckdb::Connection::open(&path).map(drop).unwrap_err();
+    let diagnosis = store_duckdb::diagnose(&plain);
+    assert_eq!(diagnosis.class, FailureClass::WalCorrupt, "{plain}");
+    assert!(diagnosis.bad_wal_entry_offset.is_some(), "{plain}");
+
+    let (connection, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
+    let recovery = report.recovery.as_ref().expect("recovered");
+    assert_eq!(recovery.step, RecoveryStep::SalvageWal, "{report}");
+    let count: i64 = connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
+    assert_eq!(
+        count, 13,
+        "10 checkpointed + the 3 commits before the bad entry"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_foreign_wal_is_discarded_not_salvaged() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (path, _) = database_with_wal(directory.path())?;
+    let other = directory.path().join("other.duckdb");
+    write_uncheckpointed_rows(&other, 1, 3)?;
+    replace_wal_with_foreign(&path, &other)?;
+
+    let (connection, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
+    let recovery = report.recovery.as_ref().expect("recovered");
+    assert_eq!(recovery.class, FailureClass::WalCorrupt);
+    assert_eq!(recovery.step, RecoveryStep::DiscardWal, "{report}");
+    assert_eq!(recovery.lost, DataLoss::UncheckpointedCommits);
+    assert_eq!(recovery.steps_failed[0].0, RecoveryStep::SalvageWal);
+    let count: i64 = connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
+    assert_eq!(count, 10, "the checkpointed rows");
+    assert_eq!(
+        names_starting_with(directory.path(), "system.duckdb.discarded-wal.").len(),
+        1
+    );
+    Ok(())
+}
+
+#[test]
+fn a_torn_tail_opens_silently_with_the_commits_before_the_cut() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (path, commit_ends) = database_with_wal(directory.path())?;
+    truncate_wal(&path, commit_ends[1] + 5)?;
+    let (_connection, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
+    assert!(
+        report.recovery.is_none(),
+        "DuckDB replays a torn tail itself: {report}"
+    );
+    drop(_connection);
+    assert_eq!(items(&path)?, 12);
+    Ok(())
+}
+
+#[test]
+fn recovery_restores_the_snapshot_on_a_wal_replay_error() -> TestResult {
+    // The seed's case: the snapshot-only policy restores `<db>.pre-migrate`, moves the broken
+    // database and WAL aside as `.broken.`, drops the WAL and lands at the current version.
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    let older = store_core::Migrations::new(schema().all()[..2].to_vec())?;
+    drop(DuckDbOptions::new(&path).migrations(older).open()?);
+    // Migrating to version 3 takes the snapshot at version 2.
+    drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
+    write_uncheckpointed_rows(&path, 0, 3)?;
+    append_to_wal(&path, &[0xFF; 64])?;
+
+    let (connection, report) = DuckDbOptions::new(&path)
+        .migrations(schema())
+        .recovery_policy(RecoveryLadder::snapshot_only())
+        .open()?;
+    let recovery = report.recovery.as_ref().expect("recovered");
+    assert_eq!(recovery.step, RecoveryStep::RestoreSnapshot, "{report}");
+    assert!(matches!(
+        recovery.lost,
+        DataLoss::EverythingSinceSnapshot { .. }
+    ));
+    assert_eq!(
+        report.schema_version, 3,
+        "migrated from the snapshot's 2 to 3"
+    );
+    assert_eq!(store_duckdb::schema_version(&connection)?, 3);
+
+    let broken = names_starting_with(directory.path(), "system.duckdb.broken.");
+    let broken_databases: Vec<_> = broken
+        .iter()
+        .filter(|name| !name.ends_with(".wal"))
+        .collect();
+    let broken_wals: Vec<_> = broken
+        .iter()
+        .filter(|name| name.ends_with(".wal"))
+        .collect();
+    assert_eq!(
+        (broken_databases.len(), broken_wals.len()),
+        (1, 1),
+        "{broken:?}"
+    );
+    assert!(path.exists());
+    // The broken WAL is not beside the database any more: the next start will not replay it.
+    assert!(!wal_path(&path).exists() || std::fs::metadata(wal_path(&path))?.len() < 64);
+    Ok(())
+}
+
+#[test]
+fn recovery_does_not_fire_on_a_lock_held_by_another_process() -> TestResult {
+    serve_lock_holder();
+    const TEST: &str = concat!(
+        module_path!(),
+        "::recovery_does_not_fire_on_a_lock_held_by_another_process"
+    );
+    let directory = tempfile::tempdir()?;
+    let (path, _) = database_with_wal(directory.path())?;
+    let holder = LockHolder::spawn(TEST, &path)?;
+    let before = DirectorySnapshot::take(directory.path())?;
+    let error = DuckDbOptions::new(&path)
+        .migrations(schema())
+        .open()
+        .unwrap_err();
+    assert_eq!(error.class(), FailureClass::Locked, "{error}");
+    assert!(
+        error.cause_chain().contains("Could not set lock on file"),
+        "{}",
+        error.cause_chain()
+    );
+    assert!(
+        error.cause_chain().contains(&holder.pid().to_string()),
+        "{}",
+        error.cause_chain()
+    );
+    assert!(error.moved_aside().is_empty());
+    assert!(
+        before
+            .diff(&DirectorySnapshot::take(directory.path())?)
+            .is_empty()
+    );
+    drop(holder);
+    assert_eq!(
+        items(&path)?,
+        15,
+        "nothing was lost to a recovery that must not happen"
+    );
+    Ok(())
+}
+
+#[test]
+fn without_a_snapshot_the_original_error_propagates() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (path, _) = database_with_wal(directory.path())?;
+    std::fs::remove_file(store_core::files::sibling(&path, ".pre-migrate"))?;
+    append_to_wal(&path, &[0xFF; 64])?;
+    let before = DirectorySnapshot::take(directory.path())?;
+    let error = DuckDbOptions::new(&path)
+        .migrations(schema())
+        .recovery_policy(RecoveryLadder::snapshot_only())
+        .open()
+        .unwrap_err();
+    let OpenError::Engine {
+        class,
+        recovery_failures,
+        source,
+        ..
+    } = &error
+    else {
+        panic!("expected the original engine error, got {error:?}");
+    };
+    assert_eq!(*class, FailureClass::WalReplay);
+    assert!(
+        source.to_string().contains("Failure while replaying WAL"),
+        "{source}"
+    );
+    assert_eq!(recovery_failures.len(), 1);
+    assert!(
+        recovery_failures[0].1.contains("no snapshot"),
+        "{recovery_failures:?}"
+    );
+    assert!(
+        before
+            .diff(&DirectorySnapshot::take(directory.path())?)
+            .is_empty()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_broken_snapshot_propagates_its_own_error_and_moves_nothing() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (path, _) = database_with_wal(directory.path())?;
+    std::fs::write(
+        store_core::files::sibling(&path, ".pre-migrate"),
+        b"also-corrupted",
+    )?;
+    append_to_wal(&path, &[0xFF; 64])?;
+    let before = DirectorySnapshot::take(directory.path())?;
+    let error = DuckDbOptions::new(&path)
+        .migrations(schema())
+        .recovery_policy(RecoveryLadder::snapshot_only())
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            OpenError::Snapshot {
+                source: StepError::SnapshotNotADatabase,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        before
+            .diff(&DirectorySnapshot::take(directory.path())?)
+            .is_empty()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_snapshot_from_a_newer_schema_is_refused() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (path, _) = database_with_wal(directory.path())?;
+    // A snapshot at version 3 cannot serve a release whose migrations end at 2.
+    let older = store_core::Migrations::new(schema().all()[..2].to_vec())?;
+    std::fs::copy(&path, store_core::files::sibling(&path, ".pre-migrate"))?;
+    append_to_wal(&path, &[0xFF; 64])?;
+    let error = DuckDbOptions::new(&path)
+        .migrations(older)
+        .recovery_policy(RecoveryLadder::snapshot_only())
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            OpenError::Snapshot {
+                source: StepError::SnapshotRejected {
+                    snapshot_version: 3,
+                    target_version: 2
+                },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_strict_policy_never_recovers() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (path, _) = database_with_wal(directory.path())?;
+    append_to_wal(&path, &[0xFF; 64])?;
+    let error = DuckDbOptions::new(&path)
+        .recovery_policy(RecoveryLadder::strict())
+        .open()
+        .unwrap_err();
+    assert_eq!(error.class(), FailureClass::WalReplay);
+    assert!(wal_path(&path).exists());
+    Ok(())
+}
+
+#[test]
+fn retention_caps_moved_aside_files() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
+    for _ in 0..4 {
+        write_uncheckpointed_rows(&path, 0, 1)?;
+        replace_wal_with_foreign(&path, &{
+            let other = directory.path().join("other.duckdb");
+            let _ = std::fs::remove_file(&other);
+            let _ = std::fs::remove_file(wal_path(&other));
+            write_uncheckpointed_rows(&other, 0, 1)?;
+            other
+        })?;
+        let (_connection, report) = DuckDbOptions::new(&path).retention(2).open()?;
+        assert_eq!(
+            report.recovery.map(|r| r.step),
+            Some(RecoveryStep::DiscardWal)
+        );
+    }
+    assert_eq!(
+        names_starting_with(directory.path(), "system.duckdb.discarded-wal.").len(),
+        2
+    );
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! DuckDB faults: real damage to a real write-ahead log, a lock held by another process, and a
+//! process killed at a named step of store's open.
+//!
+//! DuckDB checkpoints its WAL into the database when the last connection closes, so a WAL to
+//! damage is left by [`write_uncheckpointed_rows`] (checkpointing switched off, as a killed
+//! process leaves it) or by a child killed with [`crate::crash::kill_at`].
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout};
+
+use store_core::files::sibling;
+
+use crate::child;
+
+/// The WAL of `database`: `<database>.wal`.
+pub fn wal_path(database: &Path) -> PathBuf {
+    sibling(database, ".wal")
+}
+
+/// Creates [`crate::ITEMS_TABLE`] if needed, commits `checkpointed` rows and checkpoints, then
+/// commits `uncheckpointed` more rows one per transaction and closes without checkpointing: the
+/// last rows exist only in the WAL, as after a crash. Returns the WAL's size after each of those
+/// commits (the byte offset where each commit ends).
+pub fn write_uncheckpointed_rows(
+    database: &Path,
+    checkpointed: u32,
+    uncheckpointed: u32,
+) -> Result<Vec<u64>, duckdb::Error> {
+    let connection = duckdb::Connection::open(database)?;
+    // Keep everything in the WAL: no automatic checkpoint, none at shutdown.
+    connection.execute_batch(
+        "SET checkpoint_threshold = '1TB';
+         PRAGMA disable_checkpoint_on_shutdown;",
+    )?;
+    connection.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (id INTEGER PRIMARY KEY, payload VARCHAR NOT NULL)",
+        crate::ITEMS_TABLE
+    ))?;
+    let next_id: i64 = connection.query_row(
+        &format!(
+            "SELECT coalesce(max(id), 0) + 1 FROM {}",
+            crate::ITEMS_TABLE
+        ),
+        [],
+        |row| row.get(0),
+    )?;
+    let insert = format!(
+        "INSERT INTO {} (id, payload) VALUES (?, ?)",
+        crate::ITEMS_TABLE
+    );
+    for offset in 0..i64::from(checkpointed) {
+        connection.execute(
+            &insert,
+            duckdb::params![next_id + offset, format!("row {}", next_id + offset)],
+        )?;
+    }
+    connection.execute_batch("CHECKPOINT")?;
+    let mut commit_ends = Vec::new();
+    let wal = wal_path(database);
+    for offset in 0..i64::from(uncheckpointed) {
+        let id = next_id + i64::from(checkpointed) + offset;
+        connection.execute(&insert, duckdb::params![id, format!("row {id}")])?;
+        commit_ends.push(fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    drop(connection);
+    Ok(commit_ends)
+}
+
+/// Appends `bytes` to the WAL: with 0xFF bytes DuckDB reads an entry size it cannot allocate and
+/// fails with "Failure while replaying WAL file".
+pub fn append_to_wal(database: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut wal = OpenOptions::new().append(true).open(wal_path(database))?;
+    wal.write_all(bytes)?;
+    wal.sync_all()
+}
+
+/// Flips every bit of the WAL byte at `offset`: the entry holding it fails its checksum
+/// ("Corrupt WAL file: entry at byte position N").
+pub fn flip_wal_byte(database: &Path, offset: u64) -> io::Result<()> {
+    let path = wal_path(database);
+    let mut bytes = fs::read(&path)?;
+    let index = usize::try_from(offset)
+        .ok()
+        .filter(|index| *index < bytes.len())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset past the WAL's end"))?;
+    bytes[index] = !bytes[index];
+    fs::write(&path, bytes)
+}
+
+/// Cuts the WAL to `length` bytes: a torn tail, which DuckDB replays up to the cut, silently.
+pub fn truncate_wal(database: &Path, length: u64) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(wal_path(database))?
+        .set_len(length)
+}
+
+/// Puts the WAL of another database in place of this one's ("WAL does not match database file").
+pub fn replace_wal_with_foreign(database: &Path, other_database: &Path) -> io::Result<()> {
+    fs::copy(wal_path(other_database), wal_path(database)).map(drop)
+}
+
+/// The role a lock-holding child plays; see [`LockHolder`].
+pub const HOLD_LOCK_ROLE: &str = "store-testkit-hold-duckdb-lock";
+const HOLD_LOCK_DATABASE_ENV: &str = "STORE_TESTKIT_LOCK_DATABASE";
+const LOCKED_LINE: &str = "store-testkit: lock held";
+
+/// Another process holding a DuckDB database open, so that opens here fail with "Could not set
+/// lock on file ... Conflicting lock is held". Killed when dropped.
+#[derive(Debug)]
+pub struct LockHolder {
+    child: Child,
+}
+
+impl LockHolder {
+    /// Re-executes the test `full_path` (see [`crate::child`]) as the lock holder for `database`
+    /// and waits until it holds the lock. The test must call [`serve_lock_holder`] first thing.
+    pub fn spawn(full_path: &str, database: &Path) -> io::Result<LockHolder> {
+        let mut child = child::spawn_role(
+            full_path,
+            HOLD_LOCK_ROLE,
+            &[(HOLD_LOCK_DATABASE_ENV, database.as_os_str().to_owned())],
+        )?;
+        let stdout: ChildStdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("the lock holder has no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains(LOCKED_LINE) => break,
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => return Err(error),
+                None => {
+                    let status = child.wait()?;
+                    return Err(io::Error::other(format!(
+                        "the lock holder exited before holding the lock ({status})"
+                    )));
+                }
+            }
+        }
+        Ok(LockHolder { child })
+    }
+
+    /// The holder's process id (DuckDB names it in its error).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// In a lock-holder child: opens the database, says so, and holds it until killed. Elsewhere:
+/// returns at once. Call it first thing in a test that spawns a [`LockHolder`].
+pub fn serve_lock_holder() {
+    if child::role().as_deref() != Some(HOLD_LOCK_ROLE) {
+        return;
+    }
+    let database = std::env::var_os(HOLD_LOCK_DATABASE_ENV).expect("lock holder needs a database");
+    let _connection = duckdb::Connection::open(&database).expect("lock holder opens the database");
+    println!("{LOCKED_LINE}");
+    let _ = io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
+}
