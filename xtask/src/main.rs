@@ -6,12 +6,14 @@
 use std::process::ExitCode;
 
 mod bench;
+mod matrix;
 
 const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  fault-matrix   run every engine x fault x policy cell and compare with its expectation
+  fault-matrix   run every engine x fault x policy cell and compare with its expectation;
+                 --format table|json|markdown, --engine sqlite|duckdb, --fault TEXT
   bench          measure what store's safety costs (today: commit rate per journal mode
                  under the no-shared-memory fault); --json for machines
   help           print this message";
@@ -19,7 +21,10 @@ tasks:
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     match arguments.first().map(String::as_str) {
-        Some("fault-matrix") => not_yet_implemented("fault-matrix"),
+        Some("fault-matrix") => matrix::run(&arguments[1..]),
+        Some("__matrix-cell") => matrix::cell_child(&arguments[1..]),
+        Some("__matrix-migrate-and-die") => matrix::migrate_and_die(&arguments[1..]),
+        Some("__matrix-hold-lock") => matrix::hold_lock(),
         Some("bench") => bench::run(&arguments[1..]),
         Some("__bench-child") => bench::child(&arguments[1..]),
         Some("help" | "--help" | "-h") => {
@@ -35,9 +40,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn not_yet_implemented(task: &str) -> ExitCode {
-    eprintln!("cargo xtask {task}: not yet implemented");
-    ExitCode::from(2)
 }

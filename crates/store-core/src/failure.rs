@@ -69,6 +69,18 @@ impl FailureClass {
         }
     }
 
+    /// The class of an operating-system error met outside the engine (copying a snapshot, moving
+    /// files aside): a full disk, a read-only mount, a refused permission, or other.
+    pub fn from_io_error(error: &std::io::Error) -> FailureClass {
+        use std::io::ErrorKind;
+        match error.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => FailureClass::DiskFull,
+            ErrorKind::ReadOnlyFilesystem => FailureClass::ReadOnly,
+            ErrorKind::PermissionDenied => FailureClass::PermissionDenied,
+            _ => FailureClass::Other,
+        }
+    }
+
     /// Whether the failure concerns the write-ahead log itself.
     pub fn is_wal(self) -> bool {
         matches!(
@@ -138,6 +150,27 @@ mod tests {
         assert!(FailureClass::Busy.is_coordination());
         assert!(!FailureClass::Corrupt.is_coordination());
         assert!(!FailureClass::WalReplay.is_coordination());
+    }
+
+    #[test]
+    fn operating_system_errors_classify() {
+        let error = |code| std::io::Error::from_raw_os_error(code);
+        assert_eq!(
+            FailureClass::from_io_error(&error(libc::ENOSPC)),
+            FailureClass::DiskFull
+        );
+        assert_eq!(
+            FailureClass::from_io_error(&error(libc::EROFS)),
+            FailureClass::ReadOnly
+        );
+        assert_eq!(
+            FailureClass::from_io_error(&error(libc::EACCES)),
+            FailureClass::PermissionDenied
+        );
+        assert_eq!(
+            FailureClass::from_io_error(&error(libc::EIO)),
+            FailureClass::Other
+        );
     }
 
     #[test]

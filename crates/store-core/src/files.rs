@@ -111,6 +111,16 @@ pub enum SnapshotError {
     },
 }
 
+impl SnapshotError {
+    /// The failure class: from the operating system's error where there is one.
+    pub fn class(&self) -> crate::FailureClass {
+        match self {
+            SnapshotError::Io { source, .. } => crate::FailureClass::from_io_error(source),
+            _ => crate::FailureClass::Other,
+        }
+    }
+}
+
 fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SnapshotError {
     move |source| SnapshotError::Io {
         operation,

@@ -220,7 +220,8 @@ impl MigrateError {
     /// The failure class.
     pub fn class(&self) -> FailureClass {
         match self {
-            MigrateError::Mismatch { .. } | MigrateError::Snapshot { .. } => FailureClass::Other,
+            MigrateError::Mismatch { .. } => FailureClass::Other,
+            MigrateError::Snapshot { source } => source.class(),
             MigrateError::Step { class, .. } | MigrateError::Statement { class, .. } => *class,
         }
     }

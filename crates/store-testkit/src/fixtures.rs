@@ -100,7 +100,8 @@ pub fn write_rows(engine: Engine, path: &Path, rows: u32) -> Result<(), FixtureE
     }
 }
 
-/// The number of rows in [`ITEMS_TABLE`], read with the engine directly.
+/// The number of rows in [`ITEMS_TABLE`], read with the engine directly through a read-only
+/// connection.
 pub fn count_rows(engine: Engine, path: &Path) -> Result<u64, FixtureError> {
     let query = format!("SELECT count(*) FROM {ITEMS_TABLE}");
     match engine {
@@ -126,7 +127,11 @@ pub fn count_rows(engine: Engine, path: &Path) -> Result<u64, FixtureError> {
                 path: path.to_owned(),
                 source,
             };
-            let connection = duckdb::Connection::open(path).map_err(wrap)?;
+            // Read-only: counting must work on a read-only mount too, and never checkpoint.
+            let config = duckdb::Config::default()
+                .access_mode(duckdb::AccessMode::ReadOnly)
+                .map_err(wrap)?;
+            let connection = duckdb::Connection::open_with_flags(path, config).map_err(wrap)?;
             let rows: i64 = connection
                 .query_row(&query, [], |row| row.get(0))
                 .map_err(wrap)?;

@@ -8,7 +8,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use store_core::files::sibling;
 
@@ -118,11 +118,19 @@ impl LockHolder {
     /// Re-executes the test `full_path` (see [`crate::child`]) as the lock holder for `database`
     /// and waits until it holds the lock. The test must call [`serve_lock_holder`] first thing.
     pub fn spawn(full_path: &str, database: &Path) -> io::Result<LockHolder> {
-        let mut child = child::spawn_role(
-            full_path,
-            HOLD_LOCK_ROLE,
-            &[(HOLD_LOCK_DATABASE_ENV, database.as_os_str().to_owned())],
-        )?;
+        LockHolder::from_command(child::test_command(full_path), database)
+    }
+
+    /// Runs `command` as the lock holder for `database` and waits until it holds the lock. The
+    /// program `command` runs must call [`serve_lock_holder`] before anything else.
+    pub fn from_command(mut command: Command, database: &Path) -> io::Result<LockHolder> {
+        command
+            .env(child::ROLE_ENV, HOLD_LOCK_ROLE)
+            .env(HOLD_LOCK_DATABASE_ENV, database.as_os_str())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = command.spawn()?;
         let stdout: ChildStdout = child
             .stdout
             .take()
