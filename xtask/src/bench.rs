@@ -86,8 +86,93 @@ pub fn run(arguments: &[String]) -> ExitCode {
             runs,
         });
     }
+    match snapshot_figures() {
+        Ok(snapshot) => figures.extend(snapshot),
+        Err(error) => {
+            eprintln!("bench: cannot measure snapshots: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     print_figures(&figures, json);
     ExitCode::SUCCESS
+}
+
+/// The size of the database the snapshot figures copy.
+const SNAPSHOT_DATABASE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Snapshot (copy to a temporary sibling, fsync, rename, fsync the directory) and restore of a
+/// 256 MiB DuckDB database, against `cp` of the same file followed by an fsync of the copy.
+fn snapshot_figures() -> Result<Vec<Figure>, Box<dyn std::error::Error>> {
+    use store_core::files::{Replace, snapshot_file};
+    let directory = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?;
+    let database = directory.path().join("big.duckdb");
+    {
+        let connection = duckdb::Connection::open(&database)?;
+        // Random doubles barely compress: the file grows to the size asked for.
+        let mut rows: u64 = 8_000_000;
+        connection.execute_batch("CREATE TABLE filler (a DOUBLE, b DOUBLE)")?;
+        while std::fs::metadata(&database)?.len() < SNAPSHOT_DATABASE_BYTES {
+            connection.execute_batch(&format!(
+                "INSERT INTO filler SELECT random(), random() FROM range({rows}); CHECKPOINT;"
+            ))?;
+            rows = 2_000_000;
+        }
+    }
+    let bytes = std::fs::metadata(&database)?.len();
+    let megabytes = bytes as f64 / (1024.0 * 1024.0);
+    let throughput = |run: &dyn Fn(usize) -> Result<(), Box<dyn std::error::Error>>| {
+        let mut runs = Vec::with_capacity(RUNS);
+        for index in 0..RUNS {
+            let started = Instant::now();
+            run(index)?;
+            runs.push(megabytes / started.elapsed().as_secs_f64());
+        }
+        Ok::<_, Box<dyn std::error::Error>>(runs)
+    };
+    let copy_with_cp = throughput(&|index| {
+        let target = directory.path().join(format!("cp-{index}"));
+        let status = Command::new("cp").arg(&database).arg(&target).status()?;
+        let synced = Command::new("sync").arg(&target).status()?;
+        if !status.success() || !synced.success() {
+            return Err("cp failed".into());
+        }
+        Ok(())
+    })?;
+    let snapshot = throughput(&|_| {
+        snapshot_file(
+            &database,
+            &directory.path().join("big.duckdb.pre-migrate"),
+            Replace::Allowed,
+        )?;
+        Ok(())
+    })?;
+    let restore = throughput(&|index| {
+        let snapshot = directory.path().join("big.duckdb.pre-migrate");
+        snapshot_file(
+            &snapshot,
+            &directory.path().join(format!("restored-{index}")),
+            Replace::Refused,
+        )?;
+        Ok(())
+    })?;
+    let name = |what: &str| format!("{what} of a {megabytes:.0} MiB duckdb database");
+    Ok(vec![
+        Figure {
+            name: name("cp + fsync"),
+            unit: "MiB/s",
+            runs: copy_with_cp,
+        },
+        Figure {
+            name: name("store snapshot"),
+            unit: "MiB/s",
+            runs: snapshot,
+        },
+        Figure {
+            name: name("store restore"),
+            unit: "MiB/s",
+            runs: restore,
+        },
+    ])
 }
 
 fn print_figures(figures: &[Figure], json: bool) {
@@ -125,7 +210,7 @@ fn print_figures(figures: &[Figure], json: bool) {
         );
     }
     println!(
-        "({RUNS} runs each; each run commits for {} ms in a fresh process)",
+        "({RUNS} runs each; commit rates over {} ms in a fresh process each; copies of a cached file)",
         COMMIT_WINDOW.as_millis()
     );
 }
