@@ -938,3 +938,66 @@ pub fn hold_lock() -> ExitCode {
     eprintln!("__matrix-hold-lock needs the lock holder's environment");
     ExitCode::from(2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store_testkit::faults::Fault;
+
+    #[test]
+    fn every_fault_of_the_vocabulary_has_a_cell_per_engine_it_applies_to() {
+        for fault in Fault::ALL {
+            for engine in fault.engines() {
+                assert!(
+                    CELLS
+                        .iter()
+                        .any(|cell| cell.engine == *engine && cell.fault.starts_with(fault.name())),
+                    "no {engine} cell for {}",
+                    fault.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cell_names_are_unique_and_results_round_trip() {
+        let mut names: Vec<String> = CELLS.iter().map(Cell::name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CELLS.len());
+        let observed = Observed {
+            outcome: "recovered(salvage-wal)".into(),
+            rows_required: 90,
+            rows_after: Some(95),
+            moved_aside: 1,
+            directory_unchanged: false,
+            skipped: None,
+            detail: "a\ttab".into(),
+        };
+        let decoded = Observed::decode(&observed.encode()).expect("decodes");
+        assert_eq!(decoded.outcome, observed.outcome);
+        assert_eq!(decoded.rows_after, Some(95));
+        assert_eq!(decoded.detail, "a tab");
+    }
+
+    #[test]
+    fn judging_follows_the_written_expectation() {
+        let cell = &CELLS
+            .iter()
+            .find(|c| c.name() == "duckdb/wal-flipped-byte/default")
+            .expect("cell");
+        let mut observed = Observed {
+            outcome: cell.expected.into(),
+            rows_required: 90,
+            rows_after: Some(90),
+            ..Observed::default()
+        };
+        assert_eq!(judge(cell, &observed), Verdict::AsExpected);
+        observed.rows_after = Some(89);
+        assert_eq!(judge(cell, &observed), Verdict::LostRows);
+        observed.outcome = "opened".into();
+        assert_eq!(judge(cell, &observed), Verdict::Differs);
+        observed.skipped = Some("no mount rights".into());
+        assert_eq!(judge(cell, &observed), Verdict::Skipped);
+    }
+}

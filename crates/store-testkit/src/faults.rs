@@ -10,6 +10,8 @@
 use std::io;
 use std::sync::{Mutex, PoisonError};
 
+use store_core::Engine;
+
 #[cfg(feature = "duckdb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "duckdb")))]
 pub mod duckdb;
@@ -56,6 +58,174 @@ pub enum FaultError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Every fault store-testkit produces for real, by name: the vocabulary shared by tests and the
+/// fault matrix. Each names how it is made and what the engine then says; the functions that
+/// make it live in [`sqlite`], [`duckdb`] and [`mounts`].
+///
+/// ```
+/// use store_testkit::faults::{Fault, Scope};
+///
+/// for fault in Fault::ALL {
+///     println!("{:<24} {:?} {}", fault.name(), fault.scope(), fault.engine_says());
+/// }
+/// assert_eq!(Fault::NoSharedMemory.scope(), Scope::Process);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// SQLite: `mmap` fails, so the WAL index cannot be shared (NFS, SMB, some FUSE mounts).
+    NoSharedMemory,
+    /// SQLite: `fcntl` locks on `-shm` files fail with EAGAIN.
+    LockProtocol,
+    /// SQLite: every `fcntl` lock fails with ENOLCK (NFSv3 without a lock daemon).
+    NoLocks,
+    /// SQLite: an authorizer on every new connection denies setting `journal_mode`.
+    JournalPragmaDenied,
+    /// SQLite: the fault simulator fails the sync at commit.
+    CommitIoError,
+    /// Both: the database lives on a tmpfs too small for what is written.
+    DiskFull,
+    /// Both: the database's directory is remounted read-only.
+    ReadOnlyFilesystem,
+    /// DuckDB: 0xFF bytes appended to the WAL.
+    WalGarbage,
+    /// DuckDB: one WAL byte flipped, so its entry fails its checksum.
+    WalFlippedByte,
+    /// DuckDB: the WAL cut in the middle of an entry.
+    TornWalTail,
+    /// DuckDB: the WAL of another database file in place of this one's.
+    ForeignWal,
+    /// DuckDB: another process holds the database open.
+    LockedByProcess,
+    /// Both: the process is SIGKILLed at a named step of a migration.
+    KilledMidMigration,
+}
+
+/// How far a fault reaches, which decides where a test may install it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every thread of the process: install it in a child process ([`crate::isolated!`]).
+    Process,
+    /// The calling thread's mount namespace (and threads it spawns afterwards).
+    Thread,
+    /// Files in one directory: safe anywhere.
+    Files,
+    /// A child process does it (holds a lock, dies mid-migration).
+    ChildProcess,
+}
+
+impl Fault {
+    /// Every fault.
+    pub const ALL: [Fault; 13] = [
+        Fault::NoSharedMemory,
+        Fault::LockProtocol,
+        Fault::NoLocks,
+        Fault::JournalPragmaDenied,
+        Fault::CommitIoError,
+        Fault::DiskFull,
+        Fault::ReadOnlyFilesystem,
+        Fault::WalGarbage,
+        Fault::WalFlippedByte,
+        Fault::TornWalTail,
+        Fault::ForeignWal,
+        Fault::LockedByProcess,
+        Fault::KilledMidMigration,
+    ];
+
+    /// The fault's name in tables (`no-shared-memory`, `wal-garbage`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::NoSharedMemory => "no-shared-memory",
+            Fault::LockProtocol => "lock-protocol",
+            Fault::NoLocks => "no-locks",
+            Fault::JournalPragmaDenied => "journal-pragma-denied",
+            Fault::CommitIoError => "commit-io-error",
+            Fault::DiskFull => "disk-full",
+            Fault::ReadOnlyFilesystem => "read-only-filesystem",
+            Fault::WalGarbage => "wal-garbage",
+            Fault::WalFlippedByte => "wal-flipped-byte",
+            Fault::TornWalTail => "torn-wal-tail",
+            Fault::ForeignWal => "foreign-wal",
+            Fault::LockedByProcess => "locked-by-process",
+            Fault::KilledMidMigration => "killed-mid-migration",
+        }
+    }
+
+    /// The engines the fault applies to.
+    pub fn engines(self) -> &'static [Engine] {
+        match self {
+            Fault::NoSharedMemory
+            | Fault::LockProtocol
+            | Fault::NoLocks
+            | Fault::JournalPragmaDenied
+            | Fault::CommitIoError => &[Engine::Sqlite],
+            Fault::DiskFull | Fault::ReadOnlyFilesystem => &[Engine::Sqlite, Engine::Duckdb],
+            Fault::WalGarbage
+            | Fault::WalFlippedByte
+            | Fault::TornWalTail
+            | Fault::ForeignWal
+            | Fault::LockedByProcess
+            | Fault::KilledMidMigration => &[Engine::Duckdb],
+        }
+    }
+
+    /// How far the fault reaches.
+    pub fn scope(self) -> Scope {
+        match self {
+            Fault::NoSharedMemory
+            | Fault::LockProtocol
+            | Fault::NoLocks
+            | Fault::JournalPragmaDenied
+            | Fault::CommitIoError => Scope::Process,
+            Fault::DiskFull | Fault::ReadOnlyFilesystem => Scope::Thread,
+            Fault::WalGarbage | Fault::WalFlippedByte | Fault::TornWalTail | Fault::ForeignWal => {
+                Scope::Files
+            }
+            Fault::LockedByProcess | Fault::KilledMidMigration => Scope::ChildProcess,
+        }
+    }
+
+    /// What the engine says under the fault, as measured on the machines this project runs on.
+    pub fn engine_says(self) -> &'static str {
+        match self {
+            Fault::NoSharedMemory => {
+                "SQLITE_IOERR_SHMMAP \"disk I/O error\" on the first read in WAL mode"
+            }
+            Fault::LockProtocol => {
+                "SQLITE_PROTOCOL \"locking protocol\" after about 10 s of retries"
+            }
+            Fault::NoLocks => "SQLITE_BUSY \"database is locked\"",
+            Fault::JournalPragmaDenied => "SQLITE_AUTH \"not authorized\"",
+            Fault::CommitIoError => "SQLITE_IOERR \"disk I/O error\"; the transaction rolls back",
+            Fault::DiskFull => "SQLITE_FULL / DuckDB \"No space left on device\"",
+            Fault::ReadOnlyFilesystem => {
+                "SQLITE_CANTOPEN or SQLITE_READONLY / DuckDB \"Read-only file system\""
+            }
+            Fault::WalGarbage => {
+                "\"Failure while replaying WAL file\": requested allocation size out of range"
+            }
+            Fault::WalFlippedByte => {
+                "\"Corrupt WAL file: entry at byte position N\" checksum mismatch"
+            }
+            Fault::TornWalTail => "nothing: DuckDB replays up to the cut, silently",
+            Fault::ForeignWal => "\"WAL does not match database file\"",
+            Fault::LockedByProcess => {
+                "\"Could not set lock on file\": Conflicting lock is held (PID n)"
+            }
+            Fault::KilledMidMigration => "whatever the engine makes of the files on reopen",
+        }
+    }
+
+    /// Whether this machine can produce the fault: the mount faults need a private mount namespace
+    /// and the right to mount, probed for real on a throwaway thread; the others need nothing.
+    pub fn probe(self) -> Result<(), FaultError> {
+        match self.scope() {
+            Scope::Thread => mounts::probe(),
+            _ => Ok(()),
+        }
+    }
 }
 
 static INSTALLED: Mutex<Option<&'static str>> = Mutex::new(None);

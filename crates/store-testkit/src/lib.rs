@@ -6,7 +6,9 @@
 //! error.
 //!
 //! - [`fixtures`]: temporary databases with a known number of rows, and row counts;
-//! - [`faults`]: process-global faults behind a guard, one at a time;
+//! - [`faults`]: the [`faults::Fault`] vocabulary; process-global faults behind a guard, one at a
+//!   time; capability probes that say "unsupported here" as a typed error;
+//! - [`canned`]: wrappers that return a chosen error, the last resort, named as such;
 //! - [`child`]: running a test, or a role of it, in a child process ([`isolated!`]);
 //! - [`crash`]: killing a child process at a named step of store's work;
 //! - [`logs`]: capturing tracing events to assert what was logged;
@@ -24,9 +26,27 @@
 //! # }
 //! # Ok::<(), store_testkit::FixtureError>(())
 //! ```
+//!
+//! DuckDB, with the `duckdb` feature: a crash leaves committed rows in the WAL, garbage lands
+//! after them, and store's open salvages every commit.
+//!
+//! ```
+//! # #[cfg(feature = "duckdb")] {
+//! use store_testkit::faults::duckdb::{append_to_wal, write_uncheckpointed_rows};
+//!
+//! let directory = tempfile::tempdir()?;
+//! let path = directory.path().join("system.duckdb");
+//! write_uncheckpointed_rows(&path, 10, 5)?;
+//! append_to_wal(&path, &[0xFF; 64])?;
+//! let replay = duckdb::Connection::open(&path).map(drop).unwrap_err();
+//! assert!(replay.to_string().contains("Failure while replaying WAL"), "{replay}");
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod canned;
 pub mod child;
 pub mod crash;
 pub mod faults;

@@ -110,6 +110,24 @@ pub fn remount_read_only(directory: &Path) -> Result<(), FaultError> {
     )
 }
 
+/// Whether this process may make a private mount namespace and mount a tmpfs in it: tried on a
+/// throwaway thread, whose namespace ends with it.
+pub fn probe() -> Result<(), FaultError> {
+    let directory = tempfile::tempdir().map_err(|source| FaultError::Io {
+        fault: "mount-probe",
+        source,
+    })?;
+    let target = directory.path().to_owned();
+    std::thread::spawn(move || mount_small_tmpfs(&target, 64 * 1024))
+        .join()
+        .unwrap_or_else(|_| {
+            Err(FaultError::Unsupported {
+                fault: "mount-probe",
+                reason: "the probe thread panicked".into(),
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +145,17 @@ mod tests {
                 b"x"
             );
         });
+    }
+
+    #[test]
+    fn this_machine_can_mount_and_the_probe_leaves_nothing_behind() {
+        // CI and the developers' machines run as root with mount rights: the probe must say so.
+        probe().expect("mount rights on this machine");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mount table");
+        assert!(
+            !mounts.contains("store-testkit-probe"),
+            "no mount leaked into this thread"
+        );
     }
 
     #[test]
