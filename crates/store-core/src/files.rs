@@ -161,7 +161,7 @@ pub fn snapshot_file(
         });
     }
     let directory = parent_directory(destination);
-    let temporary = temporary_sibling(destination);
+    let temporary = private_sibling(destination, "tmp");
     let result = copy_durably(source, &temporary, metadata.len(), &metadata.permissions())
         .and_then(|()| match replace {
             Replace::Allowed => {
@@ -241,17 +241,43 @@ fn create_private(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
-fn temporary_sibling(destination: &Path) -> PathBuf {
+/// A sibling of `path` that no one else uses: `.<name>.<purpose>.<pid>.<counter>` in the same
+/// directory (so that a rename from it is atomic). For temporary files and scratch directories.
+pub fn private_sibling(path: &Path, purpose: &str) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = destination
+    let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    parent_directory(destination).join(format!(".{name}.tmp.{}.{unique}", std::process::id()))
+    parent_directory(path).join(format!(".{name}.{purpose}.{}.{unique}", std::process::id()))
 }
 
-fn parent_directory(path: &Path) -> PathBuf {
+/// What [`place_new_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// The file is now at its destination.
+    Placed,
+    /// Something already was at the destination (another process was first); the file was left
+    /// where it was, for the caller to discard.
+    DestinationTaken,
+}
+
+/// Moves a complete file from `temporary` to `destination` without ever replacing anything, and
+/// makes the rename durable: how a new database comes into existence whole or not at all.
+pub fn place_new_file(temporary: &Path, destination: &Path) -> io::Result<Placed> {
+    match rename_no_replace(temporary, destination) {
+        Ok(()) => {
+            sync_directory(&parent_directory(destination))?;
+            Ok(Placed::Placed)
+        }
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(Placed::DestinationTaken),
+        Err(error) => Err(error),
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_directory(path: &Path) -> PathBuf {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
@@ -711,6 +737,36 @@ mod tests {
                 .exists()
         );
         assert!(directory.path().join("a.db.broken.notastamp").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn placing_a_new_file_never_replaces_and_names_are_private() -> TestResult {
+        let directory = tempfile::tempdir()?;
+        let destination = directory.path().join("state.db");
+        let first = private_sibling(&destination, "creating");
+        let second = private_sibling(&destination, "creating");
+        assert_ne!(first, second);
+        assert!(
+            first
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".state.db.creating.")
+        );
+        fs::write(&first, b"first")?;
+        fs::write(&second, b"second")?;
+        assert_eq!(place_new_file(&first, &destination)?, Placed::Placed);
+        assert_eq!(
+            place_new_file(&second, &destination)?,
+            Placed::DestinationTaken
+        );
+        assert_eq!(fs::read(&destination)?, b"first");
+        assert_eq!(
+            fs::read(&second)?,
+            b"second",
+            "the loser is left for its owner to discard"
+        );
         Ok(())
     }
 

@@ -51,5 +51,7 @@ pub use migration::{Migration, Migrations, MigrationsError, SCHEMA_VERSION_TABLE
 pub use policy::{
     JournalLadder, JournalPolicy, LadderError, RecoveryLadder, RecoveryPolicy, RecoveryStep,
 };
-pub use report::{AppliedMigration, DataLoss, Engine, Fallback, OpenReport, Recovery};
+pub use report::{
+    AppliedMigration, DataLoss, Engine, Fallback, OpenReport, Recovery, default_label,
+};
 pub use time::UtcTime;

@@ -99,6 +99,15 @@ pub struct Recovery {
     pub lost: DataLoss,
 }
 
+/// The label a database goes by when none is given: its file name (or the whole path if it has
+/// none).
+pub fn default_label(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
+}
+
 /// A migration an open applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedMigration {

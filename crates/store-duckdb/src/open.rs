@@ -1,13 +1,12 @@
 //! The open: check the path, share an instance already open in this process, create atomically,
 //! recover from a WAL that cannot be replayed, migrate, report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::PoisonError;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use duckdb::{AccessMode, Config};
-use store_core::files::{rename_no_replace, sibling, sync_directory};
+use store_core::files::{Placed, place_new_file, private_sibling, sibling};
 use store_core::{
     Engine, FileContent, Filesystem, OpenFailure, OpenReport, WarnOnce, check_database_path,
     record_open_failure,
@@ -141,24 +140,6 @@ pub(crate) fn connect(path: &Path, read_only: bool) -> duckdb::Result<duckdb::Co
     duckdb::Connection::open_with_flags(path, Config::default().access_mode(mode)?)
 }
 
-/// A sibling of `path` no one else uses: `.<name>.<purpose>.<pid>.<counter>`.
-pub(crate) fn private_sibling(path: &Path, purpose: &str) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    directory.join(format!(
-        ".{name}.{purpose}.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
 /// Creates a new database so that `path` is either absent or a complete DuckDB file at every
 /// instant: initialised and checkpointed under a temporary name, renamed into place without
 /// replacing anything. If another process created it meanwhile, theirs is kept.
@@ -183,14 +164,12 @@ fn create_database(path: &Path) -> Result<(), OpenError> {
             source: StepError::Duckdb(source),
         });
     }
-    match rename_no_replace(&temporary, path) {
-        Ok(()) => {
-            let directory = path.parent().unwrap_or(Path::new("."));
-            let _ = sync_directory(directory);
+    match place_new_file(&temporary, path) {
+        Ok(Placed::Placed) => {
             tracing::debug!(target: "store::duckdb", path = %path.display(), "created");
             Ok(())
         }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+        Ok(_) => {
             remove_temporary();
             Ok(())
         }
@@ -198,7 +177,7 @@ fn create_database(path: &Path) -> Result<(), OpenError> {
             remove_temporary();
             Err(OpenError::Create {
                 path: path.to_owned(),
-                class: store_core::FailureClass::Other,
+                class: store_core::FailureClass::from_io_error(&source),
                 source: StepError::Io {
                     operation: "move into place",
                     path: path.to_owned(),

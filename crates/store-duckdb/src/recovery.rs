@@ -6,7 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use store_core::files::{self, Replace, prune_moved_aside, sibling, snapshot_file};
+use store_core::files::{
+    self, Replace, private_sibling, prune_moved_aside, sibling, snapshot_file,
+};
 use store_core::{
     DataLoss, Engine, FailureClass, MovedAside, OpenReport, Recovery, RecoveryStep, WarnOnce,
     check_database_path,
@@ -16,7 +18,7 @@ use crate::SIDECAR_SUFFIXES;
 use crate::classify::{Diagnosis, diagnose};
 use crate::error::{OpenError, StepError};
 use crate::migrate::{self, SNAPSHOT_SUFFIX};
-use crate::open::{connect, private_sibling};
+use crate::open::connect;
 use crate::options::DuckDbOptions;
 
 /// The reasons moved-aside files are named by, one per step.

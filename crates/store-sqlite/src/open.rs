@@ -1,11 +1,10 @@
 //! The open: check the path, create atomically, walk the journal ladder, migrate, report.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
-use store_core::files::{rename_no_replace, sync_directory};
+use store_core::files::{Placed, place_new_file, private_sibling, sibling};
 use store_core::{
     Engine, FailureClass, Fallback, FileContent, Filesystem, FsKind, JournalMode, OpenFailure,
     OpenReport, WarnOnce, check_database_path, record_open_failure,
@@ -402,24 +401,11 @@ fn pragma_text(mode: JournalMode) -> String {
 /// the file is initialised under a temporary name and renamed into place without replacing
 /// anything. If another process created it meanwhile, theirs is kept and ours discarded.
 fn create_database(path: &Path) -> Result<(), OpenError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => Path::new(".").to_owned(),
-    };
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = directory.join(format!(
-        ".{name}.creating.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let temporary = private_sibling(path, "creating");
     let remove_temporary = || {
         // Ours alone, never the user's: a name no one else uses, made a moment ago.
         for suffix in ["", "-journal"] {
-            let _ = std::fs::remove_file(store_core::files::sibling(&temporary, suffix));
+            let _ = std::fs::remove_file(sibling(&temporary, suffix));
         }
     };
     let initialised = Connection::open_with_flags(
@@ -444,13 +430,12 @@ fn create_database(path: &Path) -> Result<(), OpenError> {
         FileContent::inspect(&temporary),
         Ok(FileContent::Sqlite { wal: false })
     ));
-    match rename_no_replace(&temporary, path) {
-        Ok(()) => {
-            let _ = sync_directory(&directory);
+    match place_new_file(&temporary, path) {
+        Ok(Placed::Placed) => {
             tracing::debug!(target: "store::sqlite", path = %path.display(), "created");
             Ok(())
         }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+        Ok(_) => {
             remove_temporary();
             tracing::debug!(
                 target: "store::sqlite",
@@ -463,7 +448,7 @@ fn create_database(path: &Path) -> Result<(), OpenError> {
             remove_temporary();
             Err(OpenError::Create {
                 path: path.to_owned(),
-                class: FailureClass::Other,
+                class: FailureClass::from_io_error(&source),
                 source: CreateError::Rename { source },
             })
         }

@@ -164,12 +164,9 @@ impl SqliteOptions {
 
     /// The label in use: the one set, or the file name.
     pub fn label_or_file_name(&self) -> String {
-        self.label.clone().unwrap_or_else(|| {
-            self.path.file_name().map_or_else(
-                || self.path.display().to_string(),
-                |name| name.to_string_lossy().into_owned(),
-            )
-        })
+        self.label
+            .clone()
+            .unwrap_or_else(|| store_core::default_label(&self.path))
     }
 }
 

@@ -55,4 +55,4 @@ pub mod logs;
 pub mod snapshot;
 
 pub use fixtures::{FixtureError, ITEMS_TABLE, TempDatabase, count_rows, write_rows};
-pub use snapshot::{Change, DirectorySnapshot};
+pub use snapshot::{Change, DirectorySnapshot, assert_unchanged};

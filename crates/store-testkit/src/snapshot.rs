@@ -107,6 +107,26 @@ impl DirectorySnapshot {
     }
 }
 
+/// Runs `body` and panics, naming what changed, if anything in `directory` changed meanwhile:
+/// "nothing but X changed" as an assertion.
+pub fn assert_unchanged<R>(directory: &Path, body: impl FnOnce() -> R) -> R {
+    let before = DirectorySnapshot::take(directory).expect("directory readable before");
+    let result = body();
+    let after = DirectorySnapshot::take(directory).expect("directory readable after");
+    let changes = before.diff(&after);
+    assert!(
+        changes.is_empty(),
+        "{} changed: {}",
+        directory.display(),
+        changes
+            .iter()
+            .map(Change::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use store_core::{Engine, FailureClass, PathError};
 use store_duckdb::{DuckDbOptions, OpenError};
-use store_testkit::{DirectorySnapshot, isolated};
+use store_testkit::{assert_unchanged, isolated};
 
 use crate::TestResult;
 
@@ -12,10 +12,7 @@ fn open_fails_without_change(
     directory: &Path,
     path: &Path,
 ) -> Result<OpenError, Box<dyn std::error::Error>> {
-    let before = DirectorySnapshot::take(directory)?;
-    let error = DuckDbOptions::new(path).open().unwrap_err();
-    let after = DirectorySnapshot::take(directory)?;
-    assert!(before.diff(&after).is_empty(), "{:?}", before.diff(&after));
+    let error = assert_unchanged(directory, || DuckDbOptions::new(path).open().unwrap_err());
     assert_eq!(error.path(), path);
     assert!(
         error.to_string().contains(&path.display().to_string()),
