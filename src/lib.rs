@@ -8,10 +8,13 @@
 //! This package is the facade. The engine-neutral part, [`store_core`], is always here and is
 //! re-exported at the root; each engine is a Cargo feature:
 //!
-//! | feature  | default | module     | engine                                   |
-//! |----------|---------|------------|------------------------------------------|
-//! | `sqlite` | yes     | [`sqlite`] | SQLite through rusqlite, bundled         |
-//! | `duckdb` | no      | [`duckdb`] | DuckDB through duckdb-rs, bundled        |
+//! | feature  | default | module     | what                                          |
+//! |----------|---------|------------|-----------------------------------------------|
+//! | `sqlite` | yes     | `sqlite`   | SQLite through rusqlite, bundled              |
+//! | `duckdb` | no      | `duckdb`   | DuckDB through duckdb-rs, bundled             |
+//! | `tokio`  | no      | `tokio`    | [`AsyncConnection`](crate::tokio): async face |
+//!
+//! Both engines' options implement [`Open`], so code written once opens either.
 //!
 //! With neither feature, only the engine-neutral API (policies, reports, diagnostics, file
 //! safety, migrations, filesystem detection) is available: enable `sqlite` and/or `duckdb` to open
@@ -25,6 +28,44 @@
 //! assert!(policy.falls_back_on(FailureClass::WalUnsupported));
 //! ```
 //!
+//! SQLite (feature `sqlite`): WAL where it works, a verified fallback where it does not.
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] {
+//! let directory = tempfile::tempdir().unwrap();
+//! let (connection, report) = store::sqlite::SqliteOptions::new(directory.path().join("state.db"))
+//!     .open()
+//!     .unwrap();
+//! assert_eq!(report.journal_mode, Some(store::JournalMode::Wal));
+//! connection.execute_batch("CREATE TABLE sessions (id TEXT)").unwrap();
+//! # }
+//! ```
+//!
+//! DuckDB (feature `duckdb`): migrations between a snapshot and a checkpoint, and a recovery ladder
+//! for a WAL that cannot be replayed.
+//!
+//! ```
+//! # #[cfg(feature = "duckdb")] {
+//! use store::{Migration, Migrations};
+//!
+//! let directory = tempfile::tempdir().unwrap();
+//! let migrations = Migrations::new(vec![
+//!     Migration::new(1, "events", "CREATE TABLE events (id INTEGER)"),
+//! ]).unwrap();
+//! let (connection, report) = store::duckdb::DuckDbOptions::new(directory.path().join("system.duckdb"))
+//!     .migrations(migrations)
+//!     .open()
+//!     .unwrap();
+//! assert_eq!(report.schema_version, 1);
+//! connection.execute("INSERT INTO events VALUES (1)", []).unwrap();
+//! # }
+//! ```
+//!
+//! Tracing: each open is a span `open` with `engine`, `path` and `label` fields (targets
+//! `store::sqlite`, `store::duckdb`); each fallback and recovery step is an event at WARN, once
+//! per label for a warning that repeats (target `store::recovery` for recovery); a happy open logs
+//! nothing at WARN.
+//!
 //! When an open fails, the user deserves the cause, not a bare "not available":
 //!
 //! ```
@@ -33,6 +74,18 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use store_core::*;
+
+mod open;
+pub use open::Open;
+
+/// The async face (feature `tokio`): a connection on a dedicated thread, driven from async code.
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio {
+    pub use crate::asynchronous::{AsyncConnection, AsyncOpenError, CallError};
+}
+#[cfg(feature = "tokio")]
+mod asynchronous;
 
 /// The SQLite engine ([`store_sqlite`]).
 #[cfg(feature = "sqlite")]

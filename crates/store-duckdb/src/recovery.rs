@@ -91,16 +91,22 @@ pub(crate) fn recover(
         match outcome {
             Ok(recovered) => {
                 moved.extend(recovered.moved_aside);
-                tracing::warn!(
-                    target: "store::recovery",
-                    label = %report.label,
-                    step = %step,
-                    lost = %recovered.lost,
-                    moved_aside = moved.len(),
+                let message = format!(
                     "{}: recovered by {step}; lost {}",
-                    report.label,
-                    recovered.lost
+                    report.label, recovered.lost
                 );
+                // A crash loop recovers on every start: warn once per label and step, then inform.
+                if WarnOnce::global().first(&report.label, &format!("recovered-by-{step}")) {
+                    tracing::warn!(
+                        target: "store::recovery",
+                        label = %report.label,
+                        step = %step,
+                        moved_aside = moved.len(),
+                        "{message}"
+                    );
+                } else {
+                    tracing::info!(target: "store::recovery", label = %report.label, step = %step, "{message}");
+                }
                 report.recovery = Some(Recovery {
                     class,
                     cause,

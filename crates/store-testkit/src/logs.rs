@@ -1,9 +1,11 @@
 //! Capturing tracing events, to assert what store logged (one WARN per label, none on the happy
-//! path) without a global subscriber.
+//! path, the span an event happened in) without a subscriber of the application's.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -16,14 +18,21 @@ pub struct CapturedEvent {
     pub level: Level,
     /// Its target (`store::sqlite`, ...).
     pub target: String,
-    /// Its message, with its other fields appended as `name=value`.
+    /// Its message, with its other fields appended as ` name=value`.
     pub text: String,
+    /// The spans it happened in on its thread, outermost first, each as `name{ field=value...}`.
+    pub spans: Vec<String>,
 }
 
 #[derive(Default)]
 struct Recorder {
     events: Mutex<Vec<CapturedEvent>>,
+    spans: Mutex<HashMap<u64, (String, &'static Metadata<'static>)>>,
     next_span: AtomicU64,
+}
+
+thread_local! {
+    static ENTERED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 struct TextVisitor(String);
@@ -53,8 +62,17 @@ impl Subscriber for CaptureSubscriber {
         true
     }
 
-    fn new_span(&self, _attributes: &Attributes<'_>) -> Id {
-        Id::from_u64(self.0.next_span.fetch_add(1, Ordering::Relaxed) + 1)
+    fn new_span(&self, attributes: &Attributes<'_>) -> Id {
+        let id = self.0.next_span.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut visitor = TextVisitor(format!("{}{{", attributes.metadata().name()));
+        attributes.record(&mut visitor);
+        visitor.0.push('}');
+        self.0
+            .spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, (visitor.0, attributes.metadata()));
+        Id::from_u64(id)
     }
 
     fn record(&self, _span: &Id, _values: &Record<'_>) {}
@@ -64,6 +82,16 @@ impl Subscriber for CaptureSubscriber {
     fn event(&self, event: &Event<'_>) {
         let mut visitor = TextVisitor(String::new());
         event.record(&mut visitor);
+        let spans = {
+            let names = self.0.spans.lock().unwrap_or_else(PoisonError::into_inner);
+            ENTERED.with(|entered| {
+                entered
+                    .borrow()
+                    .iter()
+                    .filter_map(|id| names.get(id).map(|(text, _)| text.clone()))
+                    .collect()
+            })
+        };
         self.0
             .events
             .lock()
@@ -72,12 +100,31 @@ impl Subscriber for CaptureSubscriber {
                 level: *event.metadata().level(),
                 target: event.metadata().target().to_owned(),
                 text: visitor.0,
+                spans,
             });
     }
 
-    fn enter(&self, _span: &Id) {}
+    fn current_span(&self) -> tracing_core::span::Current {
+        let top = ENTERED.with(|entered| entered.borrow().last().copied());
+        let spans = self.0.spans.lock().unwrap_or_else(PoisonError::into_inner);
+        match top.and_then(|id| spans.get(&id).map(|(_, metadata)| (id, *metadata))) {
+            Some((id, metadata)) => tracing_core::span::Current::new(Id::from_u64(id), metadata),
+            None => tracing_core::span::Current::none(),
+        }
+    }
 
-    fn exit(&self, _span: &Id) {}
+    fn enter(&self, span: &Id) {
+        ENTERED.with(|entered| entered.borrow_mut().push(span.into_u64()));
+    }
+
+    fn exit(&self, span: &Id) {
+        ENTERED.with(|entered| {
+            let mut entered = entered.borrow_mut();
+            if let Some(position) = entered.iter().rposition(|id| *id == span.into_u64()) {
+                entered.remove(position);
+            }
+        });
+    }
 }
 
 /// Runs `body` with a subscriber that records every event on this thread; returns its result and
@@ -100,7 +147,56 @@ pub fn capture<R>(body: impl FnOnce() -> R) -> (R, Vec<CapturedEvent>) {
     (result, events)
 }
 
+/// Records every event of every thread of this process from now on (a global subscriber: call it
+/// in a child process, see [`crate::isolated!`]). Returns the events recorded so far on each call.
+pub fn capture_process() -> Vec<CapturedEvent> {
+    static RECORDER: OnceLock<Arc<Recorder>> = OnceLock::new();
+    let recorder = RECORDER.get_or_init(|| {
+        let recorder = Arc::new(Recorder::default());
+        // Fails only if the process already has a global subscriber: then nothing is recorded,
+        // which the caller's assertions will show.
+        let _ = tracing::subscriber::set_global_default(CaptureSubscriber(Arc::clone(&recorder)));
+        recorder
+    });
+    recorder
+        .events
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
 /// The events at exactly `level`.
 pub fn at_level(events: &[CapturedEvent], level: Level) -> Vec<&CapturedEvent> {
     events.iter().filter(|event| event.level == level).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_span_is_known_and_crosses_threads_when_carried() {
+        let ((), events) = capture(|| {
+            let request = tracing::info_span!("request", id = 1);
+            let carried = request.in_scope(tracing::Span::current);
+            assert_eq!(carried.metadata().map(|m| m.name()), Some("request"));
+            // Entered again elsewhere (as on a connection's thread), it frames that event.
+            carried.in_scope(|| tracing::info!("carried"));
+        });
+        assert_eq!(events[0].spans, ["request{ id=1}"]);
+    }
+
+    #[test]
+    fn events_know_the_spans_they_happened_in() {
+        let ((), events) = capture(|| {
+            let outer = tracing::info_span!("request", id = 7);
+            let _outer = outer.enter();
+            tracing::info!("inside");
+            let inner = tracing::info_span!("open", label = "state.db");
+            inner.in_scope(|| tracing::warn!("deeper"));
+        });
+        assert_eq!(events[0].spans, ["request{ id=7}"]);
+        assert_eq!(events[1].spans, ["request{ id=7}", "open{ label=state.db}"]);
+        assert_eq!(at_level(&events, Level::WARN).len(), 1);
+    }
 }

@@ -41,6 +41,35 @@ fn pending_migrations_are_snapshotted_applied_and_checkpointed() -> TestResult {
 }
 
 #[test]
+fn a_happy_open_logs_nothing_at_warn_inside_one_open_span() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("quiet.duckdb");
+    let (result, events) =
+        store_testkit::logs::capture(|| DuckDbOptions::new(&path).migrations(schema()).open());
+    drop(result?);
+    assert!(
+        store_testkit::logs::at_level(&events, tracing::Level::WARN).is_empty(),
+        "{events:?}"
+    );
+    let applied: Vec<_> = events
+        .iter()
+        .filter(|e| e.text.starts_with("migration applied"))
+        .collect();
+    assert_eq!(applied.len(), 3);
+    for event in applied {
+        assert_eq!(event.spans.len(), 1, "{event:?}");
+        let span = &event.spans[0];
+        assert!(
+            span.starts_with("open{")
+                && span.contains("engine=duckdb")
+                && span.contains("label=quiet.duckdb"),
+            "{span}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn nothing_pending_means_no_snapshot_and_no_checkpoint() -> TestResult {
     let directory = tempfile::tempdir()?;
     let path = directory.path().join("system.duckdb");

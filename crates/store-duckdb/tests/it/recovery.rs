@@ -35,7 +35,13 @@ fn garbage_after_the_wal_is_salvaged_keeping_every_commit() -> TestResult {
         "{plain}"
     );
 
-    let (result, events) = logs::capture(|| DuckDbOptions::new(&path).migrations(schema()).open());
+    let (result, events) = logs::capture(|| {
+        DuckDbOptions::new(&path)
+            // A label of its own: warnings are once per label per process, and tests share one.
+            .label("salvage-garbage")
+            .migrations(schema())
+            .open()
+    });
     let (connection, report) = result?;
     let recovery = report.recovery.as_ref().expect("recovered");
     assert_eq!(recovery.class, FailureClass::WalReplay);
