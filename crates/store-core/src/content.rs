@@ -200,11 +200,7 @@ pub fn check_database_path(
     match content {
         FileContent::Missing if must_exist => Err(PathError::NotFound { path: path_buf() }),
         FileContent::Missing => {
-            let directory = match path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent,
-                _ => Path::new("."),
-            };
-            if directory.is_dir() {
+            if crate::files::parent_directory(path).is_dir() {
                 Ok(content)
             } else {
                 Err(PathError::MissingDirectory { path: path_buf() })

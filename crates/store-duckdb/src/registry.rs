@@ -26,13 +26,8 @@ fn instances() -> MutexGuard<'static, BTreeMap<PathBuf, Entry>> {
 /// The key of a database: its directory's canonical path and its file name (the file itself may
 /// not exist yet).
 pub(crate) fn key(path: &Path) -> PathBuf {
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let canonical = directory
-        .canonicalize()
-        .unwrap_or_else(|_| directory.to_owned());
+    let directory = store_core::files::parent_directory(path);
+    let canonical = directory.canonicalize().unwrap_or(directory);
     match path.file_name() {
         Some(name) => canonical.join(name),
         None => canonical,
