@@ -62,7 +62,7 @@ pub(crate) fn share(key: &Path) -> Shared {
             entry.users += 1;
             Shared::Connection(
                 DuckDbConnection {
-                    connection,
+                    connection: Some(connection),
                     key: key.to_owned(),
                 },
                 entry.read_only,
@@ -89,7 +89,10 @@ pub(crate) fn register(
             read_only,
         },
     );
-    Ok(DuckDbConnection { connection, key })
+    Ok(DuckDbConnection {
+        connection: Some(connection),
+        key,
+    })
 }
 
 /// Whether an instance is open for `path` in this process.
@@ -101,7 +104,9 @@ pub fn is_open(path: &Path) -> bool {
 /// one) that keeps the process's one instance of the file alive. When the last connection to a
 /// file drops, the instance closes, which checkpoints the WAL into the database.
 pub struct DuckDbConnection {
-    connection: duckdb::Connection,
+    /// Always present; taken only in `drop`, so that the last connection closes the instance
+    /// before the registry forgets it.
+    connection: Option<duckdb::Connection>,
     key: PathBuf,
 }
 
@@ -117,14 +122,20 @@ impl std::fmt::Debug for DuckDbConnection {
 impl DuckDbConnection {
     /// Another connection to the same instance (for another thread).
     pub fn try_clone(&self) -> Result<DuckDbConnection, duckdb::Error> {
-        let connection = self.connection.try_clone()?;
+        let connection = self.connection().try_clone()?;
         if let Some(entry) = instances().get_mut(&self.key) {
             entry.users += 1;
         }
         Ok(DuckDbConnection {
-            connection,
+            connection: Some(connection),
             key: self.key.clone(),
         })
+    }
+
+    fn connection(&self) -> &duckdb::Connection {
+        self.connection
+            .as_ref()
+            .expect("a connection is present until it drops")
     }
 
     /// The database file this connection is to (canonical directory).
@@ -137,13 +148,15 @@ impl Deref for DuckDbConnection {
     type Target = duckdb::Connection;
 
     fn deref(&self) -> &duckdb::Connection {
-        &self.connection
+        self.connection()
     }
 }
 
 impl DerefMut for DuckDbConnection {
     fn deref_mut(&mut self) -> &mut duckdb::Connection {
-        &mut self.connection
+        self.connection
+            .as_mut()
+            .expect("a connection is present until it drops")
     }
 }
 
@@ -158,8 +171,12 @@ impl Drop for DuckDbConnection {
             None => false,
         };
         if last {
-            // Dropping the spare lets the instance close once this connection drops too.
-            instances.remove(&self.key);
+            // The instance closes (and checkpoints) when its last connection drops. Both go while
+            // the registry is locked, so nobody sees the file as not open, and opens a second
+            // instance on it, while the first is still closing.
+            let entry = instances.remove(&self.key);
+            drop(self.connection.take());
+            drop(entry);
         }
     }
 }

@@ -38,3 +38,29 @@ fn a_second_open_in_the_process_shares_the_instance_and_sees_its_writes() -> Tes
     assert_eq!(rows, 2);
     Ok(())
 }
+
+/// Another thread watching `is_open` must never see the file as closed while the instance is
+/// still checkpointing: it would open a second instance on a half-closed file.
+#[test]
+fn not_open_means_the_instance_has_finished_closing() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    for round in 0..20 {
+        let path = directory.path().join(format!("closing-{round}.duckdb"));
+        let (connection, _) = DuckDbOptions::new(&path).migrations(schema()).open()?;
+        connection.execute_batch(
+            "INSERT INTO runs (id, name) SELECT range, 'row ' || range FROM range(20000)",
+        )?;
+        let wal = store_duckdb::store_core::files::sibling(&path, ".wal");
+        assert!(wal.exists(), "the rows are still in the WAL before closing");
+        let closer = std::thread::spawn(move || drop(connection));
+        while is_open(&path) {
+            std::hint::spin_loop();
+        }
+        assert!(
+            !wal.exists(),
+            "round {round}: the registry forgot the file before its checkpoint finished"
+        );
+        closer.join().expect("closing thread");
+    }
+    Ok(())
+}
