@@ -87,6 +87,10 @@ pub mod tokio {
 #[cfg(feature = "tokio")]
 mod asynchronous;
 
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod doctor;
+
 /// The SQLite engine ([`store_sqlite`]).
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

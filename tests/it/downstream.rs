@@ -1,14 +1,11 @@
 //! Tests written the way a downstream application writes them: only the public API of `store` and
 //! `store-testkit`, one real fault per engine.
 
-use store::FailureClass;
-use store_testkit::isolated;
-
 /// "My app on NFS": the application's own open path, run under the no-shared-memory fault.
 #[cfg(feature = "sqlite")]
 #[test]
 fn my_app_keeps_working_when_its_home_is_on_nfs() {
-    isolated!(my_app_keeps_working_when_its_home_is_on_nfs, {
+    store_testkit::isolated!(my_app_keeps_working_when_its_home_is_on_nfs, {
         use store::sqlite::SqliteOptions;
         use store_testkit::faults::sqlite::SqliteFault;
 
@@ -23,7 +20,10 @@ fn my_app_keeps_working_when_its_home_is_on_nfs() {
             Some(store::JournalMode::Delete),
             "{report}"
         );
-        assert_eq!(report.fallbacks[0].class, FailureClass::WalUnsupported);
+        assert_eq!(
+            report.fallbacks[0].class,
+            store::FailureClass::WalUnsupported
+        );
         connection
             .execute_batch("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('kept');")
             .unwrap();
@@ -47,7 +47,7 @@ fn my_app_gets_its_rows_back_after_a_damaged_wal() -> Result<(), Box<dyn std::er
     append_to_wal(&path, &[0xFF; 64])?;
     let (connection, report) = DuckDbOptions::new(&path).open()?;
     let recovery = report.recovery.as_ref().expect("a recovery was needed");
-    assert_eq!(recovery.class, FailureClass::WalReplay);
+    assert_eq!(recovery.class, store::FailureClass::WalReplay);
     assert_eq!(recovery.step, store::RecoveryStep::SalvageWal);
     let rows: i64 = connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
     assert_eq!(rows, 25);

@@ -1,6 +1,5 @@
 //! The facade re-exports the engine-neutral API and the enabled engines.
 
-use store::files::{existing_sidecars, sibling};
 use store::{Engine, FailureClass, Filesystem, FsKind, LastOpenError, OpenFailure};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -37,9 +36,10 @@ fn sqlite_engine_is_reachable_and_its_sidecars_are_named() -> TestResult {
     let connection = store::sqlite::rusqlite::Connection::open(database.path())?;
     connection.pragma_update(None, "journal_mode", "wal")?;
     connection.execute("INSERT INTO items (id, payload) VALUES (4, 'd')", [])?;
-    let sidecars = existing_sidecars(database.path(), store::sqlite::SIDECAR_SUFFIXES)?;
+    let sidecars =
+        store::files::existing_sidecars(database.path(), store::sqlite::SIDECAR_SUFFIXES)?;
     assert!(
-        sidecars.contains(&sibling(database.path(), "-wal")),
+        sidecars.contains(&store::files::sibling(database.path(), "-wal")),
         "{sidecars:?}"
     );
     drop(connection);
@@ -53,8 +53,9 @@ fn duckdb_engine_is_reachable_and_its_sidecars_are_named() -> TestResult {
     let database = store_testkit::TempDatabase::duckdb(3)?;
     let connection = store::duckdb::duckdb::Connection::open(database.path())?;
     connection.execute("INSERT INTO items (id, payload) VALUES (4, 'd')", [])?;
-    let sidecars = existing_sidecars(database.path(), store::duckdb::SIDECAR_SUFFIXES)?;
-    assert_eq!(sidecars, [sibling(database.path(), ".wal")]);
+    let sidecars =
+        store::files::existing_sidecars(database.path(), store::duckdb::SIDECAR_SUFFIXES)?;
+    assert_eq!(sidecars, [store::files::sibling(database.path(), ".wal")]);
     drop(connection);
     assert_eq!(database.count_rows()?, 4);
     Ok(())

@@ -2,5 +2,9 @@
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
+#[cfg(feature = "sqlite")]
+mod doctor;
 mod downstream;
 mod facade;
+#[cfg(all(feature = "sqlite", feature = "duckdb"))]
+mod scenario;

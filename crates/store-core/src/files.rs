@@ -392,11 +392,7 @@ pub fn move_aside(
     suffixes: &[&str],
     reason: &str,
 ) -> Result<Vec<MovedAside>, MoveAsideError> {
-    let valid_reason = !reason.is_empty()
-        && reason
-            .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-    if !valid_reason {
+    if !is_valid_reason(reason) {
         return Err(MoveAsideError::InvalidReason {
             reason: reason.to_owned(),
         });
@@ -449,41 +445,97 @@ pub fn move_aside(
     Ok(moved)
 }
 
-/// The groups of files [`move_aside`] made for `database` and `reason`, oldest first; each group
-/// is the files that share one stamp.
-pub fn moved_aside_groups(database: &Path, reason: &str) -> io::Result<Vec<Vec<PathBuf>>> {
+/// A file that [`move_aside`] made, found by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedAsideFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Why it was moved (`broken`, `discarded-wal`).
+    pub reason: String,
+    /// The UTC stamp of the move, `YYYYMMDDTHHMMSSZ`.
+    pub stamp: String,
+    /// 0, or the `-N` that made the name free when the stamp was taken.
+    pub counter: u32,
+}
+
+/// Every file [`move_aside`] made for `database`, whatever the reason, oldest first (by stamp,
+/// then counter, then name).
+///
+/// ```no_run
+/// use std::path::Path;
+///
+/// for file in store_core::files::moved_aside_files(Path::new("/var/lib/app/system.duckdb"))? {
+///     println!("{} ({}, at {})", file.path.display(), file.reason, file.stamp);
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn moved_aside_files(database: &Path) -> io::Result<Vec<MovedAsideFile>> {
     let Some(name) = database.file_name() else {
         return Ok(Vec::new());
     };
-    let prefix = format!("{}.{reason}.", name.to_string_lossy());
-    let mut groups: std::collections::BTreeMap<(String, u32), Vec<PathBuf>> = Default::default();
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut found = Vec::new();
     for entry in fs::read_dir(parent_directory(database))? {
         let entry = entry?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = file_name.strip_prefix(&prefix) else {
-            continue;
-        };
-        // `<16-char stamp>[-N]<suffix>`
-        let Some(stamp) = rest
-            .get(..16)
-            .filter(|s| s.ends_with('Z') && s.as_bytes()[8] == b'T')
-        else {
-            continue;
-        };
-        let after = &rest[16..];
-        let counter = after
-            .strip_prefix('-')
-            .map(|tail| {
-                tail.chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            })
-            .and_then(|digits| digits.parse().ok())
-            .unwrap_or(0);
-        groups
-            .entry((stamp.to_owned(), counter))
-            .or_default()
-            .push(entry.path());
+        if let Some((reason, stamp, counter)) = file_name
+            .strip_prefix(&prefix)
+            .and_then(parse_moved_aside_name)
+        {
+            found.push(MovedAsideFile {
+                path: entry.path(),
+                reason: reason.to_owned(),
+                stamp: stamp.to_owned(),
+                counter,
+            });
+        }
+    }
+    found.sort_by(|a, b| (&a.stamp, a.counter, &a.path).cmp(&(&b.stamp, b.counter, &b.path)));
+    Ok(found)
+}
+
+/// Splits what follows `<database name>.` in a moved-aside name, `<reason>.<16-char stamp>[-N]<suffix>`,
+/// into the reason, the stamp and the counter.
+fn parse_moved_aside_name(rest: &str) -> Option<(&str, &str, u32)> {
+    let (reason, after_reason) = rest.split_once('.')?;
+    if !is_valid_reason(reason) {
+        return None;
+    }
+    let stamp = after_reason
+        .get(..16)
+        .filter(|stamp| stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T')?;
+    let counter = after_reason[16..]
+        .strip_prefix('-')
+        .map(|tail| {
+            tail.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(0);
+    Some((reason, stamp, counter))
+}
+
+/// A reason is a short word of lowercase letters, digits and dashes, so that it never contains
+/// the dot that ends it in a file name.
+fn is_valid_reason(reason: &str) -> bool {
+    !reason.is_empty()
+        && reason
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+}
+
+/// The groups of files [`move_aside`] made for `database` and `reason`, oldest first; each group
+/// is the files that share one stamp.
+pub fn moved_aside_groups(database: &Path, reason: &str) -> io::Result<Vec<Vec<PathBuf>>> {
+    let mut groups: std::collections::BTreeMap<(String, u32), Vec<PathBuf>> = Default::default();
+    for file in moved_aside_files(database)? {
+        if file.reason == reason {
+            groups
+                .entry((file.stamp, file.counter))
+                .or_default()
+                .push(file.path);
+        }
     }
     Ok(groups.into_values().collect())
 }
@@ -691,6 +743,63 @@ mod tests {
         fs::remove_file(&to)?;
         rename_no_replace(&from, &to)?;
         assert!(!from.exists());
+        Ok(())
+    }
+
+    #[test]
+    fn moved_aside_files_are_found_for_every_reason_oldest_first() -> TestResult {
+        let directory = tempfile::tempdir()?;
+        let database = directory.path().join("a.db");
+        for name in [
+            "a.db.broken.20260102T000000Z-1.wal",
+            "a.db.discarded-wal.20250101T000000Z.wal",
+            "a.db.broken.20260102T000000Z",
+            "a.db.Broken.20260102T000000Z",
+            "a.db.broken.notastamp",
+            "b.db.broken.20260102T000000Z",
+            "a.db-wal",
+        ] {
+            fs::write(directory.path().join(name), name)?;
+        }
+        let found = moved_aside_files(&database)?;
+        let seen: Vec<(String, &str, &str, u32)> = found
+            .iter()
+            .map(|file| {
+                (
+                    file.path
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                    file.reason.as_str(),
+                    file.stamp.as_str(),
+                    file.counter,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "a.db.discarded-wal.20250101T000000Z.wal".to_owned(),
+                    "discarded-wal",
+                    "20250101T000000Z",
+                    0
+                ),
+                (
+                    "a.db.broken.20260102T000000Z".to_owned(),
+                    "broken",
+                    "20260102T000000Z",
+                    0
+                ),
+                (
+                    "a.db.broken.20260102T000000Z-1.wal".to_owned(),
+                    "broken",
+                    "20260102T000000Z",
+                    1
+                ),
+            ]
+        );
         Ok(())
     }
 

@@ -206,8 +206,9 @@ pub enum MigrateError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The version read back after a migration committed is not the migration's.
-    #[error("schema version reads {found} after migration {expected} committed")]
+    /// The version read back while a migration was recorded is not the migration's, or after it
+    /// committed is lower than it: the record did not stick.
+    #[error("schema version reads {found} where migration {expected} was recorded")]
     VersionNotRecorded {
         /// The migration's version.
         expected: u32,

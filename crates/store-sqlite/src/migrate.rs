@@ -86,9 +86,18 @@ pub(crate) fn apply(
                 [migration.version],
             )
             .map_err(record)?;
+        // Checked before the commit, under the write lock: exactly this version was recorded.
+        let recorded = read_version(&transaction)?;
+        if recorded != migration.version {
+            return Err(MigrateError::VersionNotRecorded {
+                expected: migration.version,
+                found: recorded,
+            });
+        }
         transaction.commit().map_err(record)?;
+        // And after it: the commit stuck. Another process may already have gone further.
         let found = read_version(connection)?;
-        if found != migration.version {
+        if found < migration.version {
             return Err(MigrateError::VersionNotRecorded {
                 expected: migration.version,
                 found,

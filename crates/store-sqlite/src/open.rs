@@ -107,24 +107,41 @@ impl SqliteOptions {
         Ok(connection)
     }
 
-    /// The policy's ladder, except that a database already in WAL format stays in WAL format
-    /// unless the policy converts it: only WAL rungs, with WAL-exclusive (which needs no shared
-    /// memory) as the last resort.
-    fn effective_ladder(
-        &self,
-        filesystem: FsKind,
-        was_wal: bool,
-        report: &mut OpenReport,
-    ) -> Vec<JournalMode> {
+    /// The journal modes an open would try, in order, on `filesystem` for a file that is
+    /// (`existing_wal`) or is not already in WAL format: the policy's ladder, except that a WAL
+    /// database stays in WAL format unless the policy converts it (only the WAL rungs, with
+    /// WAL-exclusive, which needs no shared memory, as the last resort).
+    ///
+    /// ```
+    /// use store_sqlite::SqliteOptions;
+    /// use store_sqlite::store_core::{FsKind, JournalMode};
+    ///
+    /// let options = SqliteOptions::new("state.db");
+    /// assert_eq!(options.journal_ladder(FsKind::Local, false), [JournalMode::Wal, JournalMode::Delete]);
+    /// assert_eq!(options.journal_ladder(FsKind::Local, true), [JournalMode::Wal, JournalMode::WalExclusive]);
+    /// ```
+    pub fn journal_ladder(&self, filesystem: FsKind, existing_wal: bool) -> Vec<JournalMode> {
         let ladder = self.journal_policy.ladder(filesystem);
-        if !was_wal || self.journal_policy.converts_existing_wal() {
+        if !existing_wal || self.journal_policy.converts_existing_wal() {
             return ladder;
         }
         let mut kept: Vec<JournalMode> = ladder.iter().copied().filter(|m| m.is_wal()).collect();
         if !kept.contains(&JournalMode::WalExclusive) {
             kept.push(JournalMode::WalExclusive);
         }
-        if kept != ladder {
+        kept
+    }
+
+    /// [`journal_ladder`](Self::journal_ladder), with a note in the report when it is not the
+    /// policy's own.
+    fn effective_ladder(
+        &self,
+        filesystem: FsKind,
+        was_wal: bool,
+        report: &mut OpenReport,
+    ) -> Vec<JournalMode> {
+        let kept = self.journal_ladder(filesystem, was_wal);
+        if kept != self.journal_policy.ladder(filesystem) {
             let names: Vec<&str> = kept.iter().map(|mode| mode.as_str()).collect();
             report.notes.push(format!(
                 "existing WAL database kept in WAL format (policy `{}` does not convert it): trying {}",

@@ -1,0 +1,262 @@
+//! The doctor on a healthy, a fallen-back and a recovered database: what it says, and that it
+//! changes nothing.
+
+use store::doctor::{self, ExamineError, Outlook, WalProbe};
+use store::{FailureClass, FileContent, JournalMode};
+use store_testkit::isolated;
+use store_testkit::snapshot::assert_unchanged;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn migrations() -> store::Migrations {
+    store::Migrations::new(vec![
+        store::Migration::new(1, "notes", "CREATE TABLE notes (text TEXT)"),
+        store::Migration::new(2, "notes index", "CREATE INDEX notes_text ON notes (text)"),
+    ])
+    .expect("valid migrations")
+}
+
+#[test]
+fn a_healthy_sqlite_database_opens_in_wal_mode_and_the_doctor_changes_nothing() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let path = home.path().join("state.db");
+    let (connection, _) = store::sqlite::SqliteOptions::new(&path)
+        .migrations(migrations())
+        .open()?;
+    connection.execute("INSERT INTO notes VALUES ('kept')", [])?;
+    drop(connection);
+
+    let checkup = assert_unchanged(home.path(), || doctor::examine(&path))?;
+    assert_eq!(checkup.wal, WalProbe::Works);
+    let [database] = checkup.databases.as_slice() else {
+        panic!("one database: {checkup}");
+    };
+    assert_eq!(database.content, FileContent::Sqlite { wal: true });
+    assert!(database.moved_aside.is_empty());
+    assert_eq!(
+        database.outlook,
+        Outlook::Opens {
+            journal_mode: Some(JournalMode::Wal),
+            falls_back: false,
+            schema_version: 2,
+        }
+    );
+    let text = checkup.to_string();
+    assert!(text.contains("SQLite WAL: works here"), "{text}");
+    assert!(text.contains("in wal mode; schema version 2"), "{text}");
+    Ok(())
+}
+
+/// The same database while the application still has it open: the doctor reads it without
+/// touching the live `-wal` and `-shm`, and says that what it read may be older.
+#[test]
+fn a_database_in_use_is_read_without_disturbing_its_wal() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let path = home.path().join("state.db");
+    let (connection, _) = store::sqlite::SqliteOptions::new(&path)
+        .migrations(migrations())
+        .open()?;
+    connection.execute("INSERT INTO notes VALUES ('in the wal')", [])?;
+    let checkup = assert_unchanged(home.path(), || doctor::examine(&path))?;
+    let database = &checkup.databases[0];
+    let sidecar_names: Vec<String> = database
+        .sidecars
+        .iter()
+        .map(|file| {
+            file.path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(sidecar_names, ["state.db-wal", "state.db-shm"]);
+    assert!(database.sidecars[0].bytes > 0);
+    assert!(
+        checkup.to_string().contains("not yet checkpointed"),
+        "{checkup}"
+    );
+    drop(connection);
+    Ok(())
+}
+
+/// "My app on NFS": a database store created under the no-shared-memory fault fell back to a
+/// rollback journal; the doctor, under the same fault, says why and that the next open will too.
+#[test]
+fn a_fallen_back_sqlite_database_is_explained() {
+    isolated!(a_fallen_back_sqlite_database_is_explained, {
+        use store_testkit::faults::sqlite::SqliteFault;
+
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join("state.db");
+        let _nfs = SqliteFault::NoSharedMemory.install().unwrap();
+        let (connection, report) = store::sqlite::SqliteOptions::new(&path).open().unwrap();
+        assert!(report.fell_back(), "{report}");
+        drop(connection);
+
+        let checkup = assert_unchanged(home.path(), || doctor::examine(&path)).unwrap();
+        match &checkup.wal {
+            WalProbe::FallsBack { class, to, .. } => {
+                assert_eq!(*class, FailureClass::WalUnsupported);
+                assert_eq!(*to, JournalMode::Delete);
+            }
+            other => panic!("expected the probe to fall back, got {other:?}"),
+        }
+        let database = &checkup.databases[0];
+        assert_eq!(database.content, FileContent::Sqlite { wal: false });
+        assert_eq!(
+            database.outlook,
+            Outlook::Opens {
+                journal_mode: Some(JournalMode::Delete),
+                falls_back: true,
+                schema_version: 0,
+            }
+        );
+        let text = checkup.to_string();
+        assert!(text.contains("does not work here"), "{text}");
+        assert!(text.contains("rollback-journal format"), "{text}");
+        assert!(
+            text.contains("(a fallback: WAL does not work here)"),
+            "{text}"
+        );
+    });
+}
+
+/// A DuckDB database whose WAL cannot be replayed: before recovery the doctor says an open would
+/// recover (and recovers nothing itself); after store's open it lists what was moved aside.
+#[cfg(feature = "duckdb")]
+#[test]
+fn a_damaged_then_recovered_duckdb_database_is_explained() -> TestResult {
+    use store::RecoveryStep;
+    use store_testkit::faults::duckdb::{append_to_wal, write_uncheckpointed_rows};
+
+    let home = tempfile::tempdir()?;
+    let path = home.path().join("system.duckdb");
+    let (connection, _) = store::duckdb::DuckDbOptions::new(&path)
+        .migrations(migrations())
+        .open()?;
+    drop(connection);
+    write_uncheckpointed_rows(&path, 10, 5)?;
+    append_to_wal(&path, &[0xFF; 64])?;
+
+    let before = assert_unchanged(home.path(), || doctor::examine(home.path()))?;
+    let [damaged] = before.databases.as_slice() else {
+        panic!("one database, its snapshot not counted as another: {before}");
+    };
+    let snapshot = damaged
+        .snapshot
+        .as_ref()
+        .expect("the pre-migration snapshot");
+    assert_eq!(snapshot.schema_version.as_ref().ok(), Some(&0));
+    assert!(
+        damaged
+            .sidecars
+            .iter()
+            .any(|file| file.path.ends_with("system.duckdb.wal"))
+    );
+    match &damaged.outlook {
+        Outlook::Recovers { class, steps, .. } => {
+            assert_eq!(*class, FailureClass::WalReplay);
+            assert_eq!(steps.first(), Some(&RecoveryStep::SalvageWal));
+        }
+        other => panic!("expected a recovery outlook, got {other:?}"),
+    }
+
+    let (connection, report) = store::duckdb::DuckDbOptions::new(&path)
+        .migrations(migrations())
+        .open()?;
+    assert!(report.recovered(), "{report}");
+    drop(connection);
+
+    let after = assert_unchanged(home.path(), || doctor::examine(home.path()))?;
+    let [recovered] = after.databases.as_slice() else {
+        panic!("one database, moved-aside files not counted as others: {after}");
+    };
+    assert!(!recovered.moved_aside.is_empty(), "{after}");
+    for moved in &recovered.moved_aside {
+        assert_eq!(moved.reason, "salvaged-wal");
+        assert!(moved.file.bytes > 0);
+        assert!(moved.file.age().is_some());
+    }
+    assert_eq!(
+        recovered.outlook,
+        Outlook::Opens {
+            journal_mode: None,
+            falls_back: false,
+            schema_version: 2,
+        }
+    );
+    let text = after.to_string();
+    assert!(text.contains("moved aside (salvaged-wal, at "), "{text}");
+    assert!(text.contains("modified "), "{text}");
+    Ok(())
+}
+
+#[test]
+fn bad_paths_are_typed_errors_or_plain_answers() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let missing = home.path().join("no such directory").join("state.db");
+    assert!(matches!(
+        doctor::examine(&missing),
+        Err(ExamineError::Missing { path }) if path == missing
+    ));
+
+    let text_file = home.path().join("notes.txt");
+    std::fs::write(
+        &text_file,
+        "not a database, but long enough to have a header",
+    )?;
+    let empty = home.path().join("empty.db");
+    std::fs::write(&empty, "")?;
+    for (path, content) in [
+        (&text_file, FileContent::Unrecognized),
+        (&empty, FileContent::Empty),
+    ] {
+        let checkup = assert_unchanged(home.path(), || doctor::examine(path))?;
+        assert_eq!(checkup.databases[0].content, content);
+        assert_eq!(checkup.databases[0].outlook, Outlook::NotADatabase);
+    }
+
+    let new_file = home.path().join("new.db");
+    let checkup = assert_unchanged(home.path(), || doctor::examine(&new_file))?;
+    assert_eq!(
+        checkup.databases[0].outlook,
+        Outlook::Creates {
+            journal_modes: vec![JournalMode::Wal, JournalMode::Delete]
+        }
+    );
+    // A directory with no database in it is examined, not refused.
+    let checkup = assert_unchanged(home.path(), || doctor::examine(home.path()))?;
+    assert!(checkup.databases.is_empty());
+    assert!(
+        checkup
+            .to_string()
+            .contains("no SQLite or DuckDB database here")
+    );
+    Ok(())
+}
+
+/// On a read-only mount (even root cannot write there) the probe is skipped, not failed, and the
+/// database is still read.
+#[test]
+fn a_read_only_location_is_examined_without_a_probe() {
+    isolated!(a_read_only_location_is_examined_without_a_probe, {
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join("state.db");
+        drop(store::sqlite::SqliteOptions::new(&path).open().unwrap());
+        store_testkit::faults::mounts::remount_read_only(home.path()).unwrap();
+        let checkup = assert_unchanged(home.path(), || doctor::examine(&path)).unwrap();
+        match &checkup.wal {
+            WalProbe::NotProbed { reason } => assert!(reason.contains("ReadOnlyFilesystem")),
+            other => panic!("expected no probe, got {other:?}"),
+        }
+        assert_eq!(
+            checkup.databases[0].outlook,
+            Outlook::Opens {
+                journal_mode: None,
+                falls_back: false,
+                schema_version: 0,
+            }
+        );
+    });
+}
