@@ -1,110 +1,491 @@
-//! `cargo xtask bench`: what store's safety costs, measured in one run, as medians with min and max.
+//! `cargo xtask bench`: what store's safety costs, measured side by side with a raw baseline in
+//! one run, as medians with min and max, and the ratio of the medians.
 //!
-//! Process-global faults are installed in a child process of xtask itself (`xtask
-//! __bench-child ...`), one per measurement, so that every figure starts from a clean process.
+//! It runs in the release profile: a debug xtask re-runs itself with `cargo run --release`. Each
+//! figure alternates store and baseline runs so that drift of the machine hits both. Figures
+//! under a process-global fault run in a child process of xtask (`xtask __bench-child ...`) with
+//! the fault installed, so that nothing else in the run is affected.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use store_core::{JournalLadder, JournalMode};
+use store_core::{JournalLadder, JournalMode, Migration, Migrations, RecoveryLadder, RecoveryStep};
+use store_duckdb::DuckDbOptions;
 use store_sqlite::SqliteOptions;
+use store_testkit::faults::duckdb::{append_to_wal, write_uncheckpointed_rows};
 use store_testkit::faults::sqlite::SqliteFault;
 
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Runs per side of each figure; the median is reported with min and max.
+const RUNS: usize = 7;
+/// Opens per run of an open figure (a run's value is their mean).
+const SQLITE_OPENS_PER_RUN: usize = 40;
+const DUCKDB_OPENS_PER_RUN: usize = 5;
+/// Fewer runs for the 256 MiB copies: each is a quarter of a gigabyte written and fsynced.
+const COPY_RUNS: usize = 3;
 /// How long each commit-rate run commits for.
 const COMMIT_WINDOW: Duration = Duration::from_millis(1500);
-/// Runs per figure; the median is reported with min and max.
-const RUNS: usize = 3;
+/// The size of the database the snapshot figures copy.
+const SNAPSHOT_DATABASE_BYTES: u64 = 256 * 1024 * 1024;
 
-struct CommitRateCase {
-    mode: JournalMode,
-    fault: Option<SqliteFault>,
-}
+/// One side of a figure: a value per run.
+#[derive(Debug, Clone)]
+struct Samples(Vec<f64>);
 
-const COMMIT_RATE_CASES: [CommitRateCase; 4] = [
-    CommitRateCase {
-        mode: JournalMode::Wal,
-        fault: None,
-    },
-    CommitRateCase {
-        mode: JournalMode::WalExclusive,
-        fault: Some(SqliteFault::NoSharedMemory),
-    },
-    CommitRateCase {
-        mode: JournalMode::Delete,
-        fault: Some(SqliteFault::NoSharedMemory),
-    },
-    CommitRateCase {
-        mode: JournalMode::Delete,
-        fault: None,
-    },
-];
-
-struct Figure {
-    name: String,
-    unit: &'static str,
-    runs: Vec<f64>,
-}
-
-impl Figure {
+impl Samples {
     fn median(&self) -> f64 {
-        let mut sorted = self.runs.clone();
+        let mut sorted = self.0.clone();
         sorted.sort_by(f64::total_cmp);
         sorted[sorted.len() / 2]
     }
 
     fn min(&self) -> f64 {
-        self.runs.iter().copied().fold(f64::INFINITY, f64::min)
+        self.0.iter().copied().fold(f64::INFINITY, f64::min)
     }
 
     fn max(&self) -> f64 {
-        self.runs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max)
     }
 }
 
+/// A line of the table: store's samples, the baseline's, what the ratio is held to.
+struct Figure {
+    name: String,
+    /// `ms` (per operation; lower is better) or `commits/s` (higher is better).
+    unit: &'static str,
+    store: Samples,
+    baseline_name: String,
+    baseline: Samples,
+    /// DESIGN.md section 7's target, when it sets one: the most the ratio may be.
+    target: Option<f64>,
+}
+
+impl Figure {
+    fn ratio(&self) -> f64 {
+        self.store.median() / self.baseline.median()
+    }
+
+    fn verdict(&self) -> &'static str {
+        match self.target {
+            None => "",
+            Some(limit) if self.ratio() <= limit => "ok",
+            Some(_) => "OVER",
+        }
+    }
+
+    fn target_text(&self) -> String {
+        self.target
+            .map_or_else(|| "-".to_owned(), |limit| format!("<= {limit:.2}x"))
+    }
+}
+
+/// A group of figures measured together.
+type Section = fn() -> BenchResult<Vec<Figure>>;
+
 pub fn run(arguments: &[String]) -> ExitCode {
+    if cfg!(debug_assertions) && std::env::var_os("STORE_BENCH_ANY_PROFILE").is_none() {
+        return rerun_in_release(arguments);
+    }
     let json = arguments.iter().any(|argument| argument == "--json");
+    let started = Instant::now();
     let mut figures = Vec::new();
-    for case in &COMMIT_RATE_CASES {
-        let fault = case.fault.map_or("none", SqliteFault::name);
-        let mut runs = Vec::with_capacity(RUNS);
-        for _ in 0..RUNS {
-            match commit_rate_in_child(case.mode, fault) {
-                Ok(rate) => runs.push(rate),
-                Err(message) => {
-                    eprintln!(
-                        "bench: cannot measure {} under {fault}: {message}",
-                        case.mode
-                    );
-                    return ExitCode::FAILURE;
-                }
+    let sections: [(&str, Section); 6] = [
+        ("sqlite opens", sqlite_open_figures),
+        ("sqlite fallback", fallback_figures),
+        ("duckdb opens", duckdb_open_figures),
+        ("duckdb recovery", recovery_figures),
+        ("snapshots", snapshot_figures),
+        ("commit rates", commit_rate_figures),
+    ];
+    for (section, measure) in sections {
+        eprintln!("bench: measuring {section}...");
+        match measure() {
+            Ok(measured) => figures.extend(measured),
+            Err(error) => {
+                eprintln!("bench: cannot measure {section}: {error}");
+                return ExitCode::FAILURE;
             }
         }
-        figures.push(Figure {
-            name: format!("sqlite single-row commits, {} (fault: {fault})", case.mode),
-            unit: "commits/s",
-            runs,
-        });
     }
-    match snapshot_figures() {
-        Ok(snapshot) => figures.extend(snapshot),
-        Err(error) => {
-            eprintln!("bench: cannot measure snapshots: {error}");
-            return ExitCode::FAILURE;
-        }
-    }
-    print_figures(&figures, json);
+    print_figures(&figures, json, started.elapsed());
     ExitCode::SUCCESS
 }
 
-/// The size of the database the snapshot figures copy.
-const SNAPSHOT_DATABASE_BYTES: u64 = 256 * 1024 * 1024;
+/// Benchmarks in a debug build would measure the debug build: run the release xtask instead.
+fn rerun_in_release(arguments: &[String]) -> ExitCode {
+    eprintln!(
+        "bench: running the release build of xtask (the first build compiles the engines again \
+         for the release profile; ccache makes that minutes, not half an hour)"
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+        ])
+        .args(arguments)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("bench: cannot run cargo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A scratch directory on the disk the project lives on, not a tmpfs: fsync is the cost that
+/// matters.
+fn scratch() -> BenchResult<tempfile::TempDir> {
+    Ok(tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?)
+}
+
+/// Runs `store` and `baseline` alternately, [`RUNS`] times each; each returns one run's value.
+fn paired(
+    runs: usize,
+    mut store: impl FnMut(usize) -> BenchResult<f64>,
+    mut baseline: impl FnMut(usize) -> BenchResult<f64>,
+) -> BenchResult<(Samples, Samples)> {
+    let mut store_runs = Vec::with_capacity(runs);
+    let mut baseline_runs = Vec::with_capacity(runs);
+    for run in 0..runs {
+        // Alternate which side goes first, so that neither always gets the warmer cache.
+        if run % 2 == 0 {
+            store_runs.push(store(run)?);
+            baseline_runs.push(baseline(run)?);
+        } else {
+            baseline_runs.push(baseline(run)?);
+            store_runs.push(store(run)?);
+        }
+    }
+    Ok((Samples(store_runs), Samples(baseline_runs)))
+}
+
+/// The mean time of `count` calls of `operation`, in milliseconds.
+fn mean_milliseconds(
+    count: usize,
+    mut operation: impl FnMut(usize) -> BenchResult<()>,
+) -> BenchResult<f64> {
+    let started = Instant::now();
+    for index in 0..count {
+        operation(index)?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1000.0 / count as f64)
+}
+
+/// The pragmas store sets for WAL, done by hand: the baseline of a SQLite open.
+fn raw_sqlite_open(
+    path: &Path,
+    mode: &str,
+    synchronous: &str,
+) -> BenchResult<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.busy_timeout(Duration::from_secs(5))?;
+    let answered: String =
+        connection.query_row(&format!("PRAGMA journal_mode={mode}"), [], |row| row.get(0))?;
+    assert!(
+        answered.eq_ignore_ascii_case(mode),
+        "journal mode {answered}"
+    );
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+    Ok(connection)
+}
+
+fn sqlite_open_figures() -> BenchResult<Vec<Figure>> {
+    let directory = scratch()?;
+    let fresh = |side: &str, run: usize, index: usize| {
+        directory.path().join(format!("{side}-{run}-{index}.db"))
+    };
+    let (store_new, raw_new) = paired(
+        RUNS,
+        |run| {
+            mean_milliseconds(SQLITE_OPENS_PER_RUN, |index| {
+                let (connection, report) = SqliteOptions::new(fresh("store", run, index)).open()?;
+                assert_eq!(report.journal_mode, Some(JournalMode::Wal), "{report}");
+                drop(connection);
+                Ok(())
+            })
+        },
+        |run| {
+            mean_milliseconds(SQLITE_OPENS_PER_RUN, |index| {
+                drop(raw_sqlite_open(&fresh("raw", run, index), "wal", "normal")?);
+                Ok(())
+            })
+        },
+    )?;
+    let existing = directory.path().join("existing.db");
+    drop(SqliteOptions::new(&existing).open()?);
+    let (store_existing, raw_existing) = paired(
+        RUNS,
+        |_| {
+            mean_milliseconds(SQLITE_OPENS_PER_RUN, |_| {
+                let (connection, report) = SqliteOptions::new(&existing).open()?;
+                assert!(!report.created);
+                drop(connection);
+                Ok(())
+            })
+        },
+        |_| {
+            mean_milliseconds(SQLITE_OPENS_PER_RUN, |_| {
+                drop(raw_sqlite_open(&existing, "wal", "normal")?);
+                Ok(())
+            })
+        },
+    )?;
+    Ok(vec![
+        Figure {
+            name: "sqlite open, new file (WAL)".into(),
+            unit: "ms",
+            store: store_new,
+            baseline_name: "rusqlite open + same pragmas".into(),
+            baseline: raw_new,
+            target: Some(1.10),
+        },
+        Figure {
+            name: "sqlite open, existing file (WAL)".into(),
+            unit: "ms",
+            store: store_existing,
+            baseline_name: "rusqlite open + same pragmas".into(),
+            baseline: raw_existing,
+            target: Some(1.10),
+        },
+    ])
+}
+
+/// The fallback path, in a child under the no-shared-memory fault.
+fn fallback_figures() -> BenchResult<Vec<Figure>> {
+    let (store, baseline) = paired_from_child(&["fallback-open"])?;
+    Ok(vec![Figure {
+        name: "sqlite open under no-shm, existing file (WAL fails -> DELETE)".into(),
+        unit: "ms",
+        store,
+        baseline_name: "rusqlite DELETE-mode open".into(),
+        baseline,
+        target: None,
+    }])
+}
+
+fn fallback_open_in_child() -> BenchResult<(Samples, Samples)> {
+    let _fault = SqliteFault::NoSharedMemory.install()?;
+    let directory = scratch()?;
+    let existing = directory.path().join("existing.db");
+    let (connection, report) = SqliteOptions::new(&existing).open()?;
+    assert_eq!(report.journal_mode, Some(JournalMode::Delete), "{report}");
+    drop(connection);
+    paired(
+        RUNS,
+        |_| {
+            mean_milliseconds(SQLITE_OPENS_PER_RUN, |_| {
+                let (connection, report) = SqliteOptions::new(&existing).open()?;
+                assert!(report.fell_back(), "{report}");
+                drop(connection);
+                Ok(())
+            })
+        },
+        |_| {
+            mean_milliseconds(SQLITE_OPENS_PER_RUN, |_| {
+                drop(raw_sqlite_open(&existing, "delete", "full")?);
+                Ok(())
+            })
+        },
+    )
+}
+
+fn schema(versions: u32) -> Migrations {
+    let all = [
+        Migration::new(
+            1,
+            "events",
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, body VARCHAR NOT NULL)",
+        ),
+        Migration::new(
+            2,
+            "events kind",
+            "ALTER TABLE events ADD COLUMN kind VARCHAR",
+        ),
+    ];
+    Migrations::new(all.into_iter().take(versions as usize).collect()).expect("valid migrations")
+}
+
+/// A DuckDB database made by store at `versions`, with `rows` events, closed (checkpointed).
+fn duckdb_database(path: &Path, versions: u32, rows: u32) -> BenchResult<()> {
+    let (connection, _) = DuckDbOptions::new(path)
+        .migrations(schema(versions))
+        .open()?;
+    connection.execute_batch(&format!(
+        "INSERT INTO events (id, body) SELECT range, 'event ' || range FROM range({rows})"
+    ))?;
+    drop(connection);
+    Ok(())
+}
+
+fn copy_database(from: &Path, to: &Path) -> BenchResult<()> {
+    for suffix in ["", ".wal", store_duckdb::SNAPSHOT_SUFFIX] {
+        let source = store_core::files::sibling(from, suffix);
+        if source.exists() {
+            std::fs::copy(&source, store_core::files::sibling(to, suffix))?;
+        }
+    }
+    Ok(())
+}
+
+fn duckdb_open_figures() -> BenchResult<Vec<Figure>> {
+    let directory = scratch()?;
+    let current = directory.path().join("current.duckdb");
+    duckdb_database(&current, 2, 100_000)?;
+    let (store_current, raw_current) = paired(
+        RUNS,
+        |_| {
+            mean_milliseconds(DUCKDB_OPENS_PER_RUN, |_| {
+                let (connection, report) =
+                    DuckDbOptions::new(&current).migrations(schema(2)).open()?;
+                assert!(report.migrations_applied.is_empty() && report.snapshot.is_none());
+                drop(connection);
+                Ok(())
+            })
+        },
+        |_| {
+            mean_milliseconds(DUCKDB_OPENS_PER_RUN, |_| {
+                let connection = duckdb::Connection::open(&current)?;
+                let _: i64 = connection.query_row(
+                    "SELECT coalesce(max(version), 0) FROM schema_version",
+                    [],
+                    |row| row.get(0),
+                )?;
+                drop(connection);
+                Ok(())
+            })
+        },
+    )?;
+    // One pending migration: each run gets its own copy of a version-1 database.
+    let behind = directory.path().join("behind.duckdb");
+    duckdb_database(&behind, 1, 100_000)?;
+    let copy_for = |side: &str, run: usize| -> BenchResult<PathBuf> {
+        let copy = directory.path().join(format!("{side}-{run}.duckdb"));
+        copy_database(&behind, &copy)?;
+        Ok(copy)
+    };
+    let (store_migrate, raw_migrate) = paired(
+        RUNS,
+        |run| {
+            let copy = copy_for("store", run)?;
+            mean_milliseconds(1, |_| {
+                let (connection, report) =
+                    DuckDbOptions::new(&copy).migrations(schema(2)).open()?;
+                assert_eq!(report.migrations_applied.len(), 1, "{report}");
+                drop(connection);
+                Ok(())
+            })
+        },
+        |run| {
+            let copy = copy_for("raw", run)?;
+            mean_milliseconds(1, |_| {
+                let connection = duckdb::Connection::open(&copy)?;
+                connection.execute_batch(
+                    "BEGIN TRANSACTION;
+                     ALTER TABLE events ADD COLUMN kind VARCHAR;
+                     INSERT INTO schema_version (version) VALUES (2);
+                     COMMIT;
+                     CHECKPOINT;",
+                )?;
+                drop(connection);
+                Ok(())
+            })
+        },
+    )?;
+    let megabytes = std::fs::metadata(&behind)?.len() as f64 / (1024.0 * 1024.0);
+    Ok(vec![
+        Figure {
+            name: "duckdb open, nothing to migrate".into(),
+            unit: "ms",
+            store: store_current,
+            baseline_name: "duckdb open + version query".into(),
+            baseline: raw_current,
+            target: Some(1.10),
+        },
+        Figure {
+            name: format!("duckdb open, one pending migration ({megabytes:.1} MiB)"),
+            unit: "ms",
+            store: store_migrate,
+            baseline_name: "duckdb open + migration + checkpoint".into(),
+            baseline: raw_migrate,
+            target: None,
+        },
+    ])
+}
+
+/// Each recovery step alone, on copies of one damaged database: version 2 with a pre-migration
+/// snapshot at version 1, rows in the WAL, and bytes after them that cannot be replayed. The
+/// baseline is a raw open of the same database undamaged and checkpointed.
+fn recovery_figures() -> BenchResult<Vec<Figure>> {
+    let directory = scratch()?;
+    let damaged = directory.path().join("damaged.duckdb");
+    duckdb_database(&damaged, 1, 50_000)?;
+    drop(DuckDbOptions::new(&damaged).migrations(schema(2)).open()?);
+    let healthy = directory.path().join("healthy.duckdb");
+    copy_database(&damaged, &healthy)?;
+    write_uncheckpointed_rows(&damaged, 0, 50)?;
+    append_to_wal(&damaged, &[0xFF; 64])?;
+    let mut figures = Vec::new();
+    for step in [
+        RecoveryStep::SalvageWal,
+        RecoveryStep::DiscardWal,
+        RecoveryStep::RestoreSnapshot,
+    ] {
+        let (store, baseline) = paired(
+            RUNS,
+            |run| {
+                let copy = directory.path().join(format!("{step}-{run}.duckdb"));
+                copy_database(&damaged, &copy)?;
+                mean_milliseconds(1, |_| {
+                    let (connection, report) = DuckDbOptions::new(&copy)
+                        .migrations(schema(2))
+                        .recovery_policy(RecoveryLadder::new("bench", vec![step]))
+                        .open()?;
+                    let recovery = report.recovery.as_ref().expect("a recovery");
+                    assert_eq!(recovery.step, step, "{report}");
+                    drop(connection);
+                    Ok(())
+                })
+            },
+            |_| {
+                mean_milliseconds(1, |_| {
+                    let connection = duckdb::Connection::open(&healthy)?;
+                    let _: i64 =
+                        connection
+                            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+                    drop(connection);
+                    Ok(())
+                })
+            },
+        )?;
+        figures.push(Figure {
+            name: format!("duckdb recovery: {step} (damaged WAL)"),
+            unit: "ms",
+            store,
+            baseline_name: "duckdb open of the undamaged file".into(),
+            baseline,
+            target: None,
+        });
+    }
+    Ok(figures)
+}
 
 /// Snapshot (copy to a temporary sibling, fsync, rename, fsync the directory) and restore of a
 /// 256 MiB DuckDB database, against `cp` of the same file followed by an fsync of the copy.
-fn snapshot_figures() -> Result<Vec<Figure>, Box<dyn std::error::Error>> {
+fn snapshot_figures() -> BenchResult<Vec<Figure>> {
     use store_core::files::{Replace, snapshot_file};
-    let directory = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?;
+    let directory = scratch()?;
     let database = directory.path().join("big.duckdb");
     {
         let connection = duckdb::Connection::open(&database)?;
@@ -118,131 +499,234 @@ fn snapshot_figures() -> Result<Vec<Figure>, Box<dyn std::error::Error>> {
             rows = 2_000_000;
         }
     }
-    let bytes = std::fs::metadata(&database)?.len();
-    let megabytes = bytes as f64 / (1024.0 * 1024.0);
-    let throughput = |run: &dyn Fn(usize) -> Result<(), Box<dyn std::error::Error>>| {
-        let mut runs = Vec::with_capacity(RUNS);
-        for index in 0..RUNS {
-            let started = Instant::now();
-            run(index)?;
-            runs.push(megabytes / started.elapsed().as_secs_f64());
-        }
-        Ok::<_, Box<dyn std::error::Error>>(runs)
+    let megabytes = std::fs::metadata(&database)?.len() as f64 / (1024.0 * 1024.0);
+    let copy_with_cp = |run: usize| {
+        let target = directory.path().join(format!("cp-{run}"));
+        mean_milliseconds(1, |_| {
+            let copied = Command::new("cp").arg(&database).arg(&target).status()?;
+            let synced = Command::new("sync").arg(&target).status()?;
+            if !copied.success() || !synced.success() {
+                return Err("cp or sync failed".into());
+            }
+            Ok(())
+        })
     };
-    let copy_with_cp = throughput(&|index| {
-        let target = directory.path().join(format!("cp-{index}"));
-        let status = Command::new("cp").arg(&database).arg(&target).status()?;
-        let synced = Command::new("sync").arg(&target).status()?;
-        if !status.success() || !synced.success() {
-            return Err("cp failed".into());
-        }
-        Ok(())
-    })?;
-    let snapshot = throughput(&|_| {
-        snapshot_file(
-            &database,
-            &directory.path().join("big.duckdb.pre-migrate"),
-            Replace::Allowed,
-        )?;
-        Ok(())
-    })?;
-    let restore = throughput(&|index| {
-        let snapshot = directory.path().join("big.duckdb.pre-migrate");
-        snapshot_file(
-            &snapshot,
-            &directory.path().join(format!("restored-{index}")),
-            Replace::Refused,
-        )?;
-        Ok(())
-    })?;
-    let name = |what: &str| format!("{what} of a {megabytes:.0} MiB duckdb database");
+    let snapshot = directory.path().join("big.duckdb.pre-migrate");
+    let (store_snapshot, cp_for_snapshot) = paired(
+        COPY_RUNS,
+        |_| {
+            mean_milliseconds(1, |_| {
+                snapshot_file(&database, &snapshot, Replace::Allowed)?;
+                Ok(())
+            })
+        },
+        copy_with_cp,
+    )?;
+    let (store_restore, cp_for_restore) = paired(
+        COPY_RUNS,
+        |run| {
+            let restored = directory.path().join(format!("restored-{run}"));
+            mean_milliseconds(1, |_| {
+                snapshot_file(&snapshot, &restored, Replace::Refused)?;
+                Ok(())
+            })
+        },
+        |run| copy_with_cp(run + COPY_RUNS),
+    )?;
+    // A time ratio of 1/0.9 is a throughput of 0.9x cp's.
+    let target = Some(1.0 / 0.9);
     Ok(vec![
         Figure {
-            name: name("cp + fsync"),
-            unit: "MiB/s",
-            runs: copy_with_cp,
+            name: format!("snapshot of a {megabytes:.0} MiB duckdb file"),
+            unit: "ms",
+            store: store_snapshot,
+            baseline_name: "cp + sync".into(),
+            baseline: cp_for_snapshot,
+            target,
         },
         Figure {
-            name: name("store snapshot"),
-            unit: "MiB/s",
-            runs: snapshot,
-        },
-        Figure {
-            name: name("store restore"),
-            unit: "MiB/s",
-            runs: restore,
+            name: format!("restore of a {megabytes:.0} MiB snapshot"),
+            unit: "ms",
+            store: store_restore,
+            baseline_name: "cp + sync".into(),
+            baseline: cp_for_restore,
+            target,
         },
     ])
 }
 
-fn print_figures(figures: &[Figure], json: bool) {
+/// Commit rates under the no-shared-memory fault, each against DELETE under the same fault; WAL
+/// on a healthy filesystem for reference. One fresh child process per run.
+fn commit_rate_figures() -> BenchResult<Vec<Figure>> {
+    let rates = |mode: JournalMode, fault: &str| -> BenchResult<Samples> {
+        let mut runs = Vec::with_capacity(RUNS.min(3));
+        for _ in 0..RUNS.min(3) {
+            let output = child_output(&["commit-rate", mode.as_str(), fault])?;
+            runs.push(output.trim().parse::<f64>()?);
+        }
+        Ok(Samples(runs))
+    };
+    let delete_no_shm = rates(JournalMode::Delete, "no-shared-memory")?;
+    let mut figures = Vec::new();
+    for (mode, fault) in [
+        (JournalMode::WalExclusive, "no-shared-memory"),
+        (JournalMode::Wal, "none"),
+        (JournalMode::Delete, "none"),
+    ] {
+        figures.push(Figure {
+            name: format!("sqlite single-row commits, {mode} (fault: {fault})"),
+            unit: "commits/s",
+            store: rates(mode, fault)?,
+            baseline_name: "delete under no-shm".into(),
+            baseline: delete_no_shm.clone(),
+            target: None,
+        });
+    }
+    Ok(figures)
+}
+
+fn child_output(arguments: &[&str]) -> BenchResult<String> {
+    let output = Command::new(std::env::current_exe()?)
+        .arg("__bench-child")
+        .args(arguments)
+        .output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "bench child {arguments:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A child's paired samples: two lines, store's values then the baseline's.
+fn paired_from_child(arguments: &[&str]) -> BenchResult<(Samples, Samples)> {
+    let output = child_output(arguments)?;
+    let mut lines = output.lines().map(|line| {
+        line.split_whitespace()
+            .map(str::parse::<f64>)
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match (lines.next(), lines.next()) {
+        (Some(store), Some(baseline)) => Ok((Samples(store?), Samples(baseline?))),
+        _ => Err(format!("bench child {arguments:?} printed {output:?}").into()),
+    }
+}
+
+fn print_figures(figures: &[Figure], json: bool, elapsed: Duration) {
     if json {
+        let samples = |samples: &Samples| {
+            format!(
+                "{{\"median\":{:.4},\"min\":{:.4},\"max\":{:.4},\"runs\":{}}}",
+                samples.median(),
+                samples.min(),
+                samples.max(),
+                samples.0.len()
+            )
+        };
         let rows: Vec<String> = figures
             .iter()
             .map(|figure| {
                 format!(
-                    "{{\"name\":\"{}\",\"unit\":\"{}\",\"median\":{:.1},\"min\":{:.1},\"max\":{:.1},\"runs\":{}}}",
+                    "{{\"name\":{:?},\"unit\":{:?},\"store\":{},\"baseline_name\":{:?},\"baseline\":{},\"ratio\":{:.3},\"target\":{:?},\"verdict\":{:?}}}",
                     figure.name,
                     figure.unit,
-                    figure.median(),
-                    figure.min(),
-                    figure.max(),
-                    figure.runs.len()
+                    samples(&figure.store),
+                    figure.baseline_name,
+                    samples(&figure.baseline),
+                    figure.ratio(),
+                    figure.target_text(),
+                    figure.verdict()
                 )
             })
             .collect();
-        println!("[{}]", rows.join(","));
+        println!("[{}]", rows.join(",\n "));
         return;
     }
-    let width = figures.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    let number = |value: f64| {
+        if value >= 100.0 {
+            format!("{value:.0}")
+        } else {
+            format!("{value:.3}")
+        }
+    };
+    let spread = |samples: &Samples| {
+        format!(
+            "{} ({}-{})",
+            number(samples.median()),
+            number(samples.min()),
+            number(samples.max())
+        )
+    };
+    let name_width = figures.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    let baseline_width = figures
+        .iter()
+        .map(|f| f.baseline_name.len())
+        .max()
+        .unwrap_or(0);
     println!(
-        "{:<width$}  {:>12}  {:>12}  {:>12}  unit",
-        "figure", "median", "min", "max"
+        "| {:<name_width$} | {:>26} | {:<baseline_width$} | {:>26} | {:>6} | {:>8} | unit |",
+        "figure",
+        "store median (min-max)",
+        "baseline",
+        "baseline median (min-max)",
+        "ratio",
+        "target"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|{}|------|",
+        "-".repeat(name_width + 2),
+        "-".repeat(28),
+        "-".repeat(baseline_width + 2),
+        "-".repeat(28),
+        "-".repeat(8),
+        "-".repeat(10)
     );
     for figure in figures {
         println!(
-            "{:<width$}  {:>12.0}  {:>12.0}  {:>12.0}  {}",
+            "| {:<name_width$} | {:>26} | {:<baseline_width$} | {:>26} | {:>5.2}x | {:>8} | {} {}",
             figure.name,
-            figure.median(),
-            figure.min(),
-            figure.max(),
-            figure.unit
+            spread(&figure.store),
+            figure.baseline_name,
+            spread(&figure.baseline),
+            figure.ratio(),
+            figure.target_text(),
+            figure.unit,
+            figure.verdict()
         );
     }
     println!(
-        "({RUNS} runs each; commit rates over {} ms in a fresh process each; copies of a cached file)",
-        COMMIT_WINDOW.as_millis()
+        "\nratio = store median / baseline median. {RUNS} runs a side (copies: {COPY_RUNS}, commit \
+         rates: 3 fresh processes of {} ms); open figures are the mean of {SQLITE_OPENS_PER_RUN} \
+         (sqlite) or {DUCKDB_OPENS_PER_RUN} (duckdb) opens per run. Whole bench: {:.0} s.",
+        COMMIT_WINDOW.as_millis(),
+        elapsed.as_secs_f64()
     );
 }
 
-fn commit_rate_in_child(mode: JournalMode, fault: &str) -> Result<f64, String> {
-    let executable = std::env::current_exe().map_err(|error| error.to_string())?;
-    let output = Command::new(executable)
-        .args(["__bench-child", "commit-rate", mode.as_str(), fault])
-        .output()
-        .map_err(|error| error.to_string())?;
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse::<f64>()
-        .map_err(|error| format!("unreadable child output: {error}"))
-}
-
-/// `xtask __bench-child commit-rate MODE FAULT`: prints commits per second.
+/// `xtask __bench-child KIND ...`: measurements that need a process of their own.
 pub fn child(arguments: &[String]) -> ExitCode {
-    let [kind, mode, fault] = arguments else {
-        eprintln!("usage: xtask __bench-child commit-rate MODE FAULT");
-        return ExitCode::from(2);
+    let outcome: BenchResult<String> = match arguments {
+        [kind] if kind == "fallback-open" => fallback_open_in_child().map(|(store, baseline)| {
+            let line = |samples: &Samples| {
+                samples
+                    .0
+                    .iter()
+                    .map(f64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            format!("{}\n{}", line(&store), line(&baseline))
+        }),
+        [kind, mode, fault] if kind == "commit-rate" => {
+            commit_rate(mode, fault).map(|rate| format!("{rate:.1}"))
+        }
+        _ => Err(format!("unknown bench child {arguments:?}").into()),
     };
-    if kind != "commit-rate" {
-        eprintln!("unknown bench child `{kind}`");
-        return ExitCode::from(2);
-    }
-    match commit_rate(mode, fault) {
-        Ok(rate) => {
-            println!("{rate:.1}");
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -252,15 +736,14 @@ pub fn child(arguments: &[String]) -> ExitCode {
     }
 }
 
-fn commit_rate(mode: &str, fault: &str) -> Result<f64, Box<dyn std::error::Error>> {
+fn commit_rate(mode: &str, fault: &str) -> BenchResult<f64> {
     let mode: JournalMode = mode.parse()?;
     let _guard = match fault {
         "none" => None,
         "no-shared-memory" => Some(SqliteFault::NoSharedMemory.install()?),
         other => return Err(format!("unknown fault `{other}`").into()),
     };
-    // Measured on the disk the project lives on, not on a tmpfs: fsync is the cost that matters.
-    let directory = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?;
+    let directory = scratch()?;
     let path = directory.path().join("bench.db");
     let (connection, report) = SqliteOptions::new(&path)
         .journal_policy(JournalLadder::strict(mode))
@@ -268,13 +751,6 @@ fn commit_rate(mode: &str, fault: &str) -> Result<f64, Box<dyn std::error::Error
     assert_eq!(report.journal_mode, Some(mode), "{report}");
     connection
         .execute_batch("CREATE TABLE rows (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")?;
-    commits_per_second(&connection, &path)
-}
-
-fn commits_per_second(
-    connection: &rusqlite::Connection,
-    path: &Path,
-) -> Result<f64, Box<dyn std::error::Error>> {
     let mut statement = connection.prepare("INSERT INTO rows (payload) VALUES (?1)")?;
     let started = Instant::now();
     let mut commits = 0u64;
@@ -283,11 +759,9 @@ fn commits_per_second(
         commits += 1;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let rows: u64 = connection
-        .query_row("SELECT count(*) FROM rows", [], |row| row.get::<_, i64>(0))?
-        .unsigned_abs();
+    let rows: i64 = connection.query_row("SELECT count(*) FROM rows", [], |row| row.get(0))?;
     assert_eq!(
-        rows,
+        rows.unsigned_abs(),
         commits,
         "every commit of {} is readable",
         path.display()

@@ -1,6 +1,8 @@
 //! The open: check the path, create atomically, walk the journal ladder, migrate, report.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -21,6 +23,37 @@ const TRANSIENT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// A read that needs the journal machinery to work: some mounts accept the pragma and fail here.
 const PROBE_SQL: &str = "SELECT count(*) FROM sqlite_schema";
+
+/// Directories (with their device, so that a mount appearing over one is tried afresh) where
+/// shared-memory WAL failed in this process, and how. A later open there skips that rung when
+/// another follows: trying it again switches the file into WAL format and back, two durable
+/// header writes, which made the fallback open 34 times as slow as a plain DELETE-mode open
+/// (`cargo xtask bench`).
+static WAL_FAILED_IN: Mutex<BTreeMap<(PathBuf, u64), Fallback>> = Mutex::new(BTreeMap::new());
+
+fn wal_failure_key(database: &Path) -> Option<(PathBuf, u64)> {
+    let directory = store_core::files::parent_directory(database)
+        .canonicalize()
+        .ok()?;
+    #[cfg(unix)]
+    let device = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&directory).ok()?);
+    #[cfg(not(unix))]
+    let device = 0;
+    Some((directory, device))
+}
+
+fn wal_failed_before(database: &Path) -> Option<Fallback> {
+    let key = wal_failure_key(database)?;
+    let failed = WAL_FAILED_IN.lock().unwrap_or_else(PoisonError::into_inner);
+    failed.get(&key).cloned()
+}
+
+fn remember_wal_failure(database: &Path, fallback: &Fallback) {
+    if let Some(key) = wal_failure_key(database) {
+        let mut failed = WAL_FAILED_IN.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.entry(key).or_insert_with(|| fallback.clone());
+    }
+}
 
 impl SqliteOptions {
     /// Opens the database: checks the path, creates the database if it is missing (never leaving a
@@ -159,6 +192,24 @@ impl SqliteOptions {
     ) -> Result<(Connection, JournalMode), OpenError> {
         let policy = &self.journal_policy;
         for (index, &mode) in ladder.iter().enumerate() {
+            let has_next_rung = index + 1 < ladder.len();
+            if mode == JournalMode::Wal
+                && has_next_rung
+                && let Some(earlier) = wal_failed_before(&self.path)
+                && policy.falls_back_on(earlier.class)
+            {
+                let fallback = Fallback {
+                    from: mode,
+                    class: earlier.class,
+                    cause: format!(
+                        "{} (failed in this directory earlier in this process; not tried again)",
+                        earlier.cause
+                    ),
+                };
+                self.warn_fallback(&report.label, &fallback, ladder[index + 1]);
+                report.fallbacks.push(fallback);
+                continue;
+            }
             let (error, class) = match self.attempt_with_retries(mode) {
                 Ok(connection) => return Ok((connection, mode)),
                 Err(failure) => failure,
@@ -187,6 +238,9 @@ impl SqliteOptions {
                     source: error,
                 });
             };
+            if mode == JournalMode::Wal && class == FailureClass::WalUnsupported {
+                remember_wal_failure(&self.path, &fallback);
+            }
             self.warn_fallback(&report.label, &fallback, next);
             report.fallbacks.push(fallback);
         }

@@ -71,6 +71,57 @@ fn falls_back_to_delete_without_shared_memory_with_one_warning() {
     );
 }
 
+/// Once WAL has failed in a directory, later opens there go straight to the next rung: the
+/// file is not switched into WAL format and back (two durable writes) on every open.
+#[test]
+fn a_wal_failure_is_not_retried_in_the_same_directory() {
+    isolated!(a_wal_failure_is_not_retried_in_the_same_directory, {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("nfs.db");
+        let _fault = SqliteFault::NoSharedMemory.install().unwrap();
+        let (connection, first) = SqliteOptions::new(&path).open().unwrap();
+        assert!(
+            !first.fallbacks[0].cause.contains("not tried again"),
+            "{first}"
+        );
+        write_plain_rows(&connection, 3).unwrap();
+        drop(connection);
+
+        let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let (connection, again) = SqliteOptions::new(&path).open().unwrap();
+        assert_eq!(again.journal_mode, Some(JournalMode::Delete), "{again}");
+        assert_eq!(again.fallbacks[0].class, FailureClass::WalUnsupported);
+        assert!(
+            again.fallbacks[0].cause.contains("not tried again"),
+            "{again}"
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            written,
+            "the reopen wrote to the file"
+        );
+        assert_eq!(count(&connection, "t").unwrap(), 3);
+
+        // Another database in the same directory: the same shortcut, and it still works.
+        let (other, report) = SqliteOptions::new(directory.path().join("other.db"))
+            .open()
+            .unwrap();
+        assert_eq!(report.journal_mode, Some(JournalMode::Delete), "{report}");
+        assert!(
+            report.fallbacks[0].cause.contains("not tried again"),
+            "{report}"
+        );
+        write_plain_rows(&other, 1).unwrap();
+
+        // WAL as the only rung is still tried (and fails for real), not skipped.
+        let strict = SqliteOptions::new(directory.path().join("strict.db"))
+            .journal_policy(JournalLadder::strict(JournalMode::Wal))
+            .open()
+            .unwrap_err();
+        assert_eq!(strict.class(), FailureClass::WalUnsupported, "{strict}");
+    });
+}
+
 #[test]
 fn falls_back_on_locking_protocol() {
     isolated!(falls_back_on_locking_protocol, {
