@@ -2,11 +2,13 @@
 //!
 //! - `fault-matrix`: every engine x fault x policy cell, expected vs actual, rows kept.
 //! - `bench`: the cost of store's safety, as ratios against the raw engines.
+//! - `torture`: crash, concurrency and bad-input campaigns, seeded.
 
 use std::process::ExitCode;
 
 mod bench;
 mod matrix;
+mod torture;
 
 const USAGE: &str = "\
 usage: cargo xtask <task> [options]
@@ -14,8 +16,11 @@ usage: cargo xtask <task> [options]
 tasks:
   fault-matrix   run every engine x fault x policy cell and compare with its expectation;
                  --format table|json|markdown, --engine sqlite|duckdb, --fault TEXT
-  bench          measure what store's safety costs (today: commit rate per journal mode
-                 under the no-shared-memory fault); --json for machines
+  bench          measure what store's safety costs against raw rusqlite/duckdb, in the
+                 release profile; --json for machines
+  torture        crash loops, racing processes and bad inputs, counting what survived;
+                 --short (CI), --seed N, --iterations N, --rounds N, --racers N,
+                 --time-limit-s N, --campaign crash|concurrency|bad-input
   help           print this message";
 
 fn main() -> ExitCode {
@@ -26,6 +31,8 @@ fn main() -> ExitCode {
         Some("__matrix-migrate-and-die") => matrix::migrate_and_die(&arguments[1..]),
         Some("__matrix-hold-lock") => matrix::hold_lock(),
         Some("bench") => bench::run(&arguments[1..]),
+        Some("torture") => torture::run(&arguments[1..]),
+        Some("__torture-child") => torture::child(&arguments[1..]),
         Some("__bench-child") => bench::child(&arguments[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");

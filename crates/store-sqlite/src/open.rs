@@ -301,6 +301,8 @@ impl SqliteOptions {
         mode: JournalMode,
     ) -> Result<Connection, (JournalError, FailureClass)> {
         let mut retries = 0;
+        let started = Instant::now();
+        let mut busy_pause = Duration::from_millis(5);
         loop {
             let error = match self.attempt(mode) {
                 Ok(connection) => return Ok(connection),
@@ -316,6 +318,20 @@ impl SqliteOptions {
                 }
                 JournalError::NotTaken { .. } => (FailureClass::Other, false),
             };
+            // Switching the journal mode while other processes open the same file can answer
+            // SQLITE_BUSY without SQLite's busy handler ever waiting (`cargo xtask torture`'s
+            // racing processes hit it): wait for it here, as long as the busy timeout allows.
+            if class == FailureClass::Busy && started.elapsed() + busy_pause < self.busy_timeout {
+                tracing::debug!(
+                    target: "store::sqlite",
+                    mode = %mode,
+                    error = %error,
+                    "database busy while setting the journal mode; waiting"
+                );
+                std::thread::sleep(busy_pause);
+                busy_pause = (busy_pause * 2).min(Duration::from_millis(100));
+                continue;
+            }
             if transient && retries < TRANSIENT_RETRIES {
                 retries += 1;
                 tracing::debug!(
