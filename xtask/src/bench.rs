@@ -24,7 +24,7 @@ const RUNS: usize = 7;
 const SQLITE_OPENS_PER_RUN: usize = 40;
 const DUCKDB_OPENS_PER_RUN: usize = 5;
 /// Fewer runs for the 256 MiB copies: each is a quarter of a gigabyte written and fsynced.
-const COPY_RUNS: usize = 3;
+const COPY_RUNS: usize = 5;
 /// How long each commit-rate run commits for.
 const COMMIT_WINDOW: Duration = Duration::from_millis(1500);
 /// The size of the database the snapshot figures copy.
@@ -500,8 +500,13 @@ fn snapshot_figures() -> BenchResult<Vec<Figure>> {
         }
     }
     let megabytes = std::fs::metadata(&database)?.len() as f64 / (1024.0 * 1024.0);
+    // Every copy starts with nothing dirty in the page cache: otherwise a run's fsync also pays
+    // for writing back what the run before it (or the database's creation) left behind.
+    let settle = || Command::new("sync").status().map(drop);
+    settle()?;
     let copy_with_cp = |run: usize| {
         let target = directory.path().join(format!("cp-{run}"));
+        settle()?;
         mean_milliseconds(1, |_| {
             let copied = Command::new("cp").arg(&database).arg(&target).status()?;
             let synced = Command::new("sync").arg(&target).status()?;
@@ -515,6 +520,7 @@ fn snapshot_figures() -> BenchResult<Vec<Figure>> {
     let (store_snapshot, cp_for_snapshot) = paired(
         COPY_RUNS,
         |_| {
+            settle()?;
             mean_milliseconds(1, |_| {
                 snapshot_file(&database, &snapshot, Replace::Allowed)?;
                 Ok(())
@@ -526,6 +532,7 @@ fn snapshot_figures() -> BenchResult<Vec<Figure>> {
         COPY_RUNS,
         |run| {
             let restored = directory.path().join(format!("restored-{run}"));
+            settle()?;
             mean_milliseconds(1, |_| {
                 snapshot_file(&snapshot, &restored, Replace::Refused)?;
                 Ok(())

@@ -120,6 +120,16 @@ struct Tally {
     failures: Vec<String>,
 }
 
+impl Tally {
+    /// One failure for `context` listing its problems, if it has any.
+    fn check(&mut self, context: String, problems: &[String]) {
+        if !problems.is_empty() {
+            self.failures
+                .push(format!("{context}: {}", problems.join("; ")));
+        }
+    }
+}
+
 pub fn run(arguments: &[String]) -> ExitCode {
     let settings = match parse(arguments) {
         Ok(settings) => settings,
@@ -436,13 +446,13 @@ fn crash_campaign(
             problems.push(format!("integrity_check: {integrity}"));
         }
         drop(opened);
-        if !problems.is_empty() {
-            tally.failures.push(format!(
-                "crash/{} iteration {iteration} (seed {seed}, {death:?}): {}",
-                engine_name(engine),
-                problems.join("; ")
-            ));
-        }
+        tally.check(
+            format!(
+                "crash/{} iteration {iteration} (seed {seed}, {death:?})",
+                engine_name(engine)
+            ),
+            &problems,
+        );
     }
     let recovered: String = if recoveries.is_empty() {
         "none".into()
@@ -638,13 +648,10 @@ fn concurrency_campaign(
             problems.push(format!("{rows} rows for {holders} writers of {RACE_ROWS}"));
         }
         drop(opened);
-        if !problems.is_empty() {
-            tally.failures.push(format!(
-                "concurrency/{} round {round}: {}",
-                engine_name(engine),
-                problems.join("; ")
-            ));
-        }
+        tally.check(
+            format!("concurrency/{} round {round}", engine_name(engine)),
+            &problems,
+        );
     }
     let mut line = String::new();
     let _ = write!(
