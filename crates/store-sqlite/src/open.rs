@@ -43,9 +43,12 @@ fn wal_failure_key(database: &Path) -> Option<(PathBuf, u64)> {
 }
 
 fn wal_failed_before(database: &Path) -> Option<Fallback> {
-    let key = wal_failure_key(database)?;
     let failed = WAL_FAILED_IN.lock().unwrap_or_else(PoisonError::into_inner);
-    failed.get(&key).cloned()
+    // The usual case, nothing failed anywhere: no canonicalize or stat on the happy open.
+    if failed.is_empty() {
+        return None;
+    }
+    failed.get(&wal_failure_key(database)?).cloned()
 }
 
 fn remember_wal_failure(database: &Path, fallback: &Fallback) {
