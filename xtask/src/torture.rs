@@ -319,7 +319,7 @@ fn crash_campaign(
     deadline: Instant,
     tally: &mut Tally,
 ) -> TortureResult<()> {
-    let directory = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?;
+    let directory = tempfile::tempdir()?;
     let mut path = PathBuf::new();
     let mut log = PathBuf::new();
     let mut expected: BTreeSet<u64> = BTreeSet::new();
@@ -573,7 +573,7 @@ fn concurrency_campaign(
     let mut locked_total = 0;
     let started = Instant::now();
     for round in 0..settings.concurrency_rounds {
-        let directory = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?;
+        let directory = tempfile::tempdir()?;
         let path = directory.path().join(database_name(engine));
         // DuckDB racers keep the database open a while, so that they overlap.
         let hold_milliseconds = if engine == Engine::Duckdb { 300 } else { 0 };
@@ -845,7 +845,7 @@ fn bad_input_campaign(tally: &mut Tally) -> TortureResult<()> {
     let mut recovered = 0;
     let mut unreadable = 0;
     for input in &inputs {
-        let directory = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?;
+        let directory = tempfile::tempdir()?;
         let path = (input.make)(directory.path())?;
         // The database's own directory when it exists (a nested one for the unicode path).
         let watched = Some(store_core::files::parent_directory(&path))
