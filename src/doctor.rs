@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use store_core::files::{self, MovedAsideFile};
 use store_core::fs::{Writability, writability};
-use store_core::{FailureClass, FileContent, Filesystem, JournalMode, RecoveryStep};
+use store_core::{FailureClass, FileContent, Filesystem, JournalLadder, JournalMode, RecoveryStep};
 use store_sqlite::rusqlite;
 
 /// The path could not be examined at all.
@@ -69,7 +69,9 @@ pub struct Checkup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WalProbe {
-    /// WAL was set and proven by a read and a write.
+    /// WAL was set and proven by a read, on this machine. On a network filesystem
+    /// that is not enough for several machines sharing the database, which is why store's default
+    /// policy uses DELETE there (see the outlook).
     Works,
     /// WAL failed and store fell back, as it would for a new database here.
     FallsBack {
@@ -292,17 +294,28 @@ fn probe_wal(directory: &Path) -> WalProbe {
         }
     }
     let probe = files::private_sibling(&directory.join("store"), "doctor-wal-probe");
+    // WAL first on every filesystem: the default policy skips it on NFS, SMB and 9p, and a probe
+    // that never tried WAL would report it working.
+    let policy = JournalLadder::new(
+        "doctor WAL probe",
+        vec![JournalMode::Wal, JournalMode::Delete],
+    )
+    .expect("a ladder of two modes is valid");
     let outcome = store_sqlite::SqliteOptions::new(&probe)
         .label("store doctor WAL probe")
+        .journal_policy(policy)
         .open();
     let verdict = match outcome {
         Ok((connection, report)) => {
             drop(connection);
             match (report.fallbacks.first(), report.journal_mode) {
-                (None, _) => WalProbe::Works,
-                (Some(fallback), to) => WalProbe::FallsBack {
-                    class: fallback.class,
-                    cause: fallback.cause.clone(),
+                (None, Some(JournalMode::Wal)) => WalProbe::Works,
+                (fallback, to) => WalProbe::FallsBack {
+                    class: fallback.map_or(FailureClass::Other, |fallback| fallback.class),
+                    cause: fallback.map_or_else(
+                        || format!("the open settled on {to:?} without trying WAL"),
+                        |fallback| fallback.cause.clone(),
+                    ),
                     to: to.unwrap_or(JournalMode::Delete),
                 },
             }
