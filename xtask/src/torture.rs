@@ -280,13 +280,6 @@ impl Opened {
     }
 }
 
-fn engine_name(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Sqlite => "sqlite",
-        _ => "duckdb",
-    }
-}
-
 fn engine_from(name: &str) -> Option<Engine> {
     match name {
         "sqlite" => Some(Engine::Sqlite),
@@ -336,7 +329,7 @@ fn crash_campaign(
         if Instant::now() > deadline {
             tally.lines.push(format!(
                 "crash/{}: stopped by the time limit after {iteration} iterations",
-                engine_name(engine)
+                engine.as_str()
             ));
             break;
         }
@@ -371,7 +364,7 @@ fn crash_campaign(
         }] += 1;
         let first_id = u64::from(iteration) * 1_000_000 + 1;
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["__torture-child", "crash", engine_name(engine)])
+            .args(["__torture-child", "crash", engine.as_str()])
             .arg(&path)
             .arg(&log)
             .args([latest.to_string(), first_id.to_string(), death_text(death)])
@@ -390,7 +383,7 @@ fn crash_campaign(
         if output.status.code().is_some_and(|code| code != 0) {
             tally.failures.push(format!(
                 "crash/{} iteration {iteration} (seed {seed}): the child failed before its death: {}",
-                engine_name(engine),
+                engine.as_str(),
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
             continue;
@@ -402,7 +395,7 @@ fn crash_campaign(
             Err(refused) => {
                 tally.failures.push(format!(
                     "crash/{} iteration {iteration} (seed {seed}, {death:?}): reopen failed ({}): {}",
-                    engine_name(engine),
+                    engine.as_str(),
                     refused.class,
                     refused.cause
                 ));
@@ -449,7 +442,7 @@ fn crash_campaign(
         tally.check(
             format!(
                 "crash/{} iteration {iteration} (seed {seed}, {death:?})",
-                engine_name(engine)
+                engine.as_str()
             ),
             &problems,
         );
@@ -467,7 +460,7 @@ fn crash_campaign(
         "crash/{}: {iterations} iterations in {:.0} s (kills: {} timed, {} after a snapshot, {} after a migration); \
          {} acknowledged rows checked; recoveries: {recovered}; rows lost as reported: {reported_lost}; \
          rows lost beyond the report: {unreported_lost}",
-        engine_name(engine),
+        engine.as_str(),
         started.elapsed().as_secs_f64(),
         deaths[0],
         deaths[1],
@@ -580,7 +573,7 @@ fn concurrency_campaign(
         let children: Vec<_> = (0..settings.racers)
             .map(|racer| {
                 Command::new(std::env::current_exe()?)
-                    .args(["__torture-child", "race", engine_name(engine)])
+                    .args(["__torture-child", "race", engine.as_str()])
                     .arg(&path)
                     .args([
                         (u64::from(racer) * 1_000).to_string(),
@@ -649,7 +642,7 @@ fn concurrency_campaign(
         }
         drop(opened);
         tally.check(
-            format!("concurrency/{} round {round}", engine_name(engine)),
+            format!("concurrency/{} round {round}", engine.as_str()),
             &problems,
         );
     }
@@ -657,7 +650,7 @@ fn concurrency_campaign(
     let _ = write!(
         line,
         "concurrency/{}: {} rounds of {} processes in {:.0} s; opened: {holders_total}",
-        engine_name(engine),
+        engine.as_str(),
         settings.concurrency_rounds,
         settings.racers,
         started.elapsed().as_secs_f64()
@@ -855,7 +848,7 @@ fn bad_input_campaign(tally: &mut Tally) -> TortureResult<()> {
         let outcome = open(input.engine, &path, 2);
         let after = DirectorySnapshot::take(&watched)?;
         let changes = before.diff(&after);
-        let label = format!("bad-input/{} {}", engine_name(input.engine), input.name);
+        let label = format!("bad-input/{} {}", input.engine.as_str(), input.name);
         let verdict = match &outcome {
             Err(refusal) => format!("refused ({})", refusal.class),
             Ok((_, report)) => match &report.recovery {
