@@ -128,7 +128,7 @@ fn a_fallen_back_sqlite_database_is_explained() {
 #[test]
 fn a_damaged_then_recovered_duckdb_database_is_explained() -> TestResult {
     use store::RecoveryStep;
-    use store_testkit::faults::duckdb::{append_to_wal, write_uncheckpointed_rows};
+    use store_testkit::faults::duckdb::{append_garbage_to_wal, write_uncheckpointed_rows};
 
     let home = tempfile::tempdir()?;
     let path = home.path().join("system.duckdb");
@@ -137,7 +137,7 @@ fn a_damaged_then_recovered_duckdb_database_is_explained() -> TestResult {
         .open()?;
     drop(connection);
     write_uncheckpointed_rows(&path, 10, 5)?;
-    append_to_wal(&path, &[0xFF; 64])?;
+    append_garbage_to_wal(&path)?;
 
     let before = assert_unchanged(home.path(), || doctor::examine(home.path()))?;
     let [damaged] = before.databases.as_slice() else {

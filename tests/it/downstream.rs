@@ -39,12 +39,12 @@ fn my_app_keeps_working_when_its_home_is_on_nfs() {
 #[test]
 fn my_app_gets_its_rows_back_after_a_damaged_wal() -> Result<(), Box<dyn std::error::Error>> {
     use store::duckdb::DuckDbOptions;
-    use store_testkit::faults::duckdb::{append_to_wal, write_uncheckpointed_rows};
+    use store_testkit::faults::duckdb::{append_garbage_to_wal, write_uncheckpointed_rows};
 
     let data = tempfile::tempdir()?;
     let path = data.path().join("system.duckdb");
     write_uncheckpointed_rows(&path, 20, 5)?;
-    append_to_wal(&path, &[0xFF; 64])?;
+    append_garbage_to_wal(&path)?;
     let (connection, report) = DuckDbOptions::new(&path).open()?;
     let recovery = report.recovery.as_ref().expect("a recovery was needed");
     assert_eq!(recovery.class, store::FailureClass::WalReplay);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use store_core::{JournalLadder, JournalMode, Migration, Migrations, RecoveryLadder, RecoveryStep};
 use store_duckdb::DuckDbOptions;
 use store_sqlite::SqliteOptions;
-use store_testkit::faults::duckdb::{append_to_wal, write_uncheckpointed_rows};
+use store_testkit::faults::duckdb::{append_garbage_to_wal, write_uncheckpointed_rows};
 use store_testkit::faults::sqlite::SqliteFault;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -131,7 +131,7 @@ fn rerun_in_release(arguments: &[String]) -> ExitCode {
             "bench",
         ])
         .args(arguments)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(package_directory())
         .status();
     match status {
         Ok(status) if status.success() => ExitCode::SUCCESS,
@@ -143,10 +143,17 @@ fn rerun_in_release(arguments: &[String]) -> ExitCode {
     }
 }
 
+/// xtask's directory in the clone that ran `cargo xtask`, read when it runs: `.ci/run` shares one
+/// target directory between clones, so this binary may have been compiled in another clone, and
+/// a path compiled in (`env!`) would point there.
+fn package_directory() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| ".".into(), Into::into)
+}
+
 /// A scratch directory on the disk the project lives on, not a tmpfs: fsync is the cost that
 /// matters.
 fn scratch() -> BenchResult<tempfile::TempDir> {
-    Ok(tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?)
+    Ok(tempfile::tempdir_in(package_directory())?)
 }
 
 /// Runs `store` and `baseline` alternately, [`RUNS`] times each; each returns one run's value.
@@ -435,7 +442,7 @@ fn recovery_figures() -> BenchResult<Vec<Figure>> {
     let healthy = directory.path().join("healthy.duckdb");
     copy_database(&damaged, &healthy)?;
     write_uncheckpointed_rows(&damaged, 0, 50)?;
-    append_to_wal(&damaged, &[0xFF; 64])?;
+    append_garbage_to_wal(&damaged)?;
     let mut figures = Vec::new();
     for step in [
         RecoveryStep::SalvageWal,

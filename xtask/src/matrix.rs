@@ -8,7 +8,9 @@ use std::process::{Command, ExitCode};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use store_core::{Engine, JournalLadder, JournalMode, Migration, Migrations, RecoveryLadder};
+use store_core::{
+    Engine, JournalLadder, JournalMode, Migration, Migrations, RecoveryLadder, RecoveryStep,
+};
 use store_duckdb::DuckDbOptions;
 use store_sqlite::SqliteOptions;
 use store_testkit::DirectorySnapshot;
@@ -158,6 +160,12 @@ const CELLS: &[Cell] = &[
         "default",
         "recovered(salvage-wal)",
         Keep::All,
+    ),
+    duckdb(
+        "wal-garbage",
+        "discard-only",
+        "recovered(discard-wal)",
+        Keep::Checkpointed,
     ),
     duckdb(
         "wal-garbage",
@@ -814,7 +822,7 @@ fn duckdb_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
         duckdb_faults::write_uncheckpointed_rows(&path, checkpointed, DUCKDB_WAL_ROWS)?;
     let mut rows_required = ROWS_BEFORE;
     match cell.fault {
-        "wal-garbage" => duckdb_faults::append_to_wal(&path, &[0xFF; 64])?,
+        "wal-garbage" => duckdb_faults::append_garbage_to_wal(&path)?,
         "wal-flipped-byte" => {
             // Damage the 11th WAL commit: the 10 before it must survive.
             duckdb_faults::flip_wal_byte(&path, commit_ends[9] + 20)?;
@@ -828,27 +836,30 @@ fn duckdb_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
             let other = directory.join("other.duckdb");
             duckdb_faults::write_uncheckpointed_rows(&other, 1, 3)?;
             duckdb_faults::replace_wal_with_foreign(&path, &other)?;
-            rows_required = u64::from(checkpointed);
         }
         "killed-mid-migration" | "killed-mid-migration-wal-garbage" => {
             let executable = std::env::current_exe()?;
             let status = Command::new(executable)
                 .args(["__matrix-migrate-and-die".as_ref(), path.as_os_str()])
                 .status()?;
-            if status.success() {
-                return Err(CellError::Setup(
-                    "the migrating child was not killed".into(),
-                ));
+            if !store_testkit::crash::was_killed(&status) {
+                return Err(CellError::Setup(format!(
+                    "the migrating child was not killed: {status}"
+                )));
             }
             if cell.fault.ends_with("wal-garbage") {
-                duckdb_faults::append_to_wal(&path, &[0xFF; 64])?;
+                duckdb_faults::append_garbage_to_wal(&path)?;
             }
         }
         _ => {}
     }
-    if cell.policy == "snapshot-only" {
+    // A step that gives up more than the damage took lowers the floor, by what it says it loses.
+    match cell.keep {
+        // The WAL's commits go with the WAL.
+        Keep::Checkpointed => rows_required = u64::from(checkpointed),
         // The snapshot holds what the last migration saw: the rows written since are lost.
-        rows_required = 0;
+        Keep::Snapshot => rows_required = 0,
+        Keep::All | Keep::BeforeDamage | Keep::Untouched => {}
     }
     if cell.fault == "read-only-filesystem" {
         fault_or_skip(mounts::remount_read_only(directory))?;
@@ -862,6 +873,7 @@ fn duckdb_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
     };
     let policy = match cell.policy {
         "snapshot-only" => RecoveryLadder::snapshot_only(),
+        "discard-only" => RecoveryLadder::new("discard-only", vec![RecoveryStep::DiscardWal]),
         "strict" => RecoveryLadder::strict(),
         _ => RecoveryLadder::default(),
     };

@@ -795,7 +795,7 @@ fn bad_inputs() -> Vec<BadInput> {
                     .map_err(|error| error.cause_chain())?,
             );
             store_testkit::faults::duckdb::write_uncheckpointed_rows(&path, 0, 5)?;
-            store_testkit::faults::duckdb::append_to_wal(&path, &[0xFF; 64])?;
+            store_testkit::faults::duckdb::append_garbage_to_wal(&path)?;
             Ok(path)
         },
     ));

@@ -496,7 +496,11 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn detects_this_machines_disk_and_tmpfs() -> Result<(), Box<dyn std::error::Error>> {
-        let directory = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?;
+        // The package directory as cargo gives it when the test runs: a path compiled in would
+        // name whichever clone last built this binary in the shared target directory.
+        let package =
+            std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| ".".into(), PathBuf::from);
+        let directory = tempfile::tempdir_in(package)?;
         let on_disk = Filesystem::detect(directory.path().join("not-yet-created.db"))?;
         assert!(
             matches!(on_disk.kind, FsKind::Local | FsKind::Overlay),

@@ -10,7 +10,7 @@
 
 use store::sqlite::SqliteOptions;
 use store::{FailureClass, JournalMode, RecoveryStep};
-use store_testkit::faults::duckdb::{append_to_wal, write_uncheckpointed_rows};
+use store_testkit::faults::duckdb::{append_garbage_to_wal, write_uncheckpointed_rows};
 use store_testkit::faults::sqlite::SqliteFault;
 
 /// The application's own open, as it would write it.
@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // My app after a crash that left garbage at the end of DuckDB's WAL.
     let path = home.path().join("system.duckdb");
     write_uncheckpointed_rows(&path, 10, 5)?;
-    append_to_wal(&path, &[0xFF; 64])?;
+    append_garbage_to_wal(&path)?;
     let (connection, report) = store::duckdb::DuckDbOptions::new(&path).open()?;
     let recovery = report.recovery.as_ref().ok_or("expected a recovery")?;
     assert_eq!(recovery.class, FailureClass::WalReplay);

@@ -108,3 +108,20 @@ impl Subscriber for KillSubscriber {
 pub fn kill_at<R>(point: KillPoint, body: impl FnOnce() -> R) -> R {
     tracing::subscriber::with_default(KillSubscriber(point), body)
 }
+
+/// Whether a child process ended by SIGKILL, as [`kill_at`] ends it: a child that exited on its
+/// own (even with an error) was not killed, and its files say nothing about a crash.
+///
+/// ```
+/// use std::process::Command;
+///
+/// let status = Command::new("sh").args(["-c", "kill -9 $$"]).status()?;
+/// assert!(store_testkit::crash::was_killed(&status));
+/// let status = Command::new("sh").args(["-c", "exit 1"]).status()?;
+/// assert!(!store_testkit::crash::was_killed(&status));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn was_killed(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(libc::SIGKILL)
+}

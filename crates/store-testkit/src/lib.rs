@@ -28,16 +28,17 @@
 //! ```
 //!
 //! DuckDB, with the `duckdb` feature: a crash leaves committed rows in the WAL, garbage lands
-//! after them, and store's open salvages every commit.
+//! after them, and DuckDB itself refuses to open the file. That is the state store-duckdb's
+//! recovery starts from (it salvages every commit before the garbage).
 //!
 //! ```
 //! # #[cfg(feature = "duckdb")] {
-//! use store_testkit::faults::duckdb::{append_to_wal, write_uncheckpointed_rows};
+//! use store_testkit::faults::duckdb::{append_garbage_to_wal, write_uncheckpointed_rows};
 //!
 //! let directory = tempfile::tempdir()?;
 //! let path = directory.path().join("system.duckdb");
 //! write_uncheckpointed_rows(&path, 10, 5)?;
-//! append_to_wal(&path, &[0xFF; 64])?;
+//! append_garbage_to_wal(&path)?;
 //! let replay = duckdb::Connection::open(&path).map(drop).unwrap_err();
 //! assert!(replay.to_string().contains("Failure while replaying WAL"), "{replay}");
 //! # }

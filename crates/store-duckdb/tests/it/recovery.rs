@@ -5,8 +5,8 @@
 use store_core::{DataLoss, FailureClass, RecoveryLadder, RecoveryStep};
 use store_duckdb::{DuckDbOptions, OpenError, StepError};
 use store_testkit::faults::duckdb::{
-    LockHolder, append_to_wal, flip_wal_byte, replace_wal_with_foreign, serve_lock_holder,
-    truncate_wal, wal_path, write_uncheckpointed_rows,
+    LockHolder, WAL_GARBAGE, append_garbage_to_wal, flip_wal_byte, replace_wal_with_foreign,
+    serve_lock_holder, truncate_wal, wal_path, write_uncheckpointed_rows,
 };
 use store_testkit::{DirectorySnapshot, logs};
 
@@ -27,7 +27,7 @@ fn database_with_wal(
 fn garbage_after_the_wal_is_salvaged_keeping_every_commit() -> TestResult {
     let directory = tempfile::tempdir()?;
     let (path, _) = database_with_wal(directory.path())?;
-    append_to_wal(&path, &[0xFF; 64])?;
+    append_garbage_to_wal(&path)?;
     let plain = duckdb::Connection::open(&path).map(drop).unwrap_err();
     assert_eq!(
         store_duckdb::classify(&plain),
@@ -60,7 +60,7 @@ fn garbage_after_the_wal_is_salvaged_keeping_every_commit() -> TestResult {
             .to_string_lossy()
             .contains(".salvaged-wal.")
     );
-    assert!(std::fs::read(&recovery.moved_aside[0].to)?.ends_with(&[0xFF; 64]));
+    assert!(std::fs::read(&recovery.moved_aside[0].to)?.ends_with(&WAL_GARBAGE));
     let warnings = logs::at_level(&events, tracing::Level::WARN);
     assert!(
         warnings.iter().any(|w| w.target == "store::recovery"),
@@ -140,7 +140,7 @@ fn recovery_restores_the_snapshot_on_a_wal_replay_error() -> TestResult {
     // Migrating to version 3 takes the snapshot at version 2.
     drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
     write_uncheckpointed_rows(&path, 0, 3)?;
-    append_to_wal(&path, &[0xFF; 64])?;
+    append_garbage_to_wal(&path)?;
 
     let (connection, report) = DuckDbOptions::new(&path)
         .migrations(schema())
@@ -224,7 +224,7 @@ fn without_a_snapshot_the_original_error_propagates() -> TestResult {
     let directory = tempfile::tempdir()?;
     let (path, _) = database_with_wal(directory.path())?;
     std::fs::remove_file(store_core::files::sibling(&path, ".pre-migrate"))?;
-    append_to_wal(&path, &[0xFF; 64])?;
+    append_garbage_to_wal(&path)?;
     let before = DirectorySnapshot::take(directory.path())?;
     let error = DuckDbOptions::new(&path)
         .migrations(schema())
@@ -266,7 +266,7 @@ fn a_broken_snapshot_propagates_its_own_error_and_moves_nothing() -> TestResult 
         store_core::files::sibling(&path, ".pre-migrate"),
         b"also-corrupted",
     )?;
-    append_to_wal(&path, &[0xFF; 64])?;
+    append_garbage_to_wal(&path)?;
     let before = DirectorySnapshot::take(directory.path())?;
     let error = DuckDbOptions::new(&path)
         .migrations(schema())
@@ -298,7 +298,7 @@ fn a_snapshot_from_a_newer_schema_is_refused() -> TestResult {
     // A snapshot at version 3 cannot serve a release whose migrations end at 2.
     let older = store_core::Migrations::new(schema().all()[..2].to_vec())?;
     std::fs::copy(&path, store_core::files::sibling(&path, ".pre-migrate"))?;
-    append_to_wal(&path, &[0xFF; 64])?;
+    append_garbage_to_wal(&path)?;
     let error = DuckDbOptions::new(&path)
         .migrations(older)
         .recovery_policy(RecoveryLadder::snapshot_only())
@@ -324,7 +324,7 @@ fn a_snapshot_from_a_newer_schema_is_refused() -> TestResult {
 fn a_strict_policy_never_recovers() -> TestResult {
     let directory = tempfile::tempdir()?;
     let (path, _) = database_with_wal(directory.path())?;
-    append_to_wal(&path, &[0xFF; 64])?;
+    append_garbage_to_wal(&path)?;
     let error = DuckDbOptions::new(&path)
         .recovery_policy(RecoveryLadder::strict())
         .open()

@@ -68,8 +68,17 @@ pub fn write_uncheckpointed_rows(
     Ok(commit_ends)
 }
 
-/// Appends `bytes` to the WAL: with 0xFF bytes DuckDB reads an entry size it cannot allocate and
-/// fails with "Failure while replaying WAL file".
+/// The bytes [`append_garbage_to_wal`] appends: 64 bytes of 0xFF.
+pub const WAL_GARBAGE: [u8; 64] = [0xFF; 64];
+
+/// The [`Fault::WalGarbage`](crate::faults::Fault::WalGarbage) fault: appends [`WAL_GARBAGE`] to
+/// the WAL. DuckDB reads an entry size it cannot allocate and fails with "Failure while replaying
+/// WAL file"; every commit before the garbage is intact, so salvage keeps them all.
+pub fn append_garbage_to_wal(database: &Path) -> io::Result<()> {
+    append_to_wal(database, &WAL_GARBAGE)
+}
+
+/// Appends `bytes` to the WAL, synced.
 pub fn append_to_wal(database: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut wal = OpenOptions::new().append(true).open(wal_path(database))?;
     wal.write_all(bytes)?;
