@@ -106,6 +106,7 @@ impl Subscriber for KillSubscriber {
 /// Runs `body`; if store logs the step `point` meanwhile (on this thread), the process is
 /// SIGKILLed on the spot: no destructor, no checkpoint at close, no flush.
 pub fn kill_at<R>(point: KillPoint, body: impl FnOnce() -> R) -> R {
+    crate::logs::ask_each_thread();
     tracing::subscriber::with_default(KillSubscriber(point), body)
 }
 

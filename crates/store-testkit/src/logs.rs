@@ -136,6 +136,7 @@ impl Subscriber for CaptureSubscriber {
 /// assert_eq!(events[0].text, "careful");
 /// ```
 pub fn capture<R>(body: impl FnOnce() -> R) -> (R, Vec<CapturedEvent>) {
+    ask_each_thread();
     let recorder = Arc::new(Recorder::default());
     let result = tracing::subscriber::with_default(CaptureSubscriber(Arc::clone(&recorder)), body);
     let events = std::mem::take(
@@ -145,6 +146,53 @@ pub fn capture<R>(body: impl FnOnce() -> R) -> (R, Vec<CapturedEvent>) {
             .unwrap_or_else(PoisonError::into_inner),
     );
     (result, events)
+}
+
+/// A subscriber that is never any thread's and answers "sometimes" for every callsite.
+struct Anchor;
+
+impl Subscriber for Anchor {
+    fn register_callsite(&self, _metadata: &'static Metadata<'static>) -> tracing_core::Interest {
+        tracing_core::Interest::sometimes()
+    }
+
+    fn enabled(&self, _metadata: &Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _attributes: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _span: &Id, _values: &Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+
+    fn event(&self, _event: &Event<'_>) {}
+
+    fn enter(&self, _span: &Id) {}
+
+    fn exit(&self, _span: &Id) {}
+}
+
+/// Makes tracing ask the current thread's subscriber at every event, so that a subscriber set on
+/// one thread ([`capture`], [`crate::crash::kill_at`]) sees every event of that thread.
+///
+/// tracing caches each callsite's interest process-wide, and while at most one dispatcher is
+/// registered it asks only the subscriber of the thread that reaches the callsite first. A test
+/// thread without a subscriber then caches "never" for a callsite another thread is capturing,
+/// and that thread's events vanish: store-duckdb's happy-open test lost all three "migration
+/// applied" events in half its runs against a slower DuckDB build. Two dispatchers registered for
+/// the process's life keep tracing off that shortcut, and their "sometimes" makes it ask at each
+/// event; registering them rebuilds every interest cached before.
+pub(crate) fn ask_each_thread() {
+    static ANCHORS: OnceLock<[tracing::Dispatch; 2]> = OnceLock::new();
+    ANCHORS.get_or_init(|| {
+        [
+            tracing::Dispatch::new(Anchor),
+            tracing::Dispatch::new(Anchor),
+        ]
+    });
 }
 
 /// Records every event of every thread of this process from now on (a global subscriber: call it
@@ -184,6 +232,21 @@ mod tests {
             carried.in_scope(|| tracing::info!("carried"));
         });
         assert_eq!(events[0].spans, ["request{ id=1}"]);
+    }
+
+    #[test]
+    fn a_callsite_first_reached_on_a_thread_without_a_subscriber_is_still_captured() {
+        fn emit() {
+            tracing::info!(target: "store::test", "reached");
+        }
+        let ((), events) = capture(|| {
+            // Reached first by a thread with no subscriber (a parallel test), while this capture
+            // may be the only dispatcher registered.
+            std::thread::spawn(emit).join().expect("no panic");
+            emit();
+        });
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].text, "reached");
     }
 
     #[test]
