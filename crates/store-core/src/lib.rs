@@ -21,7 +21,7 @@
 //! - [`fs`]: which filesystem a path lives on ([`FsKind`], [`Filesystem`]);
 //! - [`failure`]: the classes of failure an engine error falls into;
 //! - [`policy`]: [`JournalPolicy`], [`RecoveryPolicy`] and the ladders that implement them;
-//! - [`report`]: [`OpenReport`], what an open chose and why;
+//! - [`report`]: [`OpenReport`], what an open chose and why, and the [`Durability`] in force;
 //! - [`diagnostics`]: the last open error, warn-once, the user-facing "not available" message;
 //! - [`content`]: what a path holds ([`FileContent`]), judged before an engine touches it;
 //! - [`files`]: atomic snapshots, move-aside without overwriting, sidecar listing;
@@ -52,6 +52,7 @@ pub use policy::{
     JournalLadder, JournalPolicy, LadderError, RecoveryLadder, RecoveryPolicy, RecoveryStep,
 };
 pub use report::{
-    AppliedMigration, DataLoss, Engine, Fallback, OpenReport, Recovery, default_label,
+    AppliedMigration, DataLoss, Durability, Engine, Fallback, OpenReport, Recovery, SyncLevel,
+    default_label,
 };
 pub use time::UtcTime;

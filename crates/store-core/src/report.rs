@@ -82,6 +82,114 @@ impl fmt::Display for DataLoss {
     }
 }
 
+/// How often an engine waits for the disk as it commits, read back from the engine after the open
+/// set it. The names are SQLite's `PRAGMA synchronous` levels, the finest scale of the engines
+/// store opens; DuckDB's settings map onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum SyncLevel {
+    /// Never: writes are handed to the operating system and not waited for (SQLite
+    /// `synchronous=OFF`, DuckDB `fsync_mode=none`).
+    Off,
+    /// At checkpoints and a few other moments, not at each commit's end (SQLite
+    /// `synchronous=NORMAL`).
+    Normal,
+    /// At every commit, before it returns (SQLite `synchronous=FULL`; DuckDB's default,
+    /// `fsync_mode=standard`, which fsyncs the WAL at each commit).
+    Full,
+    /// At every commit, and the directory after a rollback journal is deleted, so that the
+    /// deletion (the commit itself in `journal_mode=DELETE`) is on disk too (SQLite
+    /// `synchronous=EXTRA`).
+    Extra,
+}
+
+impl SyncLevel {
+    /// `off`, `normal`, `full` or `extra`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncLevel::Off => "off",
+            SyncLevel::Normal => "normal",
+            SyncLevel::Full => "full",
+            SyncLevel::Extra => "extra",
+        }
+    }
+}
+
+impl fmt::Display for SyncLevel {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// What a power cut (or an operating-system crash) may do to commits that were acknowledged,
+/// with the engine setting that decides it. A killed process loses no acknowledged commit in any
+/// of these: the operating system still holds what was written.
+///
+/// "Survives" assumes that an fsync reaches stable storage, as it does on Linux. Neither engine
+/// asks macOS for `F_FULLFSYNC` by default, so there a power cut can lose what an fsync returned
+/// for.
+///
+/// ```
+/// use store_core::{Durability, SyncLevel};
+///
+/// let durability = Durability::PowerSafe { sync: SyncLevel::Full };
+/// assert!(durability.is_power_safe());
+/// assert_eq!(durability.sync(), SyncLevel::Full);
+/// assert_eq!(durability.to_string(), "power-safe commits (sync full)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every acknowledged commit survives a power cut: the engine made it durable before the
+    /// commit returned. store's default.
+    PowerSafe {
+        /// The setting that gives it.
+        sync: SyncLevel,
+    },
+    /// A power cut may undo the most recent acknowledged commits (in SQLite's WAL modes at
+    /// `synchronous=NORMAL`: those since the last checkpoint; in `journal_mode=DELETE` at
+    /// `synchronous=FULL`: the last one, whose journal a power cut can bring back). The database
+    /// stays consistent and opens; nothing older is lost.
+    RecentCommitsMayBeLost {
+        /// The setting that gives it.
+        sync: SyncLevel,
+    },
+    /// A power cut may leave the database corrupt, and lose any commit since the last sync
+    /// (`synchronous=OFF` anywhere; `synchronous=NORMAL` in SQLite's rollback-journal modes,
+    /// where one sync covers both the journal's pages and the header that counts them).
+    MayCorrupt {
+        /// The setting that gives it.
+        sync: SyncLevel,
+    },
+}
+
+impl Durability {
+    /// The engine setting in force.
+    pub fn sync(self) -> SyncLevel {
+        match self {
+            Durability::PowerSafe { sync }
+            | Durability::RecentCommitsMayBeLost { sync }
+            | Durability::MayCorrupt { sync } => sync,
+        }
+    }
+
+    /// Whether every acknowledged commit survives a power cut.
+    pub fn is_power_safe(self) -> bool {
+        matches!(self, Durability::PowerSafe { .. })
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let promise = match self {
+            Durability::PowerSafe { .. } => "power-safe commits",
+            Durability::RecentCommitsMayBeLost { .. } => "a power cut may undo recent commits",
+            Durability::MayCorrupt { .. } => "a power cut may corrupt the database",
+        };
+        write!(formatter, "{promise} (sync {})", self.sync())
+    }
+}
+
 /// A recovery that an open performed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
@@ -147,6 +255,9 @@ pub struct OpenReport {
     pub filesystem: Option<Filesystem>,
     /// The journal mode in force (SQLite only).
     pub journal_mode: Option<JournalMode>,
+    /// What a power cut may do to the commits made through this connection, as the engine
+    /// answered after the open set it. `None` for a read-only open, which commits nothing.
+    pub durability: Option<Durability>,
     /// Modes tried and left, in order.
     pub fallbacks: Vec<Fallback>,
     /// The recovery performed, if any.
@@ -174,6 +285,7 @@ impl OpenReport {
             created: false,
             filesystem: None,
             journal_mode: None,
+            durability: None,
             fallbacks: Vec::new(),
             recovery: None,
             snapshot: None,
@@ -216,6 +328,9 @@ impl fmt::Display for OpenReport {
                 ", fell back from {} ({}: {})",
                 fallback.from, fallback.class, fallback.cause
             )?;
+        }
+        if let Some(durability) = self.durability {
+            write!(formatter, "; {durability}")?;
         }
         if let Some(recovery) = &self.recovery {
             write!(
@@ -284,6 +399,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("schema version 3"), "{text}");
+    }
+
+    #[test]
+    fn durability_says_the_promise_and_the_setting_in_a_few_words() {
+        let mut report = OpenReport::new(Engine::Sqlite, "/d/state.db", "state.db");
+        report.journal_mode = Some(JournalMode::Wal);
+        assert!(!report.to_string().contains("sync"), "{report}");
+        report.durability = Some(Durability::PowerSafe {
+            sync: SyncLevel::Full,
+        });
+        let text = report.to_string();
+        assert!(
+            text.contains("journal wal; power-safe commits (sync full); schema version 0"),
+            "{text}"
+        );
+        let opted_out = Durability::RecentCommitsMayBeLost {
+            sync: SyncLevel::Normal,
+        };
+        assert_eq!(
+            opted_out.to_string(),
+            "a power cut may undo recent commits (sync normal)"
+        );
+        assert!(!opted_out.is_power_safe());
+        assert_eq!(opted_out.sync(), SyncLevel::Normal);
+        let off = Durability::MayCorrupt {
+            sync: SyncLevel::Off,
+        };
+        assert_eq!(
+            off.to_string(),
+            "a power cut may corrupt the database (sync off)"
+        );
+        assert!(SyncLevel::Off < SyncLevel::Normal && SyncLevel::Full < SyncLevel::Extra);
     }
 
     #[test]

@@ -52,6 +52,15 @@ pub enum OpenError {
         #[source]
         source: MigrateError,
     },
+    /// DuckDB answered an `fsync_mode` store does not know, so what a power cut may do to
+    /// commits cannot be reported; the open fails rather than guess.
+    #[error("duckdb answered fsync_mode `{answered}` for {}, which store does not know", path.display())]
+    UnknownFsyncMode {
+        /// The path given.
+        path: PathBuf,
+        /// What `current_setting('fsync_mode')` answered.
+        answered: String,
+    },
     /// The snapshot chosen for restoring is unusable; nothing was moved.
     #[error("cannot restore {} from snapshot {}", path.display(), snapshot.display())]
     Snapshot {
@@ -76,6 +85,7 @@ impl OpenError {
     pub fn class(&self) -> FailureClass {
         match self {
             OpenError::Path(error) => error.class(),
+            OpenError::UnknownFsyncMode { .. } => FailureClass::Other,
             OpenError::Engine { class, .. }
             | OpenError::Create { class, .. }
             | OpenError::Snapshot { class, .. } => *class,
@@ -90,6 +100,7 @@ impl OpenError {
             OpenError::Engine { path, .. }
             | OpenError::Create { path, .. }
             | OpenError::Migrate { path, .. }
+            | OpenError::UnknownFsyncMode { path, .. }
             | OpenError::Snapshot { path, .. } => path,
         }
     }

@@ -29,7 +29,10 @@
 //!    `SalvageWal` keeps every commit before the first bad entry, `DiscardWal` opens at the last
 //!    checkpoint, `RestoreSnapshot` restores `<db>.pre-migrate`. Each step moves what it replaces
 //!    aside under `<db>.<reason>.<UTC stamp>` and reports what it lost.
-//! 5. With migrations pending: `CHECKPOINT`, the snapshot, each migration in a transaction,
+//! 5. Reports the durability in force, read back from DuckDB's `fsync_mode`: at its default,
+//!    DuckDB fsyncs its WAL before each commit returns, so an acknowledged commit survives a
+//!    power cut ([`store_core::Durability::PowerSafe`]).
+//! 6. With migrations pending: `CHECKPOINT`, the snapshot, each migration in a transaction,
 //!    `CHECKPOINT` again, so no schema change waits in the WAL. Nothing pending: no snapshot, no
 //!    checkpoint.
 

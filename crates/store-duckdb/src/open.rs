@@ -8,8 +8,8 @@ use std::time::Instant;
 use duckdb::{AccessMode, Config};
 use store_core::files::{Placed, place_new_file, private_sibling, sibling};
 use store_core::{
-    Engine, FileContent, Filesystem, OpenFailure, OpenReport, WarnOnce, check_database_path,
-    record_open_failure,
+    Durability, Engine, FileContent, Filesystem, OpenFailure, OpenReport, SyncLevel, WarnOnce,
+    check_database_path, record_open_failure,
 };
 
 use crate::classify::classify;
@@ -73,7 +73,7 @@ impl DuckDbOptions {
         let key = registry::key(&self.path);
         let opening = registry::opening_lock(&key);
         let _opening = opening.lock().unwrap_or_else(PoisonError::into_inner);
-        let connection = match registry::share(&key) {
+        let (connection, instance_read_only) = match registry::share(&key) {
             Shared::Connection(connection, instance_read_only) => {
                 report.notes.push(format!(
                     "shared the {} instance already open in this process",
@@ -83,7 +83,7 @@ impl DuckDbOptions {
                         "read-write"
                     }
                 ));
-                connection
+                (connection, instance_read_only)
             }
             Shared::Failed(source) => return Err(self.engine_error(source)),
             Shared::NotOpen => {
@@ -96,10 +96,14 @@ impl DuckDbOptions {
                     Err(error) if self.read_only => return Err(self.engine_error(error)),
                     Err(error) => recovery::recover(self, error, report)?,
                 };
-                registry::register(key, connection, self.read_only)
-                    .map_err(|source| self.engine_error(source))?
+                let registered = registry::register(key, connection, self.read_only)
+                    .map_err(|source| self.engine_error(source))?;
+                (registered, self.read_only)
             }
         };
+        if !instance_read_only {
+            report.durability = Some(self.durability(&connection)?);
+        }
         if self.read_only {
             report.schema_version =
                 migrate::schema_version(&connection).map_err(|source| self.engine_error(source))?;
@@ -112,6 +116,25 @@ impl DuckDbOptions {
             }
         })?;
         Ok(connection)
+    }
+
+    /// What a power cut may do to commits through `connection`, from the `fsync_mode` the
+    /// instance answers (store never changes it; a user's `SET` on a shared instance shows here).
+    /// At its default, `standard`, DuckDB fsyncs its WAL before each commit returns, so every
+    /// acknowledged commit survives a power cut; `full` does the same with `F_FULLFSYNC` on macOS;
+    /// `none` never fsyncs.
+    ///
+    /// DuckDB fsyncs no directory: a WAL it creates after a checkpoint keeps its name across a
+    /// power cut only where the filesystem makes a new file's name durable with the file's own
+    /// sync (ext4, XFS and btrfs do; POSIX does not promise it).
+    fn durability(&self, connection: &duckdb::Connection) -> Result<Durability, OpenError> {
+        let answered: String = connection
+            .query_row("SELECT current_setting('fsync_mode')", [], |row| row.get(0))
+            .map_err(|source| self.engine_error(source))?;
+        durability_of_fsync_mode(&answered).ok_or_else(|| OpenError::UnknownFsyncMode {
+            path: self.path.clone(),
+            answered,
+        })
     }
 
     /// A plain open of the database file with this open's access mode.
@@ -127,6 +150,19 @@ impl DuckDbOptions {
             moved_aside: Vec::new(),
             source,
         }
+    }
+}
+
+/// The durability of a DuckDB `fsync_mode` value, if store knows it.
+fn durability_of_fsync_mode(fsync_mode: &str) -> Option<Durability> {
+    match fsync_mode.to_ascii_lowercase().as_str() {
+        "standard" | "full" => Some(Durability::PowerSafe {
+            sync: SyncLevel::Full,
+        }),
+        "none" => Some(Durability::MayCorrupt {
+            sync: SyncLevel::Off,
+        }),
+        _ => None,
     }
 }
 
@@ -185,5 +221,68 @@ fn create_database(path: &Path) -> Result<(), OpenError> {
                 },
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fsync_mode_of_the_bundled_duckdb_has_a_durability() {
+        // DuckDB's FileSyncMode: STANDARD (the default), NONE, FULL.
+        assert_eq!(
+            durability_of_fsync_mode("STANDARD"),
+            Some(Durability::PowerSafe {
+                sync: SyncLevel::Full
+            })
+        );
+        assert_eq!(
+            durability_of_fsync_mode("full"),
+            Some(Durability::PowerSafe {
+                sync: SyncLevel::Full
+            })
+        );
+        assert_eq!(
+            durability_of_fsync_mode("none"),
+            Some(Durability::MayCorrupt {
+                sync: SyncLevel::Off
+            })
+        );
+        assert_eq!(durability_of_fsync_mode("sometimes"), None);
+    }
+
+    #[test]
+    fn the_report_says_commits_are_power_safe_and_follows_a_changed_fsync_mode()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        let path = directory.path().join("system.duckdb");
+        let (connection, report) = DuckDbOptions::new(&path).open()?;
+        assert_eq!(
+            report.durability,
+            Some(Durability::PowerSafe {
+                sync: SyncLevel::Full
+            }),
+            "{report}"
+        );
+        assert!(
+            report.to_string().contains("power-safe commits"),
+            "{report}"
+        );
+        // A second open shares the instance, and reports what the instance now does.
+        connection.execute_batch("SET GLOBAL fsync_mode = 'none'")?;
+        let (shared_connection, shared) = DuckDbOptions::new(&path).open()?;
+        assert_eq!(
+            shared.durability,
+            Some(Durability::MayCorrupt {
+                sync: SyncLevel::Off
+            }),
+            "{shared}"
+        );
+        drop((connection, shared_connection));
+
+        let (_reader, read_only) = DuckDbOptions::new(&path).read_only(true).open()?;
+        assert_eq!(read_only.durability, None, "{read_only}");
+        Ok(())
     }
 }

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use store_core::{FailureClass, Fallback, JournalMode, MigrationsError, PathError};
 
+use crate::options::Synchronous;
+
 /// An open failed. Every variant names the database path; [`OpenError::class`] gives the class a
 /// policy or a user-facing message decides on. Nothing on disk was changed by a failed open except
 /// what a journal-mode attempt itself wrote, which the ladder undoes before giving up.
@@ -74,6 +76,21 @@ pub enum OpenError {
         #[source]
         source: rusqlite::Error,
     },
+    /// SQLite answered `PRAGMA synchronous` with another level than the one set: the commits
+    /// would not be as durable as asked, so the open fails instead of reporting it.
+    #[error(
+        "asked for synchronous={} on {}, sqlite answered {answered}",
+        asked.as_str(),
+        path.display()
+    )]
+    SynchronousNotTaken {
+        /// The path given.
+        path: PathBuf,
+        /// The level asked for (the option, or the default for the journal mode).
+        asked: Synchronous,
+        /// What `PRAGMA synchronous` answered (0 to 3 for off to extra).
+        answered: i64,
+    },
     /// The database opened but its migrations failed; it is left at the last applied version.
     #[error("cannot migrate {}", path.display())]
     Migrate {
@@ -90,7 +107,9 @@ impl OpenError {
     pub fn class(&self) -> FailureClass {
         match self {
             OpenError::Path(error) => error.class(),
-            OpenError::EmptyLadder { .. } => FailureClass::Other,
+            OpenError::EmptyLadder { .. } | OpenError::SynchronousNotTaken { .. } => {
+                FailureClass::Other
+            }
             OpenError::Create { class, .. }
             | OpenError::NoJournalMode { class, .. }
             | OpenError::Journal { class, .. }
@@ -108,6 +127,7 @@ impl OpenError {
             | OpenError::NoJournalMode { path, .. }
             | OpenError::Journal { path, .. }
             | OpenError::Engine { path, .. }
+            | OpenError::SynchronousNotTaken { path, .. }
             | OpenError::Migrate { path, .. } => path,
         }
     }

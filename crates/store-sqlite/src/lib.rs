@@ -14,6 +14,8 @@
 //! ])?;
 //! let (connection, report) = SqliteOptions::new(&path).migrations(migrations).open()?;
 //! assert_eq!(report.journal_mode, Some(JournalMode::Wal));
+//! // Durable by default: `synchronous=FULL` in WAL, so an acknowledged commit survives a power cut.
+//! assert!(report.durability.is_some_and(|durability| durability.is_power_safe()));
 //! assert_eq!(report.schema_version, 1);
 //! connection.execute("INSERT INTO sessions (id) VALUES ('s1')", [])?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -31,8 +33,11 @@
 //!    Failures the policy falls back on move down the ladder with one WARN per label; any other
 //!    failure propagates. A database already in WAL format is never converted unless the policy
 //!    says so: where WAL's shared memory is missing it is opened with exclusive locking.
-//! 5. Applies migrations, each once, inside `BEGIN IMMEDIATE`.
-//! 6. Returns the connection and an [`store_core::OpenReport`]; on failure, records the
+//! 5. Sets `PRAGMA synchronous` ([`Synchronous::default_for`] the mode unless the options say
+//!    otherwise: every acknowledged commit survives a power cut) and reads it back; the report's
+//!    `durability` is what SQLite answered, and an answer other than the level set fails the open.
+//! 6. Applies migrations, each once, inside `BEGIN IMMEDIATE`.
+//! 7. Returns the connection and an [`store_core::OpenReport`]; on failure, records the
 //!    process's last open error for [`store_core::unavailable_message`].
 
 mod classify;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use store_core::files::{Placed, place_new_file, private_sibling, sibling};
 use store_core::{
-    Engine, FailureClass, Fallback, FileContent, Filesystem, FsKind, JournalMode, OpenFailure,
-    OpenReport, WarnOnce, check_database_path, record_open_failure,
+    Durability, Engine, FailureClass, Fallback, FileContent, Filesystem, FsKind, JournalMode,
+    OpenFailure, OpenReport, WarnOnce, check_database_path, record_open_failure,
 };
 
 use crate::classify::{Stage, classify_at};
@@ -131,9 +131,7 @@ impl SqliteOptions {
         };
         report.journal_mode = Some(mode);
         let synchronous = self.synchronous.unwrap_or(Synchronous::default_for(mode));
-        connection
-            .pragma_update(None, "synchronous", synchronous.as_str())
-            .map_err(|source| self.engine_error(Stage::Query, source))?;
+        report.durability = Some(self.set_synchronous(&connection, synchronous, mode)?);
         migrate::apply(&connection, &self.migrations, report).map_err(|source| {
             OpenError::Migrate {
                 path: self.path.clone(),
@@ -444,6 +442,31 @@ impl SqliteOptions {
             }
         })?;
         Ok(connection)
+    }
+
+    /// Sets `PRAGMA synchronous` and reads it back: the durability reported is the one SQLite
+    /// answers, and an answer other than the level asked for fails the open rather than leave
+    /// commits less durable than the caller was told.
+    fn set_synchronous(
+        &self,
+        connection: &Connection,
+        asked: Synchronous,
+        mode: JournalMode,
+    ) -> Result<Durability, OpenError> {
+        connection
+            .pragma_update(None, "synchronous", asked.as_str())
+            .map_err(|source| self.engine_error(Stage::Query, source))?;
+        let answered: i64 = connection
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .map_err(|source| self.engine_error(Stage::Query, source))?;
+        match Synchronous::from_level(answered) {
+            Some(in_force) if in_force == asked => Ok(in_force.durability_in(mode)),
+            _ => Err(OpenError::SynchronousNotTaken {
+                path: self.path.clone(),
+                asked,
+                answered,
+            }),
+        }
     }
 
     fn engine_error(&self, stage: Stage, source: rusqlite::Error) -> OpenError {

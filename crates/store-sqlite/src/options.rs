@@ -6,20 +6,57 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use store_core::{JournalLadder, JournalMode, JournalPolicy, Migrations};
+use store_core::{Durability, JournalLadder, JournalMode, JournalPolicy, Migrations, SyncLevel};
 
-/// SQLite's `PRAGMA synchronous`: how often commits wait for the disk.
+/// SQLite's `PRAGMA synchronous`: how often commits wait for the disk, and so what a power cut
+/// (or an operating-system crash) may do to acknowledged commits. A killed process loses no
+/// acknowledged commit at any level: the operating system still holds what was written.
+///
+/// store's default ([`Synchronous::default_for`]) is the least syncing that keeps every
+/// acknowledged commit across a power cut: [`Full`](Synchronous::Full) in the WAL modes,
+/// [`Extra`](Synchronous::Extra) in the rollback-journal modes. The open reads the level back
+/// and reports what it promises as [`store_core::Durability`]
+/// ([`Synchronous::durability_in`]).
+///
+/// ```
+/// use store_sqlite::Synchronous;
+/// use store_sqlite::store_core::{Durability, JournalMode, SyncLevel};
+///
+/// assert_eq!(Synchronous::default_for(JournalMode::Wal), Synchronous::Full);
+/// assert_eq!(Synchronous::default_for(JournalMode::Delete), Synchronous::Extra);
+/// // The opt-out: faster commits, and a power cut may undo those since the last checkpoint.
+/// assert_eq!(
+///     Synchronous::Normal.durability_in(JournalMode::Wal),
+///     Durability::RecentCommitsMayBeLost { sync: SyncLevel::Normal }
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Synchronous {
-    /// Never wait: an OS crash or power loss can corrupt the database.
+    /// Never wait for the disk. A power cut may corrupt the database, in every journal mode.
     Off,
-    /// Wait at critical moments. In WAL modes, a power loss may undo the last commits but never
-    /// corrupts; a killed process loses nothing.
+    /// Wait at critical moments only: the opt-out from store's default, for commit rates that
+    /// matter more than the last commits.
+    ///
+    /// - In the WAL modes, the WAL is synced only before a checkpoint copies it into the
+    ///   database: a power cut may undo every commit since the last checkpoint (by default up to
+    ///   1000 pages of WAL), but never corrupts. Commits wait for no fsync, which is what makes
+    ///   them faster (`cargo xtask bench` measures by how much).
+    /// - In the rollback-journal modes, each commit syncs the journal once (content and the
+    ///   header that counts its pages together) and then the database: a power cut may roll the
+    ///   last commit back, as under `Full`, and at the wrong moment may corrupt the database
+    ///   (SQLite calls the chance very small on modern filesystems). It saves two of the five
+    ///   syncs a commit makes under `Extra`.
     Normal,
-    /// Wait at every commit: durable across power loss.
+    /// Wait at every commit. In the WAL modes, the WAL is synced before each commit returns:
+    /// every acknowledged commit survives a power cut (SQLite's own default). In
+    /// `journal_mode=DELETE` the journal's deletion, which is the commit, is not synced: a power
+    /// cut can bring the journal back, and the next open rolls the last acknowledged commit
+    /// back. (`TRUNCATE` and `PERSIST` sync the journal's reset, so they are power-safe here.)
     Full,
-    /// Like `Full`, and also sync the directory after unlinking a rollback journal.
+    /// Like `Full`, and the directory is synced after a rollback journal is deleted: every
+    /// acknowledged commit survives a power cut in every journal mode. In the WAL modes it
+    /// costs nothing over `Full`.
     Extra,
 }
 
@@ -34,14 +71,61 @@ impl Synchronous {
         }
     }
 
-    /// The default for a journal mode: `Normal` in the WAL modes (safe there, and two orders of
-    /// magnitude faster), `Full` in the rollback-journal modes (where `Normal` risks corruption
-    /// on power loss).
+    /// The level from what `PRAGMA synchronous` answers (0 to 3), if it is one.
+    pub fn from_level(level: i64) -> Option<Synchronous> {
+        match level {
+            0 => Some(Synchronous::Off),
+            1 => Some(Synchronous::Normal),
+            2 => Some(Synchronous::Full),
+            3 => Some(Synchronous::Extra),
+            _ => None,
+        }
+    }
+
+    /// What `PRAGMA synchronous` answers for this level (0 to 3).
+    pub fn level(self) -> i64 {
+        match self {
+            Synchronous::Off => 0,
+            Synchronous::Normal => 1,
+            Synchronous::Full => 2,
+            Synchronous::Extra => 3,
+        }
+    }
+
+    /// The default for a journal mode: the least syncing under which every acknowledged commit
+    /// survives a power cut. `Full` in the WAL modes (SQLite's own default there); `Extra` in the
+    /// rollback-journal modes, because under `Full` the journal's deletion is not synced and a
+    /// power cut can bring the journal back and roll the last acknowledged commit back.
     pub fn default_for(mode: JournalMode) -> Synchronous {
         if mode.is_wal() {
-            Synchronous::Normal
-        } else {
             Synchronous::Full
+        } else {
+            Synchronous::Extra
+        }
+    }
+
+    /// What a power cut may do to acknowledged commits at this level in `mode` (see each
+    /// variant).
+    pub fn durability_in(self, mode: JournalMode) -> Durability {
+        let sync = self.sync_level();
+        match self {
+            Synchronous::Off => Durability::MayCorrupt { sync },
+            Synchronous::Normal if mode.is_wal() => Durability::RecentCommitsMayBeLost { sync },
+            Synchronous::Normal => Durability::MayCorrupt { sync },
+            Synchronous::Full if mode == JournalMode::Delete => {
+                Durability::RecentCommitsMayBeLost { sync }
+            }
+            Synchronous::Full | Synchronous::Extra => Durability::PowerSafe { sync },
+        }
+    }
+
+    /// The engine-neutral name of this level.
+    pub fn sync_level(self) -> SyncLevel {
+        match self {
+            Synchronous::Off => SyncLevel::Off,
+            Synchronous::Normal => SyncLevel::Normal,
+            Synchronous::Full => SyncLevel::Full,
+            Synchronous::Extra => SyncLevel::Extra,
         }
     }
 }
@@ -139,7 +223,11 @@ impl SqliteOptions {
         self
     }
 
-    /// `PRAGMA synchronous`. Default: [`Synchronous::default_for`] the journal mode in force.
+    /// `PRAGMA synchronous`. Default: [`Synchronous::default_for`] the journal mode in force
+    /// (`Full` in the WAL modes, `Extra` in the rollback-journal modes), under which every
+    /// acknowledged commit survives a power cut. [`Synchronous::Normal`] is the opt-out: faster
+    /// commits, and a power cut may undo the most recent ones. The report's
+    /// [`durability`](store_core::OpenReport::durability) says what is in force.
     pub fn synchronous(mut self, synchronous: Synchronous) -> SqliteOptions {
         self.synchronous = Some(synchronous);
         self
@@ -187,20 +275,137 @@ mod tests {
     }
 
     #[test]
-    fn synchronous_defaults_follow_the_journal() {
+    fn synchronous_defaults_keep_acknowledged_commits_across_a_power_cut() {
         assert_eq!(
             Synchronous::default_for(JournalMode::Wal),
-            Synchronous::Normal
+            Synchronous::Full
         );
         assert_eq!(
             Synchronous::default_for(JournalMode::WalExclusive),
-            Synchronous::Normal
-        );
-        assert_eq!(
-            Synchronous::default_for(JournalMode::Delete),
             Synchronous::Full
         );
+        for rollback in [
+            JournalMode::Delete,
+            JournalMode::Truncate,
+            JournalMode::Persist,
+        ] {
+            assert_eq!(Synchronous::default_for(rollback), Synchronous::Extra);
+        }
+        for mode in JournalMode::ALL {
+            let durability = Synchronous::default_for(mode).durability_in(mode);
+            assert!(durability.is_power_safe(), "{mode}: {durability}");
+        }
+    }
+
+    #[test]
+    fn each_level_reports_what_a_power_cut_may_do() {
+        use Durability::{MayCorrupt, PowerSafe, RecentCommitsMayBeLost};
+        let cases = [
+            (
+                Synchronous::Off,
+                JournalMode::Wal,
+                MayCorrupt {
+                    sync: SyncLevel::Off,
+                },
+            ),
+            (
+                Synchronous::Off,
+                JournalMode::Delete,
+                MayCorrupt {
+                    sync: SyncLevel::Off,
+                },
+            ),
+            (
+                Synchronous::Normal,
+                JournalMode::Wal,
+                RecentCommitsMayBeLost {
+                    sync: SyncLevel::Normal,
+                },
+            ),
+            (
+                Synchronous::Normal,
+                JournalMode::WalExclusive,
+                RecentCommitsMayBeLost {
+                    sync: SyncLevel::Normal,
+                },
+            ),
+            (
+                Synchronous::Normal,
+                JournalMode::Delete,
+                MayCorrupt {
+                    sync: SyncLevel::Normal,
+                },
+            ),
+            (
+                Synchronous::Normal,
+                JournalMode::Truncate,
+                MayCorrupt {
+                    sync: SyncLevel::Normal,
+                },
+            ),
+            (
+                Synchronous::Full,
+                JournalMode::Wal,
+                PowerSafe {
+                    sync: SyncLevel::Full,
+                },
+            ),
+            (
+                Synchronous::Full,
+                JournalMode::Delete,
+                RecentCommitsMayBeLost {
+                    sync: SyncLevel::Full,
+                },
+            ),
+            (
+                Synchronous::Full,
+                JournalMode::Truncate,
+                PowerSafe {
+                    sync: SyncLevel::Full,
+                },
+            ),
+            (
+                Synchronous::Full,
+                JournalMode::Persist,
+                PowerSafe {
+                    sync: SyncLevel::Full,
+                },
+            ),
+            (
+                Synchronous::Extra,
+                JournalMode::Delete,
+                PowerSafe {
+                    sync: SyncLevel::Extra,
+                },
+            ),
+            (
+                Synchronous::Extra,
+                JournalMode::Wal,
+                PowerSafe {
+                    sync: SyncLevel::Extra,
+                },
+            ),
+        ];
+        for (level, mode, expected) in cases {
+            assert_eq!(level.durability_in(mode), expected, "{level} in {mode}");
+        }
+    }
+
+    #[test]
+    fn levels_round_trip_through_names_and_numbers() {
+        for level in [
+            Synchronous::Off,
+            Synchronous::Normal,
+            Synchronous::Full,
+            Synchronous::Extra,
+        ] {
+            assert_eq!(level.as_str().parse::<Synchronous>(), Ok(level));
+            assert_eq!(Synchronous::from_level(level.level()), Some(level));
+            assert_eq!(level.sync_level().as_str(), level.as_str());
+        }
         assert_eq!("FULL".parse::<Synchronous>(), Ok(Synchronous::Full));
+        assert_eq!("3".parse::<Synchronous>(), Ok(Synchronous::Extra));
         assert!("sometimes".parse::<Synchronous>().is_err());
+        assert_eq!(Synchronous::from_level(4), None);
     }
 }
