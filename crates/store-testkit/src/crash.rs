@@ -70,7 +70,21 @@ impl Visit for Matcher<'_> {
     }
 }
 
-struct KillSubscriber(KillPoint);
+/// What happens to the process at the point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGKILL: the process dies, the page cache keeps what it wrote.
+    Kill,
+    /// [`PAUSED`] on standard output, then SIGSTOP: the parent cuts the power while the process
+    /// stands still at the point (then kills it), or arms a cut a few writes later and continues
+    /// it (SIGCONT), so that the power goes inside the next step.
+    Pause,
+}
+
+/// The line [`pause_at`] and [`pause_here`] print on standard output when their process stops.
+pub const PAUSED: &str = "PAUSED";
+
+struct KillSubscriber(KillPoint, Stop);
 
 impl Subscriber for KillSubscriber {
     fn enabled(&self, _metadata: &Metadata<'_>) -> bool {
@@ -93,8 +107,7 @@ impl Subscriber for KillSubscriber {
         };
         event.record(&mut matcher);
         if matcher.message_matches && matcher.version_matches {
-            // SAFETY: kill(2) with this process's own id and a signal number.
-            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            stop(self.1);
         }
     }
 
@@ -107,7 +120,70 @@ impl Subscriber for KillSubscriber {
 /// SIGKILLed on the spot: no destructor, no checkpoint at close, no flush.
 pub fn kill_at<R>(point: KillPoint, body: impl FnOnce() -> R) -> R {
     crate::logs::ask_each_thread();
-    tracing::subscriber::with_default(KillSubscriber(point), body)
+    tracing::subscriber::with_default(KillSubscriber(point, Stop::Kill), body)
+}
+
+/// Runs `body`; if store logs the step `point` meanwhile (on this thread), the process prints
+/// [`PAUSED`] on standard output and stops itself (SIGSTOP) on the spot. Its parent then cuts the
+/// power of a [`LossyFs`](crate::lossyfs::LossyFs) at exactly that step and kills it, or arms a
+/// cut and continues it.
+pub fn pause_at<R>(point: KillPoint, body: impl FnOnce() -> R) -> R {
+    crate::logs::ask_each_thread();
+    tracing::subscriber::with_default(KillSubscriber(point, Stop::Pause), body)
+}
+
+/// Prints [`PAUSED`] and stops this process until its parent continues (SIGCONT) or kills it:
+/// a point the caller chose (after its own N-th commit, say).
+pub fn pause_here() {
+    stop(Stop::Pause);
+}
+
+/// Continues a child that [`pause_at`] or [`pause_here`] stopped. The child prints [`PAUSED`]
+/// before it stops itself: this waits until it has really stopped, or a SIGCONT sent in between
+/// would be lost and the child would stay stopped for good.
+pub fn resume(child: &std::process::Child) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
+    let stat = format!("/proc/{pid}/stat");
+    let stopped = || {
+        std::fs::read_to_string(&stat).is_ok_and(|line| {
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            line.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !stopped() {
+        if std::time::Instant::now() > deadline {
+            return Err(std::io::Error::other(format!(
+                "process {pid} said it paused but never stopped"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // SAFETY: kill(2) with a child's pid and a signal number.
+    if unsafe { libc::kill(pid, libc::SIGCONT) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn stop(how: Stop) {
+    match how {
+        Stop::Pause => {
+            use std::io::Write as _;
+            let mut standard_output = std::io::stdout().lock();
+            let _ = writeln!(standard_output, "{PAUSED}");
+            let _ = standard_output.flush();
+            drop(standard_output);
+            // SAFETY: raise(3) with a signal number.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        }
+        // SAFETY: kill(2) with this process's own id and a signal number.
+        Stop::Kill => unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        },
+    }
 }
 
 /// Whether a child process ended by SIGKILL, as [`kill_at`] ends it: a child that exited on its

@@ -101,6 +101,9 @@ pub enum Fault {
     LockedByProcess,
     /// Both: the process is SIGKILLed at a named step of a migration.
     KilledMidMigration,
+    /// Both: the power goes at a named point, on a [`LossyFs`](crate::lossyfs::LossyFs) mount
+    /// that drops what was never fsynced.
+    PowerLoss,
 }
 
 /// How far a fault reaches, which decides where a test may install it.
@@ -118,7 +121,7 @@ pub enum Scope {
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Fault::NoSharedMemory,
         Fault::LockProtocol,
         Fault::NoLocks,
@@ -132,6 +135,7 @@ impl Fault {
         Fault::ForeignWal,
         Fault::LockedByProcess,
         Fault::KilledMidMigration,
+        Fault::PowerLoss,
     ];
 
     /// The fault's name in tables (`no-shared-memory`, `wal-garbage`, ...).
@@ -150,6 +154,7 @@ impl Fault {
             Fault::ForeignWal => "foreign-wal",
             Fault::LockedByProcess => "locked-by-process",
             Fault::KilledMidMigration => "killed-mid-migration",
+            Fault::PowerLoss => "power-loss",
         }
     }
 
@@ -161,7 +166,9 @@ impl Fault {
             | Fault::NoLocks
             | Fault::JournalPragmaDenied
             | Fault::CommitIoError => &[Engine::Sqlite],
-            Fault::DiskFull | Fault::ReadOnlyFilesystem => &[Engine::Sqlite, Engine::Duckdb],
+            Fault::DiskFull | Fault::ReadOnlyFilesystem | Fault::PowerLoss => {
+                &[Engine::Sqlite, Engine::Duckdb]
+            }
             Fault::WalGarbage
             | Fault::WalFlippedByte
             | Fault::TornWalTail
@@ -179,7 +186,7 @@ impl Fault {
             | Fault::NoLocks
             | Fault::JournalPragmaDenied
             | Fault::CommitIoError => Scope::Process,
-            Fault::DiskFull | Fault::ReadOnlyFilesystem => Scope::Thread,
+            Fault::DiskFull | Fault::ReadOnlyFilesystem | Fault::PowerLoss => Scope::Thread,
             Fault::WalGarbage | Fault::WalFlippedByte | Fault::TornWalTail | Fault::ForeignWal => {
                 Scope::Files
             }
@@ -215,14 +222,19 @@ impl Fault {
                 "\"Could not set lock on file\": Conflicting lock is held (PID n)"
             }
             Fault::KilledMidMigration => "whatever the engine makes of the files on reopen",
+            Fault::PowerLoss => {
+                "EIO to everything after the cut; at the next mount, what was never fsynced is gone"
+            }
         }
     }
 
     /// Whether this machine can produce the fault: the mount faults need a private mount namespace
     /// and the right to mount, probed for real on a throwaway thread; the others need nothing.
     pub fn probe(self) -> Result<(), FaultError> {
-        match self.scope() {
-            Scope::Thread => mounts::probe(),
+        match self {
+            #[cfg(target_os = "linux")]
+            Fault::PowerLoss => crate::lossyfs::probe(),
+            _ if self.scope() == Scope::Thread => mounts::probe(),
             _ => Ok(()),
         }
     }

@@ -12,6 +12,7 @@
 //! - [`child`]: running a test, or a role of it, in a child process ([`isolated!`]);
 //! - [`crash`]: killing a child process at a named step of store's work;
 //! - [`logs`]: capturing tracing events to assert what was logged;
+//! - [`lossyfs`]: a FUSE filesystem that forgets what was never fsynced, for real power cuts;
 //! - [`snapshot`]: a directory's files before and after, and what changed.
 //!
 //! Each engine is a feature: `sqlite` (default) and `duckdb`.
@@ -53,6 +54,8 @@ pub mod crash;
 pub mod faults;
 pub mod fixtures;
 pub mod logs;
+#[cfg(target_os = "linux")]
+pub mod lossyfs;
 pub mod snapshot;
 
 pub use fixtures::{FixtureError, ITEMS_TABLE, TempDatabase, count_rows, write_rows};

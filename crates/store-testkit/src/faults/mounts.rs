@@ -19,7 +19,7 @@ fn c_path(fault: &'static str, path: &Path) -> Result<CString, FaultError> {
     })
 }
 
-fn mount_call(
+pub(crate) fn mount_call(
     fault: &'static str,
     source: Option<&CString>,
     target: &CString,
@@ -55,7 +55,7 @@ fn mount_call(
 }
 
 /// Moves the calling thread into a mount namespace of its own whose mounts do not propagate back.
-fn enter_private_mount_namespace(fault: &'static str) -> Result<(), FaultError> {
+pub(crate) fn enter_private_mount_namespace(fault: &'static str) -> Result<(), FaultError> {
     // SAFETY: unshare takes flags only.
     if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
         let error = io::Error::last_os_error();
