@@ -1,17 +1,18 @@
 //! The recovery ladder for a WAL DuckDB cannot replay: salvage the good part of the WAL, discard
-//! it, or restore the pre-migration snapshot. Each step moves what it replaces aside (never
-//! deletes it) and says what it lost.
+//! it, or restore the pre-migration snapshot. Each step sets what it replaces aside (never deletes
+//! it) through [`files::set_aside`], so that a crash mid-step never leaves a name without its
+//! original or its complete replacement, and says what it lost.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use store_core::files::{
-    self, Replace, private_sibling, prune_moved_aside, sibling, snapshot_file,
+    self, Replace, SetAside, private_sibling, prune_moved_aside, sibling, snapshot_file,
 };
 use store_core::{
     DataLoss, Engine, FailureClass, MovedAside, OpenReport, Recovery, RecoveryStep, WarnOnce,
-    check_database_path,
+    cause_chain, check_database_path,
 };
 
 use crate::SIDECAR_SUFFIXES;
@@ -179,8 +180,8 @@ impl Drop for Scratch {
 
 /// Keeps every commit before the first bad WAL entry: finds the longest prefix of the WAL that
 /// replays (trying the entry DuckDB named first, else by bisection), on copies in a scratch
-/// directory opened read-only, never on the original; then moves the original WAL aside, puts the
-/// prefix in its place, opens and checkpoints.
+/// directory opened read-only, never on the original; then sets the original WAL aside with the
+/// prefix taking its name (at no instant is there no WAL), opens and checkpoints.
 fn salvage_wal(options: &DuckDbOptions, diagnosis: &Diagnosis) -> Result<Recovered, StepFailure> {
     let path = &options.path;
     let wal = sibling(path, ".wal");
@@ -233,16 +234,28 @@ fn salvage_wal(options: &DuckDbOptions, diagnosis: &Diagnosis) -> Result<Recover
     let prefix = scratch.0.join("prefix.wal");
     fs::write(&prefix, &wal_bytes[..length])
         .map_err(|error| StepFailure::skipped(format!("cannot write the salvaged WAL: {error}")))?;
-    let moved = files::move_aside(path, SIDECAR_SUFFIXES, REASON_SALVAGED)
-        .map_err(|error| StepFailure::skipped(format!("cannot move the WAL aside: {error}")))?;
+    // The WAL's sidecars go with it: they belong to the log being replaced.
+    let replaced: Vec<SetAside<'_>> = SIDECAR_SUFFIXES
+        .iter()
+        .map(|suffix| match *suffix {
+            ".wal" => SetAside::replaced_by(suffix, &prefix),
+            _ => SetAside::emptied(suffix),
+        })
+        .collect();
+    let moved =
+        files::set_aside(path, REASON_SALVAGED, &replaced).map_err(|error| StepFailure {
+            reason: format!(
+                "cannot put the salvaged WAL in place: {}",
+                cause_chain(&error)
+            ),
+            moved_aside: error.already_moved().to_vec(),
+            fatal: None,
+        })?;
     let fail_after_move = |reason: String| StepFailure {
         reason,
         moved_aside: moved.clone(),
         fatal: None,
     };
-    snapshot_file(&prefix, &wal, Replace::Refused).map_err(|error| {
-        fail_after_move(format!("cannot put the salvaged WAL in place: {error}"))
-    })?;
     let connection = connect(path, false)
         .map_err(|error| fail_after_move(format!("the salvaged WAL does not open: {error}")))?;
     connection
@@ -257,11 +270,20 @@ fn salvage_wal(options: &DuckDbOptions, diagnosis: &Diagnosis) -> Result<Recover
     })
 }
 
-/// Moves the WAL and its sidecars aside and opens at the last checkpoint.
+/// Sets the WAL and its sidecars aside, leaving their names empty, and opens at the last
+/// checkpoint.
 fn discard_wal(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
     let path = &options.path;
-    let moved = files::move_aside(path, SIDECAR_SUFFIXES, REASON_DISCARDED)
-        .map_err(|error| StepFailure::skipped(format!("cannot move the WAL aside: {error}")))?;
+    let moved = files::set_aside(
+        path,
+        REASON_DISCARDED,
+        &SetAside::all_emptied(SIDECAR_SUFFIXES),
+    )
+    .map_err(|error| StepFailure {
+        reason: format!("cannot move the WAL aside: {}", cause_chain(&error)),
+        moved_aside: error.already_moved().to_vec(),
+        fatal: None,
+    })?;
     if moved.is_empty() {
         return Err(StepFailure::skipped("there is no WAL to discard"));
     }
@@ -280,8 +302,10 @@ fn discard_wal(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
 }
 
 /// Restores `<db>.pre-migrate` after checking it: a DuckDB file whose schema version the policy
-/// accepts. Only then are the database and its WAL moved aside as `<db>.broken.<stamp>`; the
-/// caller migrates the restored database to the current version.
+/// accepts. Only then are the database and its WAL set aside as `<db>.broken.<stamp>`, a copy of
+/// the snapshot taking the database's name before the old WAL leaves its own (a cut between leaves
+/// the restored file with a WAL DuckDB refuses as not its own, which the ladder discards with a
+/// report); the caller migrates the restored database to the current version.
 fn restore_snapshot(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
     let path = &options.path;
     let snapshot = sibling(path, SNAPSHOT_SUFFIX);
@@ -321,18 +345,22 @@ fn restore_snapshot(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
     let taken_at = fs::metadata(&snapshot)
         .and_then(|metadata| metadata.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut suffixes = vec![""];
-    suffixes.extend_from_slice(SIDECAR_SUFFIXES);
-    let moved = files::move_aside(path, &suffixes, REASON_BROKEN).map_err(|error| {
-        StepFailure::skipped(format!("cannot move the database aside: {error}"))
+    let mut replaced = vec![SetAside::replaced_by("", &snapshot)];
+    replaced.extend(
+        SIDECAR_SUFFIXES
+            .iter()
+            .map(|suffix| SetAside::emptied(suffix)),
+    );
+    let moved = files::set_aside(path, REASON_BROKEN, &replaced).map_err(|error| StepFailure {
+        reason: cause_chain(&error),
+        moved_aside: error.already_moved().to_vec(),
+        fatal: Some((error.class(), StepError::MoveAside(error))),
     })?;
     let fail_after_move = |class: FailureClass, error: StepError| StepFailure {
         reason: error.to_string(),
         moved_aside: moved.clone(),
         fatal: Some((class, error)),
     };
-    snapshot_file(&snapshot, path, Replace::Refused)
-        .map_err(|error| fail_after_move(FailureClass::Other, StepError::Copy(error)))?;
     let connection = connect(path, false)
         .map_err(|error| fail_after_move(crate::classify(&error), StepError::Duckdb(error)))?;
     Ok(Recovered {
