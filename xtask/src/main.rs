@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 mod bench;
 mod matrix;
+mod oracle;
+mod power;
 mod torture;
 
 const USAGE: &str = "\
@@ -30,6 +32,8 @@ fn main() -> ExitCode {
         Some("__matrix-cell") => matrix::cell_child(&arguments[1..]),
         Some("__matrix-migrate-and-die") => matrix::migrate_and_die(&arguments[1..]),
         Some("__matrix-hold-lock") => matrix::hold_lock(),
+        Some("__power-workload") => power::workload(&arguments[1..]),
+        Some("__power-cell") => power::cell_child(&arguments[1..]),
         Some("bench") => bench::run(&arguments[1..]),
         Some("torture") => torture::run(&arguments[1..]),
         Some("__torture-child") => torture::child(&arguments[1..]),

@@ -1,10 +1,13 @@
 //! `cargo xtask torture`: campaigns that run for minutes and count what survived.
 //!
 //! - crash: per engine, a child process opens through store, migrates, and commits rows, writing
-//!   each id to a side log after its commit; it is SIGKILLed at a random moment or at a step store
-//!   logs (a snapshot taken, a migration applied). The parent reopens through store and checks
-//!   that the open succeeds at the latest schema version, that every acknowledged row is there
-//!   unless the report names a loss that covers it, and (SQLite) `PRAGMA integrity_check`.
+//!   each id and the WAL's length to a side log after its commit; it is SIGKILLed at a random
+//!   moment or at a step store logs (a snapshot taken, a migration applied). The parent reopens
+//!   through store and checks that the open succeeds at the latest schema version, that every
+//!   acknowledged row is there unless it lies inside the loss the report names (a WAL offset
+//!   excuses only the commits that end after it, a discarded WAL only the rows written since the
+//!   last checkpoint, a restored snapshot only the rows written since it: [`crate::oracle`]), and
+//!   (SQLite) `PRAGMA integrity_check`.
 //! - concurrency: processes racing to open, migrate and write one database. SQLite: all succeed
 //!   and each migration is applied once. DuckDB: the holders' peers get `Locked` and nothing is
 //!   ever recovered or moved aside.
@@ -17,9 +20,10 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use store_core::files::sibling;
 use store_core::{DataLoss, Engine, FailureClass, Migration, Migrations, OpenReport};
@@ -27,6 +31,9 @@ use store_duckdb::DuckDbOptions;
 use store_sqlite::SqliteOptions;
 use store_testkit::crash::{KillPoint, kill_at};
 use store_testkit::snapshot::{Change, DirectorySnapshot};
+
+use crate::oracle::{Ledger, Place};
+use crate::power;
 
 type TortureResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -60,11 +67,16 @@ struct Settings {
     concurrency_rounds: u32,
     racers: u32,
     time_limit: Duration,
+    power_iterations: u32,
+    /// Which pending pages the power cuts keep; `None`: each engine's default.
+    tears: Option<power::Tears>,
     campaigns: Vec<String>,
 }
 
 const USAGE: &str = "usage: cargo xtask torture [--short] [--seed N] [--iterations N] \
-[--rounds N] [--racers N] [--time-limit-s N] [--campaign crash|concurrency|bad-input]...";
+[--rounds N] [--racers N] [--power-iterations N] [--tearing none|prefix|reordered|mixed] \
+[--time-limit-s N] \
+[--campaign crash|concurrency|bad-input|power]...";
 
 fn parse(arguments: &[String]) -> Result<Settings, String> {
     let mut settings = Settings {
@@ -73,6 +85,8 @@ fn parse(arguments: &[String]) -> Result<Settings, String> {
         concurrency_rounds: 20,
         racers: 6,
         time_limit: Duration::from_secs(15 * 60),
+        power_iterations: 200,
+        tears: None,
         campaigns: Vec::new(),
     };
     let mut rest = arguments.iter();
@@ -91,15 +105,23 @@ fn parse(arguments: &[String]) -> Result<Settings, String> {
                 settings.concurrency_rounds = 3;
                 settings.racers = 4;
                 settings.time_limit = Duration::from_secs(100);
+                settings.power_iterations = 30;
             }
             "--seed" => settings.seed = number(value()?)?,
             "--iterations" => settings.crash_iterations = number(value()?)? as u32,
             "--rounds" => settings.concurrency_rounds = number(value()?)? as u32,
             "--racers" => settings.racers = number(value()?)?.max(2) as u32,
+            "--power-iterations" => settings.power_iterations = number(value()?)? as u32,
+            "--tearing" => {
+                let name = value()?;
+                settings.tears = Some(power::Tears::from_name(name).ok_or_else(|| {
+                    format!("unknown tearing `{name}` (none, prefix, reordered, mixed)")
+                })?);
+            }
             "--time-limit-s" => settings.time_limit = Duration::from_secs(number(value()?)?),
             "--campaign" => {
                 let name = value()?.clone();
-                if !["crash", "concurrency", "bad-input"].contains(&name.as_str()) {
+                if !["crash", "concurrency", "bad-input", "power"].contains(&name.as_str()) {
                     return Err(format!("unknown campaign `{name}`"));
                 }
                 settings.campaigns.push(name);
@@ -108,7 +130,12 @@ fn parse(arguments: &[String]) -> Result<Settings, String> {
         }
     }
     if settings.campaigns.is_empty() {
-        settings.campaigns = vec!["crash".into(), "concurrency".into(), "bad-input".into()];
+        settings.campaigns = vec![
+            "crash".into(),
+            "concurrency".into(),
+            "bad-input".into(),
+            "power".into(),
+        ];
     }
     Ok(settings)
 }
@@ -153,6 +180,7 @@ pub fn run(arguments: &[String]) -> ExitCode {
             "concurrency" => [Engine::Sqlite, Engine::Duckdb]
                 .into_iter()
                 .try_for_each(|engine| concurrency_campaign(engine, &settings, &mut tally)),
+            "power" => power_campaign(&settings, deadline, &mut tally),
             _ => bad_input_campaign(&mut tally),
         };
         if let Err(error) = outcome {
@@ -176,6 +204,58 @@ pub fn run(arguments: &[String]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Power cuts at seeded points on a lossy FUSE mount, per engine: every row acknowledged before
+/// a cut must be there after it (or be lost by the setup's documented design), with nothing that
+/// was never acknowledged but the commit in flight.
+fn power_campaign(settings: &Settings, deadline: Instant, tally: &mut Tally) -> TortureResult<()> {
+    for setup in [power::Setup::SqliteWal, power::Setup::Duckdb] {
+        let started = Instant::now();
+        let tears = settings
+            .tears
+            .unwrap_or_else(|| power::Tears::default_for(setup.engine()));
+        let found = match power::campaign(
+            setup,
+            tears,
+            settings.power_iterations,
+            settings.seed,
+            deadline,
+        ) {
+            Ok(found) => found,
+            Err(power::PowerError::Unsupported(reason)) => {
+                // Never a pass: a machine without FUSE cannot say anything about power cuts.
+                tally.failures.push(format!(
+                    "power {}: skipped, cannot mount the lossy filesystem: {reason}",
+                    setup.name()
+                ));
+                continue;
+            }
+            Err(power::PowerError::Setup(words)) => {
+                tally
+                    .failures
+                    .push(format!("power {}: could not run: {words}", setup.name()));
+                continue;
+            }
+        };
+        tally.lines.push(format!(
+            "power {:<7} {}, tearing {}: {} iterations ({} cut inside the work) in {:.0} s; \
+             acknowledged rows: {} checked, {} lost by design, {} lost beyond the promise (must be \
+             0), {} phantom",
+            setup.engine(),
+            setup.name(),
+            tears.name(),
+            found.iterations,
+            found.cuts_inside,
+            started.elapsed().as_secs_f64(),
+            found.rows_checked,
+            found.lost_by_design,
+            found.lost_beyond_promise,
+            found.phantom_rows
+        ));
+        tally.failures.extend(found.failures);
+    }
+    Ok(())
 }
 
 /// `ACKED` holds the rows; later versions add tables whose creation takes a while, so that kills
@@ -314,8 +394,8 @@ fn crash_campaign(
 ) -> TortureResult<()> {
     let directory = tempfile::tempdir()?;
     let mut path = PathBuf::new();
-    let mut log = PathBuf::new();
-    let mut expected: BTreeSet<u64> = BTreeSet::new();
+    // Every row acknowledged in this epoch and not yet found lost, with where it lives.
+    let mut ledger = Ledger::default();
     let mut checked_rows = 0usize;
     let mut reported_lost = 0usize;
     let mut unreported_lost = 0usize;
@@ -342,14 +422,15 @@ fn crash_campaign(
         let epoch = iteration / EPOCH_ITERATIONS;
         let step = iteration % EPOCH_ITERATIONS;
         if step == 0 {
-            checked_rows += expected.len();
-            expected.clear();
+            ledger = Ledger::default();
             version_now = 0;
             path = directory
                 .path()
                 .join(format!("{epoch}-{}", database_name(engine)));
-            log = directory.path().join(format!("{epoch}-acknowledged.log"));
         }
+        let log = directory
+            .path()
+            .join(format!("{iteration}-acknowledged.log"));
         let latest = (1 + step * LATEST_VERSION / EPOCH_ITERATIONS).min(LATEST_VERSION);
         let migrating = latest > version_now;
         let death = match (migrating, random.below(3)) {
@@ -363,6 +444,7 @@ fn crash_campaign(
             Death::Migration(_) => 2,
         }] += 1;
         let first_id = u64::from(iteration) * 1_000_000 + 1;
+        let snapshot_before = snapshot_identity(engine, &path);
         let mut child = Command::new(std::env::current_exe()?)
             .args(["__torture-child", "crash", engine.as_str()])
             .arg(&path)
@@ -388,7 +470,16 @@ fn crash_campaign(
             ));
             continue;
         }
-        expected.extend(read_acknowledged(&log)?);
+        // A snapshot the child took (at its open, before its first acknowledgement) holds every
+        // row so far: store checkpoints before taking it.
+        if snapshot_identity(engine, &path) != snapshot_before {
+            ledger.snapshot();
+        }
+        let acknowledged = read_acknowledged(&log)?;
+        checked_rows += acknowledged.len();
+        for (id, wal_bytes) in acknowledged {
+            enter(engine, &mut ledger, id, wal_bytes);
+        }
         // The parent reopens through store, as the application's next start would.
         let (opened, report) = match open(engine, &path, latest) {
             Ok(opened) => opened,
@@ -414,31 +505,43 @@ fn crash_campaign(
             ));
         }
         let present = opened.ids()?;
-        let missing: Vec<u64> = expected.difference(&present).copied().collect();
-        if !missing.is_empty() {
-            let covered = report
-                .recovery
-                .as_ref()
-                .is_some_and(|recovery| recovery.lost != DataLoss::Nothing);
-            if covered {
-                reported_lost += missing.len();
-                for id in &missing {
-                    expected.remove(id);
-                }
-            } else {
-                unreported_lost += missing.len();
-                problems.push(format!(
-                    "{} acknowledged row(s) missing and no loss reported (first {})",
-                    missing.len(),
-                    missing[0]
-                ));
-            }
+        let loss: Option<&DataLoss> = report.recovery.as_ref().map(|recovery| &recovery.lost);
+        let account = ledger.account(&present, loss);
+        reported_lost += account.lost_reported.len();
+        unreported_lost += account.lost_silent.len();
+        if let Some(first) = account.lost_silent.first() {
+            problems.push(format!(
+                "{} acknowledged row(s) missing beyond the reported loss ({}; first {first})",
+                account.lost_silent.len(),
+                loss.map_or("no recovery".into(), |loss| format!("lost {loss}"))
+            ));
+        }
+        // Counted once: a lost row is not looked for again.
+        let lost: BTreeSet<u64> = account
+            .lost_reported
+            .iter()
+            .chain(&account.lost_silent)
+            .copied()
+            .collect();
+        ledger.forget(&lost);
+        // A recovery leaves what it kept in the database file (salvage and restore checkpoint,
+        // discard opens at the checkpoint), and a migrating open snapshots what stands.
+        if report.recovered() {
+            ledger.checkpoint();
+        }
+        if report.snapshot.is_some() {
+            ledger.snapshot();
         }
         let integrity = opened.integrity()?;
         if integrity != "ok" {
             problems.push(format!("integrity_check: {integrity}"));
         }
         drop(opened);
+        // DuckDB checkpoints as the last connection closes and leaves no WAL: what the next
+        // child's WAL offsets count from.
+        if engine == Engine::Duckdb && wal_bytes(engine, &path) == 0 {
+            ledger.checkpoint();
+        }
         tally.check(
             format!(
                 "crash/{} iteration {iteration} (seed {seed}, {death:?})",
@@ -458,16 +561,58 @@ fn crash_campaign(
     };
     tally.lines.push(format!(
         "crash/{}: {iterations} iterations in {:.0} s (kills: {} timed, {} after a snapshot, {} after a migration); \
-         {} acknowledged rows checked; recoveries: {recovered}; rows lost as reported: {reported_lost}; \
-         rows lost beyond the report: {unreported_lost}",
+         recoveries: {recovered}; acknowledged rows checked: {checked_rows}; lost with a report (excused): \
+         {reported_lost}; lost beyond the report (must be 0): {unreported_lost}",
         engine.as_str(),
         started.elapsed().as_secs_f64(),
         deaths[0],
         deaths[1],
         deaths[2],
-        checked_rows + expected.len()
     ));
     Ok(())
+}
+
+/// Enters a row the child acknowledged with the WAL's length after its commit. DuckDB's WAL only
+/// grows between checkpoints, so a shorter one means a checkpoint came between: the rows before
+/// are in the database file. SQLite's WAL is recycled and its length says nothing about where a
+/// commit lies, and store reports no SQLite loss: its rows count as in the database file, so that
+/// nothing excuses their loss.
+fn enter(engine: Engine, ledger: &mut Ledger, id: u64, wal_bytes: u64) {
+    if engine == Engine::Sqlite {
+        ledger.acknowledge(id, Place::DatabaseFile);
+        return;
+    }
+    if ledger
+        .last_wal_end_bytes()
+        .is_some_and(|last| wal_bytes < last)
+    {
+        ledger.checkpoint();
+    }
+    ledger.acknowledge(
+        id,
+        Place::Wal {
+            end_bytes: Some(wal_bytes),
+        },
+    );
+}
+
+/// The WAL's length in bytes, 0 when there is none.
+fn wal_bytes(engine: Engine, database: &Path) -> u64 {
+    let suffix = match engine {
+        Engine::Sqlite => "-wal",
+        _ => ".wal",
+    };
+    std::fs::metadata(sibling(database, suffix)).map_or(0, |metadata| metadata.len())
+}
+
+/// Which file stands as DuckDB's pre-migration snapshot (a new snapshot is a new file, renamed
+/// into place), `None` when there is none or the engine takes none.
+fn snapshot_identity(engine: Engine, database: &Path) -> Option<(u64, u64, SystemTime)> {
+    if engine == Engine::Sqlite {
+        return None;
+    }
+    let metadata = std::fs::metadata(sibling(database, store_duckdb::SNAPSHOT_SUFFIX)).ok()?;
+    Some((metadata.ino(), metadata.len(), metadata.modified().ok()?))
 }
 
 fn death_text(death: Death) -> String {
@@ -478,7 +623,8 @@ fn death_text(death: Death) -> String {
     }
 }
 
-fn read_acknowledged(log: &Path) -> TortureResult<Vec<u64>> {
+/// The child's acknowledgements: each row's id and the WAL's length after its commit.
+fn read_acknowledged(log: &Path) -> TortureResult<Vec<(u64, u64)>> {
     let text = match std::fs::read_to_string(log) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -488,7 +634,10 @@ fn read_acknowledged(log: &Path) -> TortureResult<Vec<u64>> {
     Ok(text
         .split_inclusive('\n')
         .filter(|line| line.ends_with('\n'))
-        .filter_map(|line| line.trim().parse().ok())
+        .filter_map(|line| {
+            let (id, wal_bytes) = line.trim().split_once(' ')?;
+            Some((id.parse().ok()?, wal_bytes.parse().ok()?))
+        })
         .collect())
 }
 
@@ -552,7 +701,9 @@ fn crash_child(
     for id in first_id..first_id + ROWS_PER_CHILD {
         connection.insert(id)?;
         // Acknowledged only after the commit returned: a line here is a promise store must keep.
-        acknowledgements.write_all(format!("{id}\n").as_bytes())?;
+        // With the WAL's length, so that a loss the report names by WAL offset maps to rows.
+        let wal = wal_bytes(engine, path);
+        acknowledgements.write_all(format!("{id} {wal}\n").as_bytes())?;
     }
     Ok(())
 }
@@ -956,9 +1107,36 @@ mod tests {
         let directory = tempfile::tempdir()?;
         let log = directory.path().join("acknowledged.log");
         assert!(read_acknowledged(&log)?.is_empty(), "no log, no promise");
-        std::fs::write(&log, "1\n2\n3")?;
-        assert_eq!(read_acknowledged(&log)?, [1, 2]);
+        std::fs::write(&log, "1 100\n2 250\n3 4")?;
+        assert_eq!(read_acknowledged(&log)?, [(1, 100), (2, 250)]);
         Ok(())
+    }
+
+    #[test]
+    fn a_reported_wal_loss_excuses_only_the_commits_after_its_offset() {
+        let mut ledger = Ledger::default();
+        // A first child's rows, then a checkpoint (its WAL restarts shorter), then a second's.
+        for (id, wal) in [(1, 300), (2, 400), (3, 200), (4, 300), (5, 400)] {
+            enter(Engine::Duckdb, &mut ledger, id, wal);
+        }
+        let present: BTreeSet<u64> = [1, 2, 3].into();
+        let account = ledger.account(
+            &present,
+            Some(&DataLoss::CommitsAfterWalByte { byte_offset: 250 }),
+        );
+        assert_eq!(account.lost_reported, [4, 5]);
+        assert!(account.lost_silent.is_empty());
+        // The checkpointed rows of the first child are no WAL commits of the second's WAL.
+        let account = ledger.account(
+            &[3].into(),
+            Some(&DataLoss::CommitsAfterWalByte { byte_offset: 250 }),
+        );
+        assert_eq!(account.lost_silent, [1, 2]);
+        // SQLite reports no loss: nothing excuses a missing SQLite row.
+        let mut sqlite = Ledger::default();
+        enter(Engine::Sqlite, &mut sqlite, 1, 4096);
+        let account = sqlite.account(&BTreeSet::new(), Some(&DataLoss::UncheckpointedCommits));
+        assert_eq!(account.lost_silent, [1]);
     }
 
     #[test]
@@ -977,7 +1155,20 @@ mod tests {
         let arguments = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let short = parse(&arguments(&["--short", "--seed", "9"])).expect("valid");
         assert_eq!((short.seed, short.crash_iterations), (9, 15));
-        assert_eq!(short.campaigns.len(), 3);
+        assert_eq!(
+            short.campaigns.len(),
+            4,
+            "crash, concurrency, bad input, power"
+        );
+        assert_eq!(short.power_iterations, 30);
+        assert_eq!(short.tears, None, "each engine's default");
+        let torn =
+            parse(&arguments(&["--campaign", "power", "--tearing", "prefix"])).expect("valid");
+        assert_eq!(
+            (torn.campaigns.len(), torn.tears),
+            (1, Some(power::Tears::Prefix))
+        );
+        assert!(parse(&arguments(&["--tearing", "sometimes"])).is_err());
         assert!(parse(&arguments(&["--campaign", "chaos"])).is_err());
         assert!(parse(&arguments(&["--seed"])).is_err());
         assert!(parse(&arguments(&["--iterations", "many"])).is_err());

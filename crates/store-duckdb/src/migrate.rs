@@ -101,6 +101,14 @@ pub(crate) fn apply(
             if current >= migration.version {
                 return Ok(false);
             }
+            // Inside the transaction, before its first statement: a test can stop the process
+            // here or later, inside the migration.
+            tracing::debug!(
+                target: "store::duckdb",
+                version = migration.version,
+                name = %migration.name,
+                "applying migration"
+            );
             connection.execute_batch(&migration.sql)?;
             connection.execute(
                 "INSERT INTO schema_version (version) VALUES (?)",

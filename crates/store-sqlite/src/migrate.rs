@@ -71,6 +71,14 @@ pub(crate) fn apply(
             transaction.commit().map_err(record)?;
             continue;
         }
+        // Inside the transaction, before its first statement: a test can stop the process here or
+        // later, inside the migration.
+        tracing::debug!(
+            target: "store::sqlite",
+            version = migration.version,
+            name = %migration.name,
+            "applying migration"
+        );
         transaction
             .execute_batch(&migration.sql)
             .map_err(|source| MigrateError::Statement {

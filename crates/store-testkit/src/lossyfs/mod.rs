@@ -38,7 +38,7 @@
 //! a private mount namespace of the calling thread first, so run it in a child process
 //! ([`isolated!`](crate::isolated)) and do the work on that thread or in processes it spawns.
 //! Where it cannot mount, it answers [`FaultError::Unsupported`] with the reason: a test then says
-//! skipped, never passed.
+//! skipped, never passed. `STORE_LOSSYFS_TRACE=1` prints every request it refuses, to stderr.
 //!
 //! ```no_run
 //! use store_testkit::lossyfs::{LossyFs, LossyOptions};
@@ -724,7 +724,13 @@ mod tests {
     fn refused_memory_maps_fail_a_shared_mapping() {
         crate::isolated!(refused_memory_maps_fail_a_shared_mapping, {
             let mounted = Mounted::new(LossyOptions::default().memory_maps(MemoryMaps::Refused));
-            let file = write_synced(&mounted.path("shm"), &[0u8; 4096]);
+            drop(write_synced(&mounted.path("shm"), &[0u8; 4096]));
+            // Read and write, as SQLite opens its `-shm` file: a write-only one cannot be mapped.
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(mounted.path("shm"))
+                .expect("open");
             // SAFETY: a fresh mapping of an open file; unmapped below if it succeeds.
             let mapping = unsafe {
                 libc::mmap(
@@ -760,6 +766,54 @@ mod tests {
     }
 
     #[test]
+    fn ignored_locks_let_two_processes_hold_the_same_write_lock() {
+        crate::isolated!(ignored_locks_let_two_processes_hold_the_same_write_lock, {
+            let mounted = Mounted::new(LossyOptions::default().locks(Locks::Ignored));
+            drop(write_synced(&mounted.path("db"), b"x"));
+            let path =
+                std::ffi::CString::new(mounted.path("db").as_os_str().as_bytes()).expect("no NUL");
+            let mut pipe = [0; 2];
+            // SAFETY: pipe(2) fills the two descriptors.
+            assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+            // SAFETY: the child calls only async-signal-safe functions, then _exit or pause.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                // SAFETY: raw calls on a valid path and descriptors; the child never returns.
+                unsafe {
+                    let descriptor = libc::open(path.as_ptr(), libc::O_RDWR);
+                    let mut lock: libc::flock = std::mem::zeroed();
+                    lock.l_type = libc::F_WRLCK as i16;
+                    lock.l_whence = libc::SEEK_SET as i16;
+                    let held = libc::fcntl(descriptor, libc::F_SETLK, &lock) == 0;
+                    libc::write(pipe[1], [u8::from(held)].as_ptr().cast(), 1);
+                    loop {
+                        libc::pause();
+                    }
+                }
+            }
+            let mut held = [0u8];
+            // SAFETY: reading one byte from our pipe into a one-byte buffer.
+            assert_eq!(
+                unsafe { libc::read(pipe[0], held.as_mut_ptr().cast(), 1) },
+                1
+            );
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(mounted.path("db"))
+                .expect("open");
+            let second = try_lock(&file);
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(child, libc::SIGKILL);
+                libc::waitpid(child, std::ptr::null_mut(), 0);
+            }
+            assert_eq!(held[0], 1, "the first process got its lock");
+            second.expect("a second process gets the same write lock: nothing is enforced");
+        });
+    }
+
+    #[test]
     fn refused_locks_fail_with_enolck() {
         crate::isolated!(refused_locks_fail_with_enolck, {
             let mounted = Mounted::new(LossyOptions::default().locks(Locks::Refused));
@@ -767,6 +821,57 @@ mod tests {
             let error = try_lock(&file).expect_err("locks are refused");
             assert_eq!(error.raw_os_error(), Some(libc::ENOLCK), "{error}");
         });
+    }
+
+    #[test]
+    fn with_ext4_like_names_a_file_fsync_keeps_its_new_name_but_not_a_rename() {
+        crate::isolated!(
+            with_ext4_like_names_a_file_fsync_keeps_its_new_name_but_not_a_rename,
+            {
+                let mut mounted = Mounted::new(LossyOptions::default().names(Names::WithFileFsync));
+                drop(write_synced(
+                    &mounted.path("created"),
+                    b"named by its fsync",
+                ));
+                drop(write_synced(&mounted.path("other"), b"x"));
+                mounted.sync_directory();
+                fs::rename(mounted.path("other"), mounted.path("renamed")).expect("rename");
+                drop(write_synced(&mounted.path("unrelated"), b"y"));
+                mounted.power_cycle();
+                assert_eq!(
+                    fs::read(mounted.path("created")).expect("kept"),
+                    b"named by its fsync"
+                );
+                assert!(mounted.path("unrelated").exists());
+                assert!(mounted.path("other").exists(), "the rename was not synced");
+                assert!(!mounted.path("renamed").exists());
+            }
+        );
+    }
+
+    #[test]
+    fn an_armed_cut_fails_the_request_it_lands_on_and_keeps_what_came_before() {
+        crate::isolated!(
+            an_armed_cut_fails_the_request_it_lands_on_and_keeps_what_came_before,
+            {
+                let mut mounted = Mounted::new(LossyOptions::default());
+                let mut file = write_synced(&mounted.path("log"), b"");
+                mounted.sync_directory();
+                let switch = mounted.filesystem.power_switch();
+                // Three mutating requests go through: write, fsync, write; the fourth fails.
+                switch.cut_after(3);
+                file.write_all(b"one").expect("first write");
+                file.sync_all().expect("its fsync");
+                file.write_all(b"two").expect("second write");
+                assert!(!switch.is_cut());
+                let error = file.sync_all().expect_err("the power went");
+                assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+                assert!(switch.is_cut());
+                drop(file);
+                mounted.power_cycle();
+                assert_eq!(fs::read(mounted.path("log")).expect("read"), b"one");
+            }
+        );
     }
 
     #[test]
