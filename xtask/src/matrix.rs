@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use store_core::files::sibling;
 use store_core::{
     DataLoss, Engine, FailureClass, JournalLadder, JournalMode, Migration, Migrations, MovedAside,
-    RecoveryLadder, RecoveryStep,
+    OpenReport, RecoveryLadder, RecoveryStep,
 };
 use store_duckdb::DuckDbOptions;
 use store_sqlite::SqliteOptions;
@@ -111,7 +111,7 @@ impl SilentLoss {
 
 /// What an open did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     /// Opened without falling back or recovering, in this journal mode (SQLite).
     Opened(Option<JournalMode>),
     /// Opened after leaving the preferred journal mode, in this one.
@@ -130,6 +130,15 @@ const RECOVERY_STEPS: [RecoveryStep; 3] = [
 ];
 
 impl Outcome {
+    /// What an open that succeeded did, from its report.
+    pub(crate) fn of(report: &OpenReport) -> Outcome {
+        match (&report.recovery, report.journal_mode) {
+            (Some(recovery), _) => Outcome::Recovered(recovery.step),
+            (None, Some(mode)) if report.fell_back() => Outcome::FellBack(mode),
+            (None, mode) => Outcome::Opened(mode),
+        }
+    }
+
     /// Reads back what [`Outcome`]'s `Display` wrote.
     fn parse(text: &str) -> Option<Outcome> {
         let mut candidates = vec![Outcome::Opened(None)];
@@ -1498,6 +1507,31 @@ struct Opening {
     detail: String,
 }
 
+impl Opening {
+    /// What an open that succeeded did, from its report.
+    fn of(report: &OpenReport) -> Opening {
+        Opening {
+            outcome: Outcome::of(report),
+            moved: report
+                .recovery
+                .as_ref()
+                .map(|recovery| recovery.moved_aside.clone())
+                .unwrap_or_default(),
+            loss: report
+                .recovery
+                .as_ref()
+                .map(|recovery| recovery.lost.clone()),
+            schema_version: Some(report.schema_version),
+            migrations_applied: report
+                .migrations_applied
+                .iter()
+                .map(|migration| migration.version)
+                .collect(),
+            detail: report.to_string(),
+        }
+    }
+}
+
 fn sqlite_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
     if cell.fault == "disk-full" {
         fault_or_skip(mounts::mount_small_tmpfs(directory, 256 * 1024))?;
@@ -1566,31 +1600,8 @@ fn sqlite_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
     let guard = fault_or_skip(guard)?;
     let opening = match options.open() {
         Ok((connection, report)) => {
-            let mode = report.journal_mode;
-            let outcome = match mode {
-                Some(mode) if report.fell_back() => Outcome::FellBack(mode),
-                _ => Outcome::Opened(mode),
-            };
             drop(connection);
-            Opening {
-                outcome,
-                moved: report
-                    .recovery
-                    .as_ref()
-                    .map(|recovery| recovery.moved_aside.clone())
-                    .unwrap_or_default(),
-                loss: report
-                    .recovery
-                    .as_ref()
-                    .map(|recovery| recovery.lost.clone()),
-                schema_version: Some(report.schema_version),
-                migrations_applied: report
-                    .migrations_applied
-                    .iter()
-                    .map(|migration| migration.version)
-                    .collect(),
-                detail: report.to_string(),
-            }
+            Opening::of(&report)
         }
         Err(error) => Opening {
             outcome: Outcome::Propagated(error.class()),
@@ -1906,30 +1917,8 @@ fn duckdb_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
     let before = DirectorySnapshot::take(directory)?;
     let opening = match options.open() {
         Ok((connection, report)) => {
-            let outcome = match &report.recovery {
-                Some(recovery) => Outcome::Recovered(recovery.step),
-                None => Outcome::Opened(None),
-            };
             drop(connection);
-            Opening {
-                outcome,
-                moved: report
-                    .recovery
-                    .as_ref()
-                    .map(|recovery| recovery.moved_aside.clone())
-                    .unwrap_or_default(),
-                loss: report
-                    .recovery
-                    .as_ref()
-                    .map(|recovery| recovery.lost.clone()),
-                schema_version: Some(report.schema_version),
-                migrations_applied: report
-                    .migrations_applied
-                    .iter()
-                    .map(|migration| migration.version)
-                    .collect(),
-                detail: report.to_string(),
-            }
+            Opening::of(&report)
         }
         Err(error) => Opening {
             outcome: Outcome::Propagated(error.class()),

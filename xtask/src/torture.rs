@@ -30,6 +30,7 @@ use store_core::{DataLoss, Engine, FailureClass, Migration, Migrations, OpenRepo
 use store_duckdb::DuckDbOptions;
 use store_sqlite::SqliteOptions;
 use store_testkit::crash::{KillPoint, kill_at};
+use store_testkit::random::SplitMix64;
 use store_testkit::snapshot::{Change, DirectorySnapshot};
 
 use crate::oracle::{Ledger, Place};
@@ -44,22 +45,6 @@ const EPOCH_ITERATIONS: u32 = 16;
 /// Rows a crash child commits at most before it exits by itself.
 const ROWS_PER_CHILD: u64 = 2_000;
 
-/// splitmix64: small, seedable, good enough to pick kill points.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
 
 struct Settings {
     seed: u64,
@@ -416,7 +401,7 @@ fn crash_campaign(
         iterations += 1;
         let seed =
             settings.seed ^ (u64::from(iteration) << 32) ^ u64::from(engine == Engine::Duckdb);
-        let mut random = Random(seed);
+        let mut random = SplitMix64::new(seed);
         // Each epoch is a new database whose target version climbs from 1 to the latest, so
         // that a run of any length migrates (and dies mid-migration) again and again.
         let epoch = iteration / EPOCH_ITERATIONS;
@@ -901,8 +886,8 @@ fn bad_inputs() -> Vec<BadInput> {
                 )
             }),
             bad_input("random bytes", engine, |directory| {
-                let mut random = Random(7);
-                let bytes: Vec<u8> = (0..64 * 1024).map(|_| random.next() as u8).collect();
+                let mut random = SplitMix64::new(7);
+                let bytes: Vec<u8> = (0..64 * 1024).map(|_| random.next_u64() as u8).collect();
                 write_file(directory, "random.db", &bytes)
             }),
             bad_input("the other engine's file", engine, move |directory| {
@@ -1142,7 +1127,7 @@ mod tests {
     #[test]
     fn a_seed_replays_the_same_choices() {
         let draw = |seed| {
-            let mut random = Random(seed);
+            let mut random = SplitMix64::new(seed);
             (0..8).map(|_| random.below(250)).collect::<Vec<_>>()
         };
         assert_eq!(draw(42), draw(42));

@@ -13,6 +13,7 @@
 //! - [`crash`]: killing a child process at a named step of store's work;
 //! - [`logs`]: capturing tracing events to assert what was logged;
 //! - [`lossyfs`]: a FUSE filesystem that forgets what was never fsynced, for real power cuts;
+//! - [`random`]: a seeded generator, so that a campaign replays from its seed;
 //! - [`snapshot`]: a directory's files before and after, and what changed.
 //!
 //! Each engine is a feature: `sqlite` (default) and `duckdb`.
@@ -56,6 +57,7 @@ pub mod fixtures;
 pub mod logs;
 #[cfg(target_os = "linux")]
 pub mod lossyfs;
+pub mod random;
 pub mod snapshot;
 
 pub use fixtures::{FixtureError, ITEMS_TABLE, TempDatabase, count_rows, write_rows};

@@ -75,6 +75,7 @@ use std::sync::{Arc, Mutex};
 pub use durable::CutCounts;
 
 use crate::faults::FaultError;
+use crate::random::SplitMix64;
 use server::{Server, Shared};
 
 const FAULT: &str = "power-loss";
@@ -83,7 +84,7 @@ const FAULT: &str = "power-loss";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tearing {
     mode: TearingMode,
-    random: u64,
+    random: SplitMix64,
 }
 
 /// How a power cut tears pending writes.
@@ -103,7 +104,7 @@ impl Tearing {
     pub fn none() -> Tearing {
         Tearing {
             mode: TearingMode::DropAll,
-            random: 0,
+            random: SplitMix64::new(0),
         }
     }
 
@@ -111,7 +112,7 @@ impl Tearing {
     pub fn prefix(seed: u64) -> Tearing {
         Tearing {
             mode: TearingMode::KeepPrefix,
-            random: seed,
+            random: SplitMix64::new(seed),
         }
     }
 
@@ -119,7 +120,7 @@ impl Tearing {
     pub fn reordered(seed: u64) -> Tearing {
         Tearing {
             mode: TearingMode::KeepAny,
-            random: seed,
+            random: SplitMix64::new(seed),
         }
     }
 
@@ -128,24 +129,15 @@ impl Tearing {
         self.mode
     }
 
-    /// splitmix64: small and seedable.
-    fn next(&mut self) -> u64 {
-        self.random = self.random.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.random;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     /// For `pages` pending pages in write order, which survive.
     pub(crate) fn choose(&mut self, pages: usize) -> Vec<bool> {
         match self.mode {
             TearingMode::DropAll => vec![false; pages],
             TearingMode::KeepPrefix => {
-                let kept = (self.next() % (pages as u64 + 1)) as usize;
+                let kept = self.random.below(pages as u64 + 1) as usize;
                 (0..pages).map(|page| page < kept).collect()
             }
-            TearingMode::KeepAny => (0..pages).map(|_| self.next() & 1 == 1).collect(),
+            TearingMode::KeepAny => (0..pages).map(|_| self.random.below(2) == 1).collect(),
         }
     }
 }

@@ -421,6 +421,21 @@ impl Server {
         }
     }
 
+    /// An unlink or rmdir: live at once, durable at the directory's next fsync.
+    fn remove_entry(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        remove: fn(&Path) -> io::Result<()>,
+    ) -> Result<(), Errno> {
+        let mut state = self.mutating()?;
+        let path = state.backing.join(state.relative_child(parent.0, name)?);
+        state.forget_if_last_name(&path);
+        remove(&path).map_err(errno)?;
+        state.durable.record_directory_change(parent.0);
+        Ok(())
+    }
+
     fn entry_of(&self, parent: INodeNo, name: &OsStr) -> Result<FileAttr, Errno> {
         let mut state = self.live()?;
         let relative = state.relative_child(parent.0, name)?;
@@ -559,27 +574,19 @@ impl Filesystem for Server {
     }
 
     fn unlink(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = (|| {
-            let mut state = self.mutating()?;
-            let path = state.backing.join(state.relative_child(parent.0, name)?);
-            state.forget_if_last_name(&path);
-            fs::remove_file(&path).map_err(errno)?;
-            state.durable.record_directory_change(parent.0);
-            Ok(())
-        })();
-        answer!(reply, result, |_done| reply.ok());
+        answer!(
+            reply,
+            self.remove_entry(parent, name, |path| fs::remove_file(path)),
+            |_done| reply.ok()
+        );
     }
 
     fn rmdir(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = (|| {
-            let mut state = self.mutating()?;
-            let path = state.backing.join(state.relative_child(parent.0, name)?);
-            state.forget_if_last_name(&path);
-            fs::remove_dir(&path).map_err(errno)?;
-            state.durable.record_directory_change(parent.0);
-            Ok(())
-        })();
-        answer!(reply, result, |_done| reply.ok());
+        answer!(
+            reply,
+            self.remove_entry(parent, name, |path| fs::remove_dir(path)),
+            |_done| reply.ok()
+        );
     }
 
     fn rename(
