@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use store_core::files::{self, MovedAsideFile};
 use store_core::fs::{Writability, writability};
+use store_core::pending::{self, InterruptedRecovery};
 use store_core::{FailureClass, FileContent, Filesystem, JournalLadder, JournalMode, RecoveryStep};
 use store_sqlite::rusqlite;
 
@@ -169,6 +170,9 @@ pub struct DatabaseCheckup {
     pub snapshot: Option<SnapshotFacts>,
     /// Files moved aside by recovery, oldest first.
     pub moved_aside: Vec<MovedAsideFacts>,
+    /// A recovery whose open a crash or power cut interrupted, by the record it left
+    /// (`<db>.recovery-pending`); the next read-write open reports it and removes the record.
+    pub recovery_pending: Option<InterruptedRecovery>,
     /// What an open through store would do.
     pub outlook: Outlook,
 }
@@ -366,6 +370,7 @@ fn examine_database(
         sidecars: Vec::new(),
         snapshot: None,
         moved_aside,
+        recovery_pending: pending::find(path),
         outlook: Outlook::NotADatabase,
     };
     match content {
@@ -655,6 +660,20 @@ impl fmt::Display for DatabaseCheckup {
                 moved.reason, moved.stamp, moved.file
             )?;
         }
+        match &self.recovery_pending {
+            Some(InterruptedRecovery::Recorded(earlier)) => writeln!(
+                formatter,
+                "  recovery pending: a recovery by {} (lost {}) was interrupted by a crash or power \
+                 cut; the next read-write open reports it",
+                earlier.step, earlier.lost
+            )?,
+            Some(InterruptedRecovery::Unreadable { reason }) => writeln!(
+                formatter,
+                "  recovery pending: a recovery was interrupted, its record is unreadable ({reason})"
+            )?,
+            Some(_) => writeln!(formatter, "  recovery pending: a recovery was interrupted")?,
+            None => {}
+        }
         writeln!(formatter, "  an open through store would {}", self.outlook)
     }
 }
@@ -684,6 +703,44 @@ impl fmt::Display for Checkup {
             writeln!(formatter)?;
             write!(formatter, "{database}")?;
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store_core::pending::PendingRecovery;
+    use store_core::{DataLoss, RecoveryStep};
+
+    #[test]
+    fn a_pending_recovery_record_gets_its_line_and_stays() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let directory = tempfile::tempdir()?;
+        let path = directory.path().join("system.duckdb");
+        let record = PendingRecovery {
+            step: RecoveryStep::RestoreSnapshot,
+            class: FailureClass::WalReplay,
+            cause: "Failure while replaying WAL file".into(),
+            lost: DataLoss::UncheckpointedCommits,
+            reason: "broken".into(),
+            started_at: SystemTime::now(),
+        };
+        pending::record(&path, &record)?;
+        let checkup = examine(&path)?;
+        assert_eq!(
+            checkup.databases[0].recovery_pending,
+            Some(InterruptedRecovery::Recorded(record))
+        );
+        let text = checkup.to_string();
+        assert!(
+            text.contains("recovery pending: a recovery by restore-snapshot (lost uncheckpointed commits) was interrupted"),
+            "{text}"
+        );
+        assert!(
+            pending::record_path(&path).exists(),
+            "the doctor changes nothing"
+        );
         Ok(())
     }
 }

@@ -156,6 +156,9 @@ pub enum Point {
     DuringSalvage,
     /// Inside the restore of the pre-migration snapshot.
     DuringRestore,
+    /// After a recovery step's files are durably in place, before the open that ran it returns
+    /// (the restored database migrating): the next open must still report the recovery.
+    AfterRecovery,
     /// Anywhere in an open and a run of commits: the torture's crash loop, a seeded number of
     /// writes after the workload starts.
     Anywhere,
@@ -172,6 +175,7 @@ impl Point {
             Point::DuringMoveAside => "power-loss-during-move-aside",
             Point::DuringSalvage => "power-loss-during-salvage",
             Point::DuringRestore => "power-loss-during-restore",
+            Point::AfterRecovery => "power-loss-after-recovery",
             Point::Anywhere => "power-loss-anywhere",
         }
     }
@@ -188,13 +192,20 @@ impl Point {
             Point::DuringCreation => Cut::After(2),
             Point::InsideMigration | Point::DuringCheckpoint => Cut::After(1),
             Point::DuringSnapshot | Point::DuringSalvage | Point::DuringRestore => Cut::After(2),
+            // Paused once the step opened the database: its files are in place and durable; the
+            // cut lands in what the open does next (the restored database's migration).
+            Point::AfterRecovery => Cut::After(RECOVERED_OPERATIONS_TO_CUT),
             // The crash loop chooses its own.
             Point::Anywhere => Cut::After(1),
         }
     }
 }
 
-const ALL_POINTS: [Point; 9] = [
+/// Mutating requests let through after a recovery step reported success before the power goes:
+/// enough to land inside the migration that follows a restore.
+const RECOVERED_OPERATIONS_TO_CUT: u64 = 10;
+
+const ALL_POINTS: [Point; 10] = [
     Point::AfterCommits,
     Point::DuringCreation,
     Point::InsideMigration,
@@ -203,6 +214,7 @@ const ALL_POINTS: [Point; 9] = [
     Point::DuringMoveAside,
     Point::DuringSalvage,
     Point::DuringRestore,
+    Point::AfterRecovery,
     Point::Anywhere,
 ];
 
@@ -279,6 +291,13 @@ pub const CELLS: &[PowerCell] = &[
     cell(Point::DuringMoveAside, Setup::Duckdb, None),
     cell(Point::DuringSalvage, Setup::Duckdb, None),
     cell(Point::DuringRestore, Setup::DuckdbSnapshotOnly, None),
+    // The restore is whole on disk; the open that ran it never returned. The next open finds a
+    // healthy database and must still report what the restore lost.
+    cell(
+        Point::AfterRecovery,
+        Setup::DuckdbSnapshotOnly,
+        Some("recovered(restore-snapshot)"),
+    ),
 ];
 
 impl PowerCell {
@@ -612,6 +631,14 @@ fn run_workload(point: Point, setup: Setup, path: &Path, first_id: u64) -> Resul
             },
             || open(setup, path, LATEST).map(drop),
         ),
+        // The step's own success message (`<label>: recovered by <step>; lost ...`).
+        Point::AfterRecovery => pause_at(
+            KillPoint {
+                message: "recovered by".into(),
+                version: None,
+            },
+            || open(setup, path, LATEST).map(drop),
+        ),
     }
 }
 
@@ -808,7 +835,10 @@ fn prepare(point: Point, setup: Setup, database: &Path) -> Result<(Vec<u64>, u64
             sync_tree(directory)?;
             Ok((baseline, first_free))
         }
-        Point::DuringMoveAside | Point::DuringSalvage | Point::DuringRestore => {
+        Point::DuringMoveAside
+        | Point::DuringSalvage
+        | Point::DuringRestore
+        | Point::AfterRecovery => {
             // Version 1 with the baseline, then version 2 (its snapshot holds the baseline), then
             // rows only in the WAL, then garbage after them: recovery has work to do.
             let (opened, _report) = open(setup, database, 1).map_err(PowerError::Setup)?;
@@ -998,7 +1028,10 @@ fn judge(
     if let Some((original_wal, _)) = before.get(&wal_name)
         && matches!(
             cell.point,
-            Point::DuringMoveAside | Point::DuringSalvage | Point::DuringRestore
+            Point::DuringMoveAside
+                | Point::DuringSalvage
+                | Point::DuringRestore
+                | Point::AfterRecovery
         )
     {
         let kept = files_in(directory)

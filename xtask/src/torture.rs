@@ -45,7 +45,6 @@ const EPOCH_ITERATIONS: u32 = 16;
 /// Rows a crash child commits at most before it exits by itself.
 const ROWS_PER_CHILD: u64 = 2_000;
 
-
 struct Settings {
     seed: u64,
     crash_iterations: u32,

@@ -258,6 +258,77 @@ pub fn private_sibling(path: &Path, purpose: &str) -> PathBuf {
     parent_directory(path).join(format!(".{name}.{purpose}.{}.{unique}", std::process::id()))
 }
 
+/// A small file could not be written durably by [`write_durably`]. The destination holds what it
+/// held before; the temporary sibling is removed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {operation} {}", path.display())]
+pub struct WriteDurablyError {
+    /// What was being done (`create`, `write`, `sync`, `rename into`).
+    pub operation: &'static str,
+    /// The file or directory it was done to.
+    pub path: PathBuf,
+    /// What the operating system said.
+    #[source]
+    pub source: io::Error,
+}
+
+/// The steps of [`write_durably`], for the test that checks their order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteStage {
+    /// The bytes are in the temporary sibling and fsynced; the destination is untouched.
+    Prepared,
+    /// The temporary sibling took the destination's name.
+    Renamed,
+    /// The directory was fsynced: the new name survives a power cut.
+    Synced,
+}
+
+/// Writes `bytes` to `destination` so that, at every instant and across a power cut, it holds
+/// either what it held before (or nothing) or all of `bytes`: a private temporary sibling (owner
+/// only), written, fsynced, renamed over the name, and the directory fsynced. For store's own
+/// small records beside a database, which a half-written file would make unreadable.
+pub fn write_durably(destination: &Path, bytes: &[u8]) -> Result<(), WriteDurablyError> {
+    write_durably_observed(destination, bytes, &mut |_| {})
+}
+
+fn write_durably_observed(
+    destination: &Path,
+    bytes: &[u8],
+    observe: &mut dyn FnMut(WriteStage),
+) -> Result<(), WriteDurablyError> {
+    use std::io::Write as _;
+
+    let failed = |operation: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| WriteDurablyError {
+            operation,
+            path,
+            source,
+        }
+    };
+    let directory = parent_directory(destination);
+    let temporary = private_sibling(destination, "tmp");
+    let prepared = create_private(&temporary)
+        .map_err(failed("create", &temporary))
+        .and_then(|mut file| {
+            file.write_all(bytes).map_err(failed("write", &temporary))?;
+            file.sync_all().map_err(failed("sync", &temporary))
+        })
+        .and_then(|()| {
+            observe(WriteStage::Prepared);
+            fs::rename(&temporary, destination).map_err(failed("rename into", destination))
+        });
+    if let Err(error) = prepared {
+        // Ours and incomplete or unplaced: nothing of anyone else's is removed here.
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
+    }
+    observe(WriteStage::Renamed);
+    sync_directory(&directory).map_err(failed("sync", &directory))?;
+    observe(WriteStage::Synced);
+    Ok(())
+}
+
 /// What [`place_new_file`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
@@ -912,6 +983,16 @@ pub struct MovedAsideFile {
     pub stamp: String,
     /// 0, or the `-N` that made the name free when the stamp was taken.
     pub counter: u32,
+    /// What follows the stamp and counter: the suffix of the name it was moved from (`""` for
+    /// the database file itself, `".wal"`).
+    pub suffix: String,
+}
+
+impl MovedAsideFile {
+    /// Where it stood before it was moved: `database + suffix`.
+    pub fn moved_from(&self, database: &Path) -> PathBuf {
+        sibling(database, &self.suffix)
+    }
 }
 
 /// Every file [`set_aside`] made for `database`, whatever the reason, oldest first (by stamp,
@@ -934,7 +1015,7 @@ pub fn moved_aside_files(database: &Path) -> io::Result<Vec<MovedAsideFile>> {
     for entry in fs::read_dir(parent_directory(database))? {
         let entry = entry?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        if let Some((reason, stamp, counter)) = file_name
+        if let Some((reason, stamp, counter, suffix)) = file_name
             .strip_prefix(&prefix)
             .and_then(parse_moved_aside_name)
         {
@@ -943,6 +1024,7 @@ pub fn moved_aside_files(database: &Path) -> io::Result<Vec<MovedAsideFile>> {
                 reason: reason.to_owned(),
                 stamp: stamp.to_owned(),
                 counter,
+                suffix: suffix.to_owned(),
             });
         }
     }
@@ -951,8 +1033,8 @@ pub fn moved_aside_files(database: &Path) -> io::Result<Vec<MovedAsideFile>> {
 }
 
 /// Splits what follows `<database name>.` in a moved-aside name, `<reason>.<16-char stamp>[-N]<suffix>`,
-/// into the reason, the stamp and the counter.
-fn parse_moved_aside_name(rest: &str) -> Option<(&str, &str, u32)> {
+/// into the reason, the stamp, the counter and the suffix.
+fn parse_moved_aside_name(rest: &str) -> Option<(&str, &str, u32, &str)> {
     let (reason, after_reason) = rest.split_once('.')?;
     if !is_valid_reason(reason) {
         return None;
@@ -960,21 +1042,23 @@ fn parse_moved_aside_name(rest: &str) -> Option<(&str, &str, u32)> {
     let stamp = after_reason
         .get(..16)
         .filter(|stamp| stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T')?;
-    let counter = after_reason[16..]
-        .strip_prefix('-')
-        .map(|tail| {
-            tail.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .and_then(|digits| digits.parse().ok())
-        .unwrap_or(0);
-    Some((reason, stamp, counter))
+    let after_stamp = &after_reason[16..];
+    let (counter, suffix) = match after_stamp.strip_prefix('-') {
+        Some(tail) => {
+            let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+            match tail[..digits].parse() {
+                Ok(counter) => (counter, &tail[digits..]),
+                Err(_) => (0, after_stamp),
+            }
+        }
+        None => (0, after_stamp),
+    };
+    Some((reason, stamp, counter, suffix))
 }
 
 /// A reason is a short word of lowercase letters, digits and dashes, so that it never contains
 /// the dot that ends it in a file name.
-fn is_valid_reason(reason: &str) -> bool {
+pub(crate) fn is_valid_reason(reason: &str) -> bool {
     !reason.is_empty()
         && reason
             .bytes()
@@ -1555,6 +1639,62 @@ mod tests {
                 ),
             ]
         );
+        let suffixes: Vec<&str> = found.iter().map(|file| file.suffix.as_str()).collect();
+        assert_eq!(suffixes, [".wal", "", ".wal"]);
+        assert_eq!(
+            found[2].moved_from(&database),
+            directory.path().join("a.db.wal")
+        );
+        // SQLite's sidecars start with a dash, which is not a counter.
+        assert_eq!(
+            parse_moved_aside_name("broken.20260102T000000Z-wal"),
+            Some(("broken", "20260102T000000Z", 0, "-wal"))
+        );
+        assert_eq!(
+            parse_moved_aside_name("broken.20260102T000000Z-2-wal"),
+            Some(("broken", "20260102T000000Z", 2, "-wal"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_durable_write_replaces_the_name_whole_and_syncs_the_directory_last() -> TestResult {
+        let directory = tempfile::tempdir()?;
+        let destination = directory.path().join("a.db.record");
+        fs::write(&destination, b"old")?;
+        let mut stages = Vec::new();
+        write_durably_observed(&destination, b"new content", &mut |stage| {
+            let now = fs::read(&destination).expect("the name always holds a whole file");
+            match stage {
+                // The new bytes are durable before the name changes.
+                WriteStage::Prepared => assert_eq!(now, b"old"),
+                WriteStage::Renamed | WriteStage::Synced => assert_eq!(now, b"new content"),
+            }
+            stages.push(stage);
+        })?;
+        assert_eq!(
+            stages,
+            [
+                WriteStage::Prepared,
+                WriteStage::Renamed,
+                WriteStage::Synced
+            ]
+        );
+        #[cfg(unix)]
+        assert_eq!(
+            fs::metadata(&destination)?.permissions().mode() & 0o777,
+            0o600,
+            "owner only"
+        );
+        let names: Vec<String> = fs::read_dir(directory.path())?
+            .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(names, ["a.db.record"], "no temporary left");
+
+        let missing_directory = directory.path().join("gone").join("a.db.record");
+        let error = write_durably(&missing_directory, b"x").unwrap_err();
+        assert_eq!(error.operation, "create", "{error}");
+        assert!(!missing_directory.exists());
         Ok(())
     }
 

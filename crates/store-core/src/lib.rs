@@ -25,6 +25,8 @@
 //! - [`diagnostics`]: the last open error, warn-once, the user-facing "not available" message;
 //! - [`content`]: what a path holds ([`FileContent`]), judged before an engine touches it;
 //! - [`files`]: atomic snapshots, move-aside without overwriting, sidecar listing;
+//! - [`pending`]: the durable "recovery pending" record that lets an open report a recovery
+//!   whose own open a crash or power cut interrupted;
 //! - [`migration`]: the ordered list of schema migrations.
 
 pub mod content;
@@ -34,6 +36,7 @@ pub mod files;
 pub mod fs;
 pub mod journal;
 pub mod migration;
+pub mod pending;
 pub mod policy;
 pub mod report;
 pub mod time;
@@ -48,6 +51,7 @@ pub use files::{MoveAsideError, MovedAside, Replace, Snapshot, SnapshotError};
 pub use fs::{DetectError, Filesystem, FsKind};
 pub use journal::{JournalMode, ParseJournalModeError};
 pub use migration::{Migration, Migrations, MigrationsError, SCHEMA_VERSION_TABLE};
+pub use pending::{InterruptedRecovery, PendingRecovery};
 pub use policy::{
     JournalLadder, JournalPolicy, LadderError, RecoveryLadder, RecoveryPolicy, RecoveryStep,
 };

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::files::MovedAside;
+use crate::pending::InterruptedRecovery;
 use crate::time::UtcTime;
 use crate::{FailureClass, Filesystem, JournalMode, RecoveryStep};
 
@@ -205,6 +206,10 @@ pub struct Recovery {
     pub moved_aside: Vec<MovedAside>,
     /// What the step lost.
     pub lost: DataLoss,
+    /// The step ran in an earlier open that a crash or power cut stopped before it returned; this
+    /// open found the step's files in place and completed the open. The fields above come from
+    /// the step's durable record (`steps_failed` is then empty, `moved_aside` found by name).
+    pub interrupted: bool,
 }
 
 /// The label a database goes by when none is given: its file name (or the whole path if it has
@@ -260,8 +265,14 @@ pub struct OpenReport {
     pub durability: Option<Durability>,
     /// Modes tried and left, in order.
     pub fallbacks: Vec<Fallback>,
-    /// The recovery performed, if any.
+    /// The recovery performed, if any (by this open, or by an earlier one it completed: see
+    /// [`Recovery::interrupted`]).
     pub recovery: Option<Recovery>,
+    /// A recovery of an earlier open that a crash or power cut interrupted, found at the start of
+    /// this open by its durable record ([`crate::pending`]). Set with [`OpenReport::recovery`]
+    /// when this open completed it; alone when its record could not be read; beside this open's
+    /// own recovery when the database needed recovering again (what each lost is lost).
+    pub interrupted_recovery: Option<InterruptedRecovery>,
     /// The pre-migration snapshot taken by this open, if any.
     pub snapshot: Option<PathBuf>,
     /// Migrations applied by this open, in order.
@@ -288,6 +299,7 @@ impl OpenReport {
             durability: None,
             fallbacks: Vec::new(),
             recovery: None,
+            interrupted_recovery: None,
             snapshot: None,
             migrations_applied: Vec::new(),
             schema_version: 0,
@@ -341,6 +353,31 @@ impl fmt::Display for OpenReport {
                 recovery.lost,
                 recovery.moved_aside.len()
             )?;
+            if recovery.interrupted {
+                formatter.write_str(
+                    " (in an earlier open that a crash or power cut interrupted; completed by this one)",
+                )?;
+            }
+        }
+        match &self.interrupted_recovery {
+            Some(InterruptedRecovery::Recorded(earlier))
+                if self
+                    .recovery
+                    .as_ref()
+                    .is_none_or(|recovery| !recovery.interrupted) =>
+            {
+                write!(
+                    formatter,
+                    "; an earlier recovery by {} was interrupted by a crash or power cut, lost {}",
+                    earlier.step, earlier.lost
+                )?;
+            }
+            Some(InterruptedRecovery::Unreadable { reason }) => write!(
+                formatter,
+                "; an earlier recovery was interrupted by a crash or power cut, what it did and \
+                 lost is unknown ({reason})"
+            )?,
+            _ => {}
         }
         if !self.migrations_applied.is_empty() {
             let versions: Vec<String> = self
@@ -443,10 +480,57 @@ mod tests {
             steps_failed: vec![(RecoveryStep::SalvageWal, "no replayable prefix".into())],
             moved_aside: Vec::new(),
             lost: DataLoss::UncheckpointedCommits,
+            interrupted: false,
         });
         let text = report.to_string();
         assert!(
             text.contains("recovered from WalReplay by discard-wal, lost uncheckpointed commits"),
+            "{text}"
+        );
+        assert!(!text.contains("interrupted"), "{text}");
+    }
+
+    #[test]
+    fn an_interrupted_recovery_says_so_whether_completed_recovered_again_or_unreadable() {
+        let earlier = crate::pending::PendingRecovery {
+            step: RecoveryStep::RestoreSnapshot,
+            class: FailureClass::WalReplay,
+            cause: "Failure while replaying WAL file".into(),
+            lost: DataLoss::EverythingSinceSnapshot {
+                taken_at: UNIX_EPOCH,
+            },
+            reason: "broken".into(),
+            started_at: UNIX_EPOCH,
+        };
+        let mut report = OpenReport::new(Engine::Duckdb, "/d/system.duckdb", "system.duckdb");
+        report.recovery = Some(earlier.to_recovery(std::path::Path::new("/nonexistent/x")));
+        report.interrupted_recovery = Some(InterruptedRecovery::Recorded(earlier.clone()));
+        let text = report.to_string();
+        assert!(
+            text.contains("by restore-snapshot, lost everything since snapshot taken at 1970-01-01T00:00:00Z, 0 file(s) moved aside (in an earlier open that a crash or power cut interrupted; completed by this one)"),
+            "{text}"
+        );
+        assert!(!text.contains("an earlier recovery"), "said once: {text}");
+
+        report.recovery = Some(Recovery {
+            interrupted: false,
+            step: RecoveryStep::DiscardWal,
+            lost: DataLoss::UncheckpointedCommits,
+            ..earlier.to_recovery(std::path::Path::new("/nonexistent/x"))
+        });
+        let text = report.to_string();
+        assert!(
+            text.contains("by discard-wal, lost uncheckpointed commits, 0 file(s) moved aside; an earlier recovery by restore-snapshot was interrupted"),
+            "{text}"
+        );
+
+        report.recovery = None;
+        report.interrupted_recovery = Some(InterruptedRecovery::Unreadable {
+            reason: "not UTF-8 text".into(),
+        });
+        let text = report.to_string();
+        assert!(
+            text.contains("an earlier recovery was interrupted by a crash or power cut, what it did and lost is unknown (not UTF-8 text)"),
             "{text}"
         );
     }

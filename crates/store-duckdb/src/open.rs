@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use duckdb::{AccessMode, Config};
 use store_core::files::{Placed, place_new_file, private_sibling, sibling};
+use store_core::pending::{self, InterruptedRecovery};
 use store_core::{
     Durability, Engine, FileContent, Filesystem, OpenFailure, OpenReport, SyncLevel, WarnOnce,
     check_database_path, record_open_failure,
@@ -73,6 +74,9 @@ impl DuckDbOptions {
         let key = registry::key(&self.path);
         let opening = registry::opening_lock(&key);
         let _opening = opening.lock().unwrap_or_else(PoisonError::into_inner);
+        // A record left by a recovery whose open never returned (a crash or power cut after its
+        // step): read before anything, so that a database it left healthy still reports it.
+        report.interrupted_recovery = pending::find(&self.path);
         let (connection, instance_read_only) = match registry::share(&key) {
             Shared::Connection(connection, instance_read_only) => {
                 report.notes.push(format!(
@@ -101,6 +105,9 @@ impl DuckDbOptions {
                 (registered, self.read_only)
             }
         };
+        if report.recovery.is_none() {
+            self.complete_interrupted_recovery(report);
+        }
         if !instance_read_only {
             report.durability = Some(self.durability(&connection)?);
         }
@@ -115,7 +122,54 @@ impl DuckDbOptions {
                 source,
             }
         })?;
+        // The report is about to reach the caller: only now may the record go.
+        if report.recovery.is_some() || report.interrupted_recovery.is_some() {
+            self.clear_recovery_record();
+        }
         Ok(connection)
+    }
+
+    /// The database opened without recovery, but an earlier open's recovery was interrupted after
+    /// its step: the step's files are what this open found, so its loss is this open's to report.
+    fn complete_interrupted_recovery(&self, report: &mut OpenReport) {
+        let Some(interrupted) = &report.interrupted_recovery else {
+            return;
+        };
+        let what = match interrupted {
+            InterruptedRecovery::Recorded(earlier) => {
+                let recovery = earlier.to_recovery(&self.path);
+                let what = format!("by {}, lost {}", recovery.step, recovery.lost);
+                report.recovery = Some(recovery);
+                what
+            }
+            InterruptedRecovery::Unreadable { reason } => {
+                format!("what it did and lost is unknown ({reason})")
+            }
+            _ => "what it did and lost is unknown".to_owned(),
+        };
+        if WarnOnce::global().first(&report.label, "interrupted-recovery") {
+            tracing::warn!(
+                target: "store::recovery",
+                label = %report.label,
+                path = %self.path.display(),
+                "{}: a recovery in an earlier open was interrupted by a crash or power cut after \
+                 its step; completed by this open: {what}",
+                report.label
+            );
+        }
+    }
+
+    /// Removes the recovery record once the open succeeded. A failure leaves it for the next open
+    /// to report again, which is better than a loss unreported: it is logged, not returned.
+    fn clear_recovery_record(&self) {
+        if let Err(error) = pending::clear(&self.path) {
+            tracing::warn!(
+                target: "store::recovery",
+                path = %self.path.display(),
+                error = %store_core::cause_chain(&error),
+                "cannot remove the recovery record; the next open reports the recovery again"
+            );
+        }
     }
 
     /// What a power cut may do to commits through `connection`, from the `fsync_mode` the

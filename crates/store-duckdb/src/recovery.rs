@@ -1,11 +1,15 @@
 //! The recovery ladder for a WAL DuckDB cannot replay: salvage the good part of the WAL, discard
 //! it, or restore the pre-migration snapshot. Each step sets what it replaces aside (never deletes
 //! it) through [`files::set_aside`], so that a crash mid-step never leaves a name without its
-//! original or its complete replacement, and says what it lost.
+//! original or its complete replacement, and says what it lost. Before it changes anything, a
+//! step writes its durable "recovery pending" record ([`pending`]), so that a crash or power cut
+//! after its files are in place, before the open returns, is still reported by the next open.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use store_core::pending::{self, InterruptedRecovery, PendingRecovery};
 
 use store_core::files::{
     self, Replace, SetAside, private_sibling, prune_moved_aside, sibling, snapshot_file,
@@ -52,6 +56,55 @@ impl StepFailure {
     }
 }
 
+/// What every step of one recovery records before it changes a file: the failure that started it.
+struct Intent<'a> {
+    path: &'a Path,
+    class: FailureClass,
+    cause: &'a str,
+}
+
+impl Intent<'_> {
+    /// Writes the durable record of `step` about to lose `lost`, its files to be named by
+    /// `reason`. A step that cannot write it changes nothing: without it, a power cut after the
+    /// step would leave its loss unreported.
+    fn record(&self, step: RecoveryStep, lost: &DataLoss, reason: &str) -> Result<(), StepFailure> {
+        let record = PendingRecovery {
+            step,
+            class: self.class,
+            cause: self.cause.to_owned(),
+            lost: lost.clone(),
+            reason: reason.to_owned(),
+            started_at: SystemTime::now(),
+        };
+        pending::record(self.path, &record).map_err(|error| {
+            StepFailure::skipped(format!(
+                "cannot record the recovery as pending: {}",
+                cause_chain(&error)
+            ))
+        })
+    }
+}
+
+/// After every step failed: the open returns an error that says what moved, so this recovery's
+/// record goes; an earlier interrupted recovery's record this one replaced is written back, since
+/// no report told of it.
+fn settle_failed_recovery(options: &DuckDbOptions, report: &OpenReport) {
+    let settled = match &report.interrupted_recovery {
+        Some(InterruptedRecovery::Recorded(earlier)) => {
+            pending::record(&options.path, earlier).map_err(|error| cause_chain(&error))
+        }
+        _ => pending::clear(&options.path).map_err(|error| cause_chain(&error)),
+    };
+    if let Err(error) = settled {
+        tracing::warn!(
+            target: "store::recovery",
+            path = %options.path.display(),
+            error = %error,
+            "cannot settle the recovery record after a failed recovery"
+        );
+    }
+}
+
 /// Walks the policy's ladder after `original` made the open fail. Returns the opened connection
 /// (with `report.recovery` filled in) or the error to propagate: the original one unless a step
 /// found a more specific one.
@@ -80,11 +133,16 @@ pub(crate) fn recover(
     }
     let mut failures: Vec<(RecoveryStep, String)> = Vec::new();
     let mut moved: Vec<MovedAside> = Vec::new();
+    let intent = Intent {
+        path: &options.path,
+        class,
+        cause: &cause,
+    };
     for step in policy.steps() {
         let outcome = match step {
-            RecoveryStep::SalvageWal => salvage_wal(options, &diagnosis),
-            RecoveryStep::DiscardWal => discard_wal(options),
-            RecoveryStep::RestoreSnapshot => restore_snapshot(options),
+            RecoveryStep::SalvageWal => salvage_wal(options, &diagnosis, &intent),
+            RecoveryStep::DiscardWal => discard_wal(options, &intent),
+            RecoveryStep::RestoreSnapshot => restore_snapshot(options, &intent),
             other => Err(StepFailure::skipped(format!(
                 "{other} is not a DuckDB recovery step"
             ))),
@@ -115,6 +173,7 @@ pub(crate) fn recover(
                     steps_failed: failures,
                     moved_aside: moved,
                     lost: recovered.lost,
+                    interrupted: false,
                 });
                 apply_retention(options);
                 return Ok(recovered.connection);
@@ -129,6 +188,7 @@ pub(crate) fn recover(
                 moved.extend(failure.moved_aside);
                 failures.push((step, failure.reason));
                 if let Some((class, source)) = failure.fatal {
+                    settle_failed_recovery(options, report);
                     return Err(OpenError::Snapshot {
                         path: options.path.clone(),
                         snapshot: sibling(&options.path, SNAPSHOT_SUFFIX),
@@ -141,6 +201,7 @@ pub(crate) fn recover(
             }
         }
     }
+    settle_failed_recovery(options, report);
     Err(OpenError::Engine {
         path: options.path.clone(),
         class,
@@ -182,7 +243,11 @@ impl Drop for Scratch {
 /// replays (trying the entry DuckDB named first, else by bisection), on copies in a scratch
 /// directory opened read-only, never on the original; then sets the original WAL aside with the
 /// prefix taking its name (at no instant is there no WAL), opens and checkpoints.
-fn salvage_wal(options: &DuckDbOptions, diagnosis: &Diagnosis) -> Result<Recovered, StepFailure> {
+fn salvage_wal(
+    options: &DuckDbOptions,
+    diagnosis: &Diagnosis,
+    intent: &Intent<'_>,
+) -> Result<Recovered, StepFailure> {
     let path = &options.path;
     let wal = sibling(path, ".wal");
     if diagnosis.foreign_wal {
@@ -234,6 +299,10 @@ fn salvage_wal(options: &DuckDbOptions, diagnosis: &Diagnosis) -> Result<Recover
     let prefix = scratch.0.join("prefix.wal");
     fs::write(&prefix, &wal_bytes[..length])
         .map_err(|error| StepFailure::skipped(format!("cannot write the salvaged WAL: {error}")))?;
+    let lost = DataLoss::CommitsAfterWalByte {
+        byte_offset: length as u64,
+    };
+    intent.record(RecoveryStep::SalvageWal, &lost, REASON_SALVAGED)?;
     // The WAL's sidecars go with it: they belong to the log being replaced.
     let replaced: Vec<SetAside<'_>> = SIDECAR_SUFFIXES
         .iter()
@@ -264,16 +333,19 @@ fn salvage_wal(options: &DuckDbOptions, diagnosis: &Diagnosis) -> Result<Recover
     Ok(Recovered {
         connection,
         moved_aside: moved,
-        lost: DataLoss::CommitsAfterWalByte {
-            byte_offset: length as u64,
-        },
+        lost,
     })
 }
 
 /// Sets the WAL and its sidecars aside, leaving their names empty, and opens at the last
 /// checkpoint.
-fn discard_wal(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
+fn discard_wal(options: &DuckDbOptions, intent: &Intent<'_>) -> Result<Recovered, StepFailure> {
     let path = &options.path;
+    if files::existing_sidecars(path, SIDECAR_SUFFIXES).is_ok_and(|found| found.is_empty()) {
+        return Err(StepFailure::skipped("there is no WAL to discard"));
+    }
+    let lost = DataLoss::UncheckpointedCommits;
+    intent.record(RecoveryStep::DiscardWal, &lost, REASON_DISCARDED)?;
     let moved = files::set_aside(
         path,
         REASON_DISCARDED,
@@ -291,7 +363,7 @@ fn discard_wal(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
         Ok(connection) => Ok(Recovered {
             connection,
             moved_aside: moved,
-            lost: DataLoss::UncheckpointedCommits,
+            lost,
         }),
         Err(error) => Err(StepFailure {
             reason: format!("the database does not open without its WAL: {error}"),
@@ -306,7 +378,10 @@ fn discard_wal(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
 /// the snapshot taking the database's name before the old WAL leaves its own (a cut between leaves
 /// the restored file with a WAL DuckDB refuses as not its own, which the ladder discards with a
 /// report); the caller migrates the restored database to the current version.
-fn restore_snapshot(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
+fn restore_snapshot(
+    options: &DuckDbOptions,
+    intent: &Intent<'_>,
+) -> Result<Recovered, StepFailure> {
     let path = &options.path;
     let snapshot = sibling(path, SNAPSHOT_SUFFIX);
     if !snapshot.exists() {
@@ -345,6 +420,8 @@ fn restore_snapshot(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
     let taken_at = fs::metadata(&snapshot)
         .and_then(|metadata| metadata.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    let lost = DataLoss::EverythingSinceSnapshot { taken_at };
+    intent.record(RecoveryStep::RestoreSnapshot, &lost, REASON_BROKEN)?;
     let mut replaced = vec![SetAside::replaced_by("", &snapshot)];
     replaced.extend(
         SIDECAR_SUFFIXES
@@ -366,6 +443,6 @@ fn restore_snapshot(options: &DuckDbOptions) -> Result<Recovered, StepFailure> {
     Ok(Recovered {
         connection,
         moved_aside: moved,
-        lost: DataLoss::EverythingSinceSnapshot { taken_at },
+        lost,
     })
 }

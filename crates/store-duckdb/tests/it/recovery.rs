@@ -2,6 +2,7 @@
 //! on a WAL-replay error; an unrelated lock error propagates; no snapshot re-raises the original
 //! error; a broken snapshot propagates its own error), and the steps beyond it.
 
+use store_core::pending::{self, InterruptedRecovery, PendingRecovery};
 use store_core::{DataLoss, FailureClass, RecoveryLadder, RecoveryStep};
 use store_duckdb::{DuckDbOptions, OpenError, StepError};
 use store_testkit::faults::duckdb::{
@@ -358,5 +359,192 @@ fn retention_caps_moved_aside_files() -> TestResult {
         names_starting_with(directory.path(), "system.duckdb.discarded-wal.").len(),
         2
     );
+    Ok(())
+}
+
+/// A database at version 3 whose snapshot is at version 2, with rows only in a WAL that cannot
+/// be replayed: the snapshot-only policy restores it.
+fn database_to_restore(
+    directory: &std::path::Path,
+) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let path = directory.join("system.duckdb");
+    let older = store_core::Migrations::new(schema().all()[..2].to_vec())?;
+    drop(DuckDbOptions::new(&path).migrations(older).open()?);
+    drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
+    write_uncheckpointed_rows(&path, 0, 3)?;
+    append_garbage_to_wal(&path)?;
+    Ok(path)
+}
+
+#[test]
+fn a_step_records_itself_before_moving_anything_and_the_record_goes_when_the_open_returns()
+-> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = database_to_restore(directory.path())?;
+    let (result, events) = logs::capture(|| {
+        DuckDbOptions::new(&path)
+            .label("record-order")
+            .migrations(schema())
+            .recovery_policy(RecoveryLadder::snapshot_only())
+            .open()
+    });
+    let (_connection, report) = result?;
+    assert!(report.recovered(), "{report}");
+    assert_eq!(report.interrupted_recovery, None, "{report}");
+    assert!(!report.recovery.as_ref().expect("recovered").interrupted);
+    let position = |words: &str| {
+        events
+            .iter()
+            .position(|event| event.text.contains(words))
+            .unwrap_or_else(|| panic!("no `{words}` event in {events:?}"))
+    };
+    assert!(
+        position("recovery pending recorded") < position("moved aside"),
+        "the record is durable before the first file moves: {events:?}"
+    );
+    assert!(position("recovered by") < position("recovery pending cleared"));
+    assert!(
+        !pending::record_path(&path).exists(),
+        "gone once the open returned"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_restore_whose_open_never_returned_is_reported_by_the_next_open() -> TestResult {
+    // The gap without a power cut: the restore completes its step, then its record is left on
+    // disk as a cut before the open returned would leave it. The database the next open finds
+    // is healthy; only the record tells that 3 rows went with the restore.
+    let directory = tempfile::tempdir()?;
+    let path = database_to_restore(directory.path())?;
+    let started_at = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+    let options = DuckDbOptions::new(&path)
+        .label("interrupted-restore")
+        .migrations(schema())
+        .recovery_policy(RecoveryLadder::snapshot_only());
+    let (connection, report) = options.open()?;
+    let done = report.recovery.clone().expect("recovered");
+    drop(connection);
+    let left_by_the_cut = PendingRecovery {
+        step: done.step,
+        class: done.class,
+        cause: done.cause.clone(),
+        lost: done.lost.clone(),
+        reason: "broken".into(),
+        started_at,
+    };
+    pending::record(&path, &left_by_the_cut)?;
+
+    // A read-only open reports it and leaves the record.
+    let (reader, read_only) = options
+        .clone()
+        .label("interrupted-restore-read-only")
+        .read_only(true)
+        .open()?;
+    drop(reader);
+    let recovery = read_only.recovery.as_ref().expect("reported");
+    assert!(recovery.interrupted, "{read_only}");
+    assert!(
+        pending::record_path(&path).exists(),
+        "a read-only open writes nothing"
+    );
+
+    let (result, events) = logs::capture(|| options.open());
+    let (_connection, report) = result?;
+    let recovery = report
+        .recovery
+        .as_ref()
+        .expect("the interrupted restore is reported");
+    assert!(recovery.interrupted, "{report}");
+    assert_eq!(recovery.step, RecoveryStep::RestoreSnapshot);
+    assert_eq!(recovery.class, FailureClass::WalReplay);
+    assert_eq!(recovery.lost, done.lost);
+    assert_eq!(
+        recovery.moved_aside, done.moved_aside,
+        "found by name and stamp"
+    );
+    assert_eq!(
+        report.interrupted_recovery,
+        Some(InterruptedRecovery::Recorded(left_by_the_cut))
+    );
+    assert!(report.to_string().contains("interrupted"), "{report}");
+    assert!(
+        logs::at_level(&events, tracing::Level::WARN)
+            .iter()
+            .any(|event| event.target == "store::recovery" && event.text.contains("interrupted")),
+        "{events:?}"
+    );
+    assert!(
+        !pending::record_path(&path).exists(),
+        "removed once reported"
+    );
+    let (_connection, after) = options.open()?;
+    assert!(!after.recovered(), "reported once: {after}");
+    Ok(())
+}
+
+#[test]
+fn a_recovery_needed_again_says_the_earlier_one_was_interrupted() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = database_to_restore(directory.path())?;
+    let earlier = PendingRecovery {
+        step: RecoveryStep::SalvageWal,
+        class: FailureClass::WalCorrupt,
+        cause: "an earlier failure".into(),
+        lost: DataLoss::CommitsAfterWalByte { byte_offset: 77 },
+        reason: "salvaged-wal".into(),
+        started_at: std::time::SystemTime::now(),
+    };
+    pending::record(&path, &earlier)?;
+    let (_connection, report) = DuckDbOptions::new(&path)
+        .label("recovered-again")
+        .migrations(schema())
+        .recovery_policy(RecoveryLadder::snapshot_only())
+        .open()?;
+    let recovery = report.recovery.as_ref().expect("recovered");
+    assert_eq!(recovery.step, RecoveryStep::RestoreSnapshot, "{report}");
+    assert!(!recovery.interrupted, "this open's own recovery");
+    assert_eq!(
+        report.interrupted_recovery,
+        Some(InterruptedRecovery::Recorded(earlier))
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("an earlier recovery by salvage-wal was interrupted"),
+        "{report}"
+    );
+    assert!(!pending::record_path(&path).exists());
+    Ok(())
+}
+
+#[test]
+fn an_unreadable_record_is_reported_and_set_aside_never_deleted() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
+    let garbage = b"store-recovery-pending 1\nstep resto";
+    std::fs::write(pending::record_path(&path), garbage)?;
+
+    let (_connection, report) = DuckDbOptions::new(&path)
+        .label("unreadable-record")
+        .migrations(schema())
+        .open()?;
+    assert!(
+        !report.recovered(),
+        "nothing known to report as a step: {report}"
+    );
+    assert!(
+        matches!(
+            report.interrupted_recovery,
+            Some(InterruptedRecovery::Unreadable { .. })
+        ),
+        "{report}"
+    );
+    assert!(report.to_string().contains("unknown"), "{report}");
+    assert!(!pending::record_path(&path).exists());
+    let aside = names_starting_with(directory.path(), "system.duckdb.unreadable-record.");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(directory.path().join(&aside[0]))?, garbage);
     Ok(())
 }
