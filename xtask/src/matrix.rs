@@ -1315,34 +1315,7 @@ fn run_cell(cell: &Cell) -> Result<Observed, CellError> {
 /// The ids in the fixtures' `items` table, read with the engine directly and read-only (it must
 /// work on a read-only mount, and never checkpoint).
 fn read_ids(engine: Engine, path: &Path) -> Result<BTreeSet<u64>, String> {
-    let sql = format!("SELECT id FROM {}", store_testkit::ITEMS_TABLE);
-    let ids: Vec<i64> = match engine {
-        Engine::Sqlite => {
-            let connection = rusqlite::Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .map_err(|error| error.to_string())?;
-            let mut statement = connection.prepare(&sql).map_err(|e| e.to_string())?;
-            statement
-                .query_map([], |row| row.get(0))
-                .and_then(|rows| rows.collect())
-                .map_err(|error| error.to_string())?
-        }
-        _ => {
-            let config = duckdb::Config::default()
-                .access_mode(duckdb::AccessMode::ReadOnly)
-                .map_err(|error| error.to_string())?;
-            let connection = duckdb::Connection::open_with_flags(path, config)
-                .map_err(|error| error.to_string())?;
-            let mut statement = connection.prepare(&sql).map_err(|e| e.to_string())?;
-            statement
-                .query_map([], |row| row.get(0))
-                .and_then(|rows| rows.collect())
-                .map_err(|error| error.to_string())?
-        }
-    };
-    Ok(ids.into_iter().map(|id| id as u64).collect())
+    store_testkit::fixtures::read_ids(engine, path).map_err(|error| store_core::cause_chain(&error))
 }
 
 /// The rows a cell's [`Keep`] requires.

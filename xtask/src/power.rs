@@ -18,7 +18,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use store_core::{
-    DataLoss, Engine, JournalLadder, JournalMode, Migration, Migrations, OpenReport, RecoveryLadder,
+    DataLoss, Engine, JournalLadder, JournalMode, Migration, Migrations, OpenReport,
+    RecoveryLadder, RecoveryStep,
 };
 use store_duckdb::DuckDbOptions;
 use store_sqlite::{SqliteOptions, Synchronous};
@@ -26,6 +27,9 @@ use store_testkit::crash::{KillPoint, PAUSED, pause_at, pause_here};
 use store_testkit::faults::FaultError;
 use store_testkit::faults::duckdb as duckdb_faults;
 use store_testkit::lossyfs::{LossyFs, LossyOptions, MemoryMaps, Names, PowerLoss, Tearing};
+use store_testkit::random::SplitMix64;
+
+use crate::matrix::Outcome::{self, FellBack, Opened, Recovered};
 
 /// Rows the workload commits, one transaction each, before a cut "after commits".
 pub const COMMITS: u64 = 50;
@@ -234,10 +238,10 @@ pub struct PowerCell {
     pub setup: Setup,
     /// What the open after the cut must report (`opened(wal)`, `recovered(salvage-wal)`...);
     /// `None`: whatever the state left calls for (a cut mid-recovery may leave either).
-    pub expected: Option<&'static str>,
+    pub expected: Option<Outcome>,
 }
 
-const fn cell(point: Point, setup: Setup, expected: Option<&'static str>) -> PowerCell {
+const fn cell(point: Point, setup: Setup, expected: Option<Outcome>) -> PowerCell {
     PowerCell {
         point,
         setup,
@@ -247,47 +251,55 @@ const fn cell(point: Point, setup: Setup, expected: Option<&'static str>) -> Pow
 
 /// Every power-loss cell.
 pub const CELLS: &[PowerCell] = &[
-    cell(Point::AfterCommits, Setup::SqliteWal, Some("opened(wal)")),
+    cell(
+        Point::AfterCommits,
+        Setup::SqliteWal,
+        Some(Opened(Some(JournalMode::Wal))),
+    ),
     cell(
         Point::AfterCommits,
         Setup::SqliteWalNormal,
-        Some("opened(wal)"),
+        Some(Opened(Some(JournalMode::Wal))),
     ),
     cell(
         Point::AfterCommits,
         Setup::SqliteDelete,
-        Some("fell-back(delete)"),
+        Some(FellBack(JournalMode::Delete)),
     ),
     cell(
         Point::AfterCommits,
         Setup::SqliteDeleteFull,
-        Some("fell-back(delete)"),
+        Some(FellBack(JournalMode::Delete)),
     ),
     cell(
         Point::AfterCommits,
         Setup::SqliteWalExclusive,
-        Some("fell-back(wal-exclusive)"),
+        Some(FellBack(JournalMode::WalExclusive)),
     ),
-    cell(Point::DuringCreation, Setup::SqliteWal, Some("opened(wal)")),
+    cell(
+        Point::DuringCreation,
+        Setup::SqliteWal,
+        Some(Opened(Some(JournalMode::Wal))),
+    ),
     cell(
         Point::InsideMigration,
         Setup::SqliteWal,
-        Some("opened(wal)"),
+        Some(Opened(Some(JournalMode::Wal))),
     ),
     cell(
         Point::InsideMigration,
         Setup::SqliteDelete,
-        Some("fell-back(delete)"),
+        Some(FellBack(JournalMode::Delete)),
     ),
-    cell(Point::AfterCommits, Setup::Duckdb, Some("opened")),
+    cell(Point::AfterCommits, Setup::Duckdb, Some(Opened(None))),
     cell(
         Point::AfterCommits,
         Setup::DuckdbStrictNames,
-        Some("opened"),
+        Some(Opened(None)),
     ),
-    cell(Point::DuringCheckpoint, Setup::Duckdb, Some("opened")),
-    cell(Point::DuringSnapshot, Setup::Duckdb, Some("opened")),
-    cell(Point::InsideMigration, Setup::Duckdb, Some("opened")),
+    cell(Point::DuringCheckpoint, Setup::Duckdb, Some(Opened(None))),
+    cell(Point::DuringSnapshot, Setup::Duckdb, Some(Opened(None))),
+    cell(Point::InsideMigration, Setup::Duckdb, Some(Opened(None))),
     cell(Point::DuringMoveAside, Setup::Duckdb, None),
     cell(Point::DuringSalvage, Setup::Duckdb, None),
     cell(Point::DuringRestore, Setup::DuckdbSnapshotOnly, None),
@@ -296,7 +308,7 @@ pub const CELLS: &[PowerCell] = &[
     cell(
         Point::AfterRecovery,
         Setup::DuckdbSnapshotOnly,
-        Some("recovered(restore-snapshot)"),
+        Some(Recovered(RecoveryStep::RestoreSnapshot)),
     ),
 ];
 
@@ -397,47 +409,35 @@ fn migrations(engine: Engine, latest: u32) -> Migrations {
 const LATEST: u32 = 2;
 
 /// An open through store with the setup's options, as the workload and the judge make it.
-pub enum Opened {
+pub enum Connection {
     Sqlite(rusqlite::Connection),
     Duckdb(store_duckdb::DuckDbConnection),
 }
 
-impl Opened {
+impl Connection {
     fn insert(&self, id: u64) -> Result<(), String> {
         let sql = "INSERT INTO items (id, payload) VALUES (?1, ?2)";
         let payload = format!("row {id}");
         match self {
-            Opened::Sqlite(connection) => connection
+            Connection::Sqlite(connection) => connection
                 .execute(sql, rusqlite::params![id as i64, payload])
                 .map(drop)
                 .map_err(|error| error.to_string()),
-            Opened::Duckdb(connection) => connection
+            Connection::Duckdb(connection) => connection
                 .execute(sql, duckdb::params![id as i64, payload])
                 .map(drop)
                 .map_err(|error| error.to_string()),
         }
     }
 
-    fn ids(&self) -> Result<BTreeSet<u64>, String> {
-        let sql = "SELECT id FROM items";
+    /// The ids in the items table, through this connection.
+    fn ids(&self, database: &Path) -> Result<BTreeSet<u64>, store_testkit::FixtureError> {
         match self {
-            Opened::Sqlite(connection) => {
-                let mut statement = connection.prepare(sql).map_err(|error| error.to_string())?;
-                let ids = statement
-                    .query_map([], |row| row.get::<_, i64>(0))
-                    .map_err(|error| error.to_string())?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|error| error.to_string())?;
-                Ok(ids.into_iter().map(|id| id as u64).collect())
+            Connection::Sqlite(connection) => {
+                store_testkit::fixtures::sqlite_ids(connection, database)
             }
-            Opened::Duckdb(connection) => {
-                let mut statement = connection.prepare(sql).map_err(|error| error.to_string())?;
-                let ids = statement
-                    .query_map([], |row| row.get::<_, i64>(0))
-                    .map_err(|error| error.to_string())?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|error| error.to_string())?;
-                Ok(ids.into_iter().map(|id| id as u64).collect())
+            Connection::Duckdb(connection) => {
+                store_testkit::fixtures::duckdb_ids(connection, database)
             }
         }
     }
@@ -445,7 +445,7 @@ impl Opened {
     /// The engine's own consistency check: `ok`, or what it found.
     fn integrity(&self) -> Result<(), String> {
         match self {
-            Opened::Sqlite(connection) => {
+            Connection::Sqlite(connection) => {
                 let answer: String = connection
                     .query_row("PRAGMA integrity_check", [], |row| row.get(0))
                     .map_err(|error| error.to_string())?;
@@ -456,7 +456,7 @@ impl Opened {
                 }
             }
             // DuckDB has no integrity pragma: reading every row of every table is the check.
-            Opened::Duckdb(connection) => connection
+            Connection::Duckdb(connection) => connection
                 .execute_batch("SELECT count(*) FROM ledger_totals; SELECT * FROM items;")
                 .or_else(|error| {
                     // A database cut before migration 2 has no ledger: fine; anything else is not.
@@ -472,7 +472,7 @@ impl Opened {
 }
 
 /// Opens `path` through store with `setup`'s options at schema `latest`.
-pub fn open(setup: Setup, path: &Path, latest: u32) -> Result<(Opened, OpenReport), String> {
+pub fn open(setup: Setup, path: &Path, latest: u32) -> Result<(Connection, OpenReport), String> {
     let engine = setup.engine();
     match engine {
         Engine::Duckdb => {
@@ -482,7 +482,7 @@ pub fn open(setup: Setup, path: &Path, latest: u32) -> Result<(Opened, OpenRepor
             }
             options
                 .open()
-                .map(|(connection, report)| (Opened::Duckdb(connection), report))
+                .map(|(connection, report)| (Connection::Duckdb(connection), report))
                 .map_err(|error| error.cause_chain())
         }
         _ => {
@@ -497,27 +497,9 @@ pub fn open(setup: Setup, path: &Path, latest: u32) -> Result<(Opened, OpenRepor
             };
             options
                 .open()
-                .map(|(connection, report)| (Opened::Sqlite(connection), report))
+                .map(|(connection, report)| (Connection::Sqlite(connection), report))
                 .map_err(|error| error.cause_chain())
         }
-    }
-}
-
-/// `opened(wal)`, `fell-back(delete)`, `recovered(salvage-wal)`, as the matrix says it.
-pub fn outcome_of(report: &OpenReport) -> String {
-    if let Some(recovery) = &report.recovery {
-        return format!("recovered({})", recovery.step);
-    }
-    match report.journal_mode {
-        Some(mode) => {
-            let verb = if report.fell_back() {
-                "fell-back"
-            } else {
-                "opened"
-            };
-            format!("{verb}({})", JournalMode::as_str(mode))
-        }
-        None => "opened".to_owned(),
     }
 }
 
@@ -568,7 +550,7 @@ pub fn setup_from_name(name: &str) -> Option<Setup> {
 }
 
 /// Commits rows `first_id..first_id + count`, one transaction each, acknowledging each.
-fn commit_rows(opened: &Opened, first_id: u64, count: u64) -> Result<(), String> {
+fn commit_rows(opened: &Connection, first_id: u64, count: u64) -> Result<(), String> {
     for id in first_id..first_id + count {
         opened.insert(id)?;
         say(&format!("ACK {id}"));
@@ -604,10 +586,10 @@ fn run_workload(point: Point, setup: Setup, path: &Path, first_id: u64) -> Resul
             commit_rows(&opened, first_id, COMMITS)?;
             pause_here();
             match &opened {
-                Opened::Duckdb(connection) => connection
+                Connection::Duckdb(connection) => connection
                     .execute_batch("CHECKPOINT")
                     .map_err(|error| error.to_string()),
-                Opened::Sqlite(connection) => connection
+                Connection::Sqlite(connection) => connection
                     .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
                     .map_err(|error| error.to_string()),
             }
@@ -892,7 +874,7 @@ pub fn run_cell(cell: &PowerCell, tearing: Tearing) -> Result<PowerObserved, Pow
     acknowledged.extend(&run.acknowledged);
     let loss = filesystem.power_loss()?;
     filesystem.remount()?;
-    let mut observed = judge(cell, &database, &acknowledged, &before, first_id, &loss);
+    let (mut observed, _present) = judge(cell, &database, &acknowledged, &before, first_id, &loss);
     observed.detail = format!(
         "{}; child: {}",
         observed.detail,
@@ -909,7 +891,7 @@ fn judge(
     before: &BTreeMap<String, (Vec<u8>, u32)>,
     first_in_flight: u64,
     loss: &PowerLoss,
-) -> PowerObserved {
+) -> (PowerObserved, BTreeSet<u64>) {
     let mut observed = PowerObserved {
         acknowledged: acknowledged.len() as u64,
         pending_bytes_dropped: loss.counts.pending_bytes_dropped,
@@ -924,18 +906,18 @@ fn judge(
                 .broken
                 .push(format!("store cannot open it after the cut: {words}"));
             observed.lost_beyond_promise = observed.acknowledged;
-            return observed;
+            return (observed, BTreeSet::new());
         }
     };
-    observed.outcome = outcome_of(&report);
+    let outcome = Outcome::of(&report);
+    observed.outcome = outcome.to_string();
     observed.detail = report.to_string();
     if let Some(expected) = cell.expected
-        && observed.outcome != expected
+        && outcome != expected
     {
-        observed.broken.push(format!(
-            "expected {expected}, the open said {}",
-            observed.outcome
-        ));
+        observed
+            .broken
+            .push(format!("expected {expected}, the open said {outcome}"));
     }
     if report.schema_version != LATEST {
         observed.broken.push(format!(
@@ -946,13 +928,19 @@ fn judge(
     if let Err(words) = opened.integrity() {
         observed.broken.push(words);
     }
-    let present = match opened.ids() {
+    // Through store's own connection: on a mount without shared memory, a plain reader cannot
+    // read a WAL database at all.
+    let present = match opened.ids(database) {
         Ok(ids) => ids,
-        Err(words) => {
-            observed.broken.push(format!("rows unreadable: {words}"));
+        Err(error) => {
+            observed.broken.push(format!(
+                "rows unreadable: {}",
+                store_core::cause_chain(&error)
+            ));
             BTreeSet::new()
         }
     };
+    drop(opened);
     let acknowledged_set: BTreeSet<u64> = acknowledged.iter().copied().collect();
     let missing: Vec<u64> = acknowledged
         .iter()
@@ -990,7 +978,6 @@ fn judge(
         .iter()
         .filter(|id| !acknowledged_set.contains(id) && **id != in_flight)
         .count() as u64;
-    drop(opened);
     // Whatever recovery moved aside, now or in the open the cut interrupted, is what stood there.
     match store_core::files::moved_aside_files(database) {
         Ok(moved) => {
@@ -1043,7 +1030,7 @@ fn judge(
                 .push("the original WAL is gone: neither at its name nor moved aside".into());
         }
     }
-    observed
+    (observed, present)
 }
 
 pub fn cell_by_name(name: &str) -> Option<&'static PowerCell> {
@@ -1401,19 +1388,6 @@ pub struct PowerTally {
     pub failures: Vec<String>,
 }
 
-/// splitmix64, seeded: which write the power goes at, and how a cut tears.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// Which pending pages the crash loop's cuts keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tears {
@@ -1476,7 +1450,7 @@ pub fn campaign(
     seed: u64,
     deadline: std::time::Instant,
 ) -> Result<PowerTally, PowerError> {
-    let mut random = Random(seed ^ setup.name().len() as u64);
+    let mut random = SplitMix64::new(seed ^ setup.name().len() as u64);
     let mut tally = PowerTally::default();
     let root = tempfile::Builder::new()
         .prefix("store-power-torture-")
@@ -1500,12 +1474,12 @@ pub fn campaign(
             Tears::None => 0,
             Tears::Prefix => 1,
             Tears::Reordered => 2,
-            Tears::Mixed => random.next() % 3,
+            Tears::Mixed => random.below(3),
         };
         let tearing = match choice {
             0 => Tearing::none(),
-            1 => Tearing::prefix(random.next()),
-            _ => Tearing::reordered(random.next()),
+            1 => Tearing::prefix(random.next_u64()),
+            _ => Tearing::reordered(random.next_u64()),
         };
         let tearing_mode = tearing.mode();
         // A fresh mount each time: the tearing differs, and nothing cached survives a cut.
@@ -1516,7 +1490,7 @@ pub fn campaign(
             acknowledged.clear();
         }
         let first_id = acknowledged.last().map_or(1, |last| last + 1);
-        let operations = 1 + random.next() % MAX_OPERATIONS_TO_CUT;
+        let operations = 1 + random.below(MAX_OPERATIONS_TO_CUT);
         let run = run_until_cut(
             &mounted,
             Point::Anywhere,
@@ -1539,7 +1513,7 @@ pub fn campaign(
         };
         // What a recovery after this cut may move aside is what the cut left.
         let before = files_in(mounted.mountpoint())?;
-        let observed = judge(&cell, &database, &acknowledged, &before, first_id, &loss);
+        let (observed, present) = judge(&cell, &database, &acknowledged, &before, first_id, &loss);
         tally.iterations += 1;
         tally.rows_checked += observed.acknowledged;
         tally.lost_by_design += observed.lost_by_design;
@@ -1558,16 +1532,12 @@ pub fn campaign(
             ));
         }
         // What survived is what the next iteration builds on: rows lost by design are gone.
-        if let Ok((opened, _report)) = open(setup, &database, LATEST)
-            && let Ok(present) = opened.ids()
+        acknowledged.retain(|id| present.contains(id));
+        if let Some(newest) = present.iter().next_back()
+            && acknowledged.last().is_none_or(|last| newest > last)
         {
-            acknowledged.retain(|id| present.contains(id));
-            if let Some(newest) = present.iter().next_back() {
-                // A commit in flight that reached the disk is a row now; the next ids follow it.
-                if acknowledged.last().is_none_or(|last| newest > last) {
-                    acknowledged.push(*newest);
-                }
-            }
+            // A commit in flight that reached the disk is a row now; the next ids follow it.
+            acknowledged.push(*newest);
         }
         filesystem = Some(mounted);
     }

@@ -1,6 +1,7 @@
 //! Databases with a known number of rows, in temporary directories, and row counts to check what
 //! survived.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use store_core::Engine;
@@ -139,6 +140,78 @@ pub fn count_rows(engine: Engine, path: &Path) -> Result<u64, FixtureError> {
         }
         other => Err(FixtureError::EngineNotEnabled { engine: other }),
     }
+}
+
+/// The ids in [`ITEMS_TABLE`], read with the engine directly through a read-only connection: what
+/// an oracle compares with the ids it saw acknowledged.
+pub fn read_ids(engine: Engine, path: &Path) -> Result<BTreeSet<u64>, FixtureError> {
+    match engine {
+        #[cfg(feature = "sqlite")]
+        Engine::Sqlite => {
+            let connection = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|source| FixtureError::Sqlite {
+                path: path.to_owned(),
+                source,
+            })?;
+            sqlite_ids(&connection, path)
+        }
+        #[cfg(feature = "duckdb")]
+        Engine::Duckdb => {
+            let wrap = |source| FixtureError::Duckdb {
+                path: path.to_owned(),
+                source,
+            };
+            let config = duckdb::Config::default()
+                .access_mode(duckdb::AccessMode::ReadOnly)
+                .map_err(wrap)?;
+            let connection = duckdb::Connection::open_with_flags(path, config).map_err(wrap)?;
+            duckdb_ids(&connection, path)
+        }
+        other => Err(FixtureError::EngineNotEnabled { engine: other }),
+    }
+}
+
+// The two engines' APIs have the same shape and no common trait.
+macro_rules! ids_through {
+    ($connection:expr, $wrap:expr) => {{
+        let query = format!("SELECT id FROM {ITEMS_TABLE}");
+        let mut statement = $connection.prepare(&query).map_err($wrap)?;
+        let ids = statement
+            .query_map([], |row| row.get::<_, i64>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<i64>, _>>())
+            .map_err($wrap)?;
+        Ok(ids.into_iter().map(i64::unsigned_abs).collect())
+    }};
+}
+
+/// The ids in [`ITEMS_TABLE`] through an open SQLite connection (one that can read the file as
+/// it is: a WAL database on a mount without shared memory needs the connection store made).
+/// `path` names the database in errors.
+#[cfg(feature = "sqlite")]
+pub fn sqlite_ids(
+    connection: &rusqlite::Connection,
+    path: &Path,
+) -> Result<BTreeSet<u64>, FixtureError> {
+    ids_through!(connection, |source| FixtureError::Sqlite {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The ids in [`ITEMS_TABLE`] through an open DuckDB connection. `path` names the database in
+/// errors.
+#[cfg(feature = "duckdb")]
+pub fn duckdb_ids(
+    connection: &duckdb::Connection,
+    path: &Path,
+) -> Result<BTreeSet<u64>, FixtureError> {
+    ids_through!(connection, |source| FixtureError::Duckdb {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A database with known rows in a temporary directory that is removed on drop.
