@@ -104,42 +104,8 @@ pub fn write_rows(engine: Engine, path: &Path, rows: u32) -> Result<(), FixtureE
 /// The number of rows in [`ITEMS_TABLE`], read with the engine directly through a read-only
 /// connection.
 pub fn count_rows(engine: Engine, path: &Path) -> Result<u64, FixtureError> {
-    let query = format!("SELECT count(*) FROM {ITEMS_TABLE}");
-    match engine {
-        #[cfg(feature = "sqlite")]
-        Engine::Sqlite => {
-            let wrap = |source| FixtureError::Sqlite {
-                path: path.to_owned(),
-                source,
-            };
-            let connection = rusqlite::Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .map_err(wrap)?;
-            let rows: i64 = connection
-                .query_row(&query, [], |row| row.get(0))
-                .map_err(wrap)?;
-            Ok(rows.unsigned_abs())
-        }
-        #[cfg(feature = "duckdb")]
-        Engine::Duckdb => {
-            let wrap = |source| FixtureError::Duckdb {
-                path: path.to_owned(),
-                source,
-            };
-            // Read-only: counting must work on a read-only mount too, and never checkpoint.
-            let config = duckdb::Config::default()
-                .access_mode(duckdb::AccessMode::ReadOnly)
-                .map_err(wrap)?;
-            let connection = duckdb::Connection::open_with_flags(path, config).map_err(wrap)?;
-            let rows: i64 = connection
-                .query_row(&query, [], |row| row.get(0))
-                .map_err(wrap)?;
-            Ok(rows.unsigned_abs())
-        }
-        other => Err(FixtureError::EngineNotEnabled { engine: other }),
-    }
+    // The ids are the primary key: as many as there are rows.
+    read_ids(engine, path).map(|ids| ids.len() as u64)
 }
 
 /// The ids in [`ITEMS_TABLE`], read with the engine directly through a read-only connection: what
@@ -164,6 +130,7 @@ pub fn read_ids(engine: Engine, path: &Path) -> Result<BTreeSet<u64>, FixtureErr
                 path: path.to_owned(),
                 source,
             };
+            // Read-only: reading must work on a read-only mount too, and never checkpoint.
             let config = duckdb::Config::default()
                 .access_mode(duckdb::AccessMode::ReadOnly)
                 .map_err(wrap)?;
