@@ -647,6 +647,7 @@ impl Workload {
             .arg(database)
             .arg(first_id.to_string())
             .stdout(Stdio::piped())
+            // After a cut the engines complain on stderr by design; shown only when tracing.
             .stderr(if std::env::var_os("STORE_LOSSYFS_TRACE").is_some() {
                 Stdio::inherit()
             } else {
