@@ -18,8 +18,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use store_core::{
-    DataLoss, Engine, JournalLadder, JournalMode, Migration, Migrations, OpenReport,
-    RecoveryLadder, RecoveryStep,
+    Engine, JournalLadder, JournalMode, Migration, Migrations, OpenReport, RecoveryLadder,
+    RecoveryStep,
 };
 use store_duckdb::DuckDbOptions;
 use store_sqlite::{SqliteOptions, Synchronous};
@@ -30,6 +30,7 @@ use store_testkit::lossyfs::{LossyFs, LossyOptions, MemoryMaps, Names, PowerLoss
 use store_testkit::random::SplitMix64;
 
 use crate::matrix::Outcome::{self, FellBack, Opened, Recovered};
+use crate::oracle::{Ledger, Place};
 
 /// Rows the workload commits, one transaction each, before a cut "after commits".
 pub const COMMITS: u64 = 50;
@@ -884,6 +885,36 @@ pub fn run_cell(cell: &PowerCell, tearing: Tearing) -> Result<PowerObserved, Pow
     Ok(observed)
 }
 
+/// Where each acknowledged row lived when the power went, for the shared oracle. At the recovery
+/// points the baseline was checkpointed and then snapshotted by migration 2, and the rows after it
+/// were committed into the WAL (at offsets not measured here: no WAL offset excuses them).
+/// Elsewhere every row counts as in the database file, so that no WAL loss can excuse it.
+fn ledger_of(point: Point, acknowledged: &[u64]) -> Ledger {
+    let recovering = matches!(
+        point,
+        Point::DuringMoveAside | Point::DuringSalvage | Point::DuringRestore | Point::AfterRecovery
+    );
+    let mut ledger = Ledger::default();
+    let (baseline, later): (Vec<u64>, Vec<u64>) = acknowledged
+        .iter()
+        .partition(|id| recovering && **id <= BASELINE_ROWS);
+    for id in baseline {
+        ledger.acknowledge(id, Place::DatabaseFile);
+    }
+    if recovering {
+        ledger.snapshot();
+    }
+    for id in later {
+        let place = if recovering {
+            Place::Wal { end_bytes: None }
+        } else {
+            Place::DatabaseFile
+        };
+        ledger.acknowledge(id, place);
+    }
+    ledger
+}
+
 /// Opens the database through store after the cut and checks the promise.
 fn judge(
     cell: &PowerCell,
@@ -943,13 +974,16 @@ fn judge(
     };
     drop(opened);
     let acknowledged_set: BTreeSet<u64> = acknowledged.iter().copied().collect();
-    let missing: Vec<u64> = acknowledged
-        .iter()
-        .copied()
-        .filter(|id| !present.contains(id))
-        .collect();
-    observed.survived = observed.acknowledged - missing.len() as u64;
-    let lost_by_design = match cell.setup.promise() {
+    // The oracle the matrix and the torture share: a reported loss excuses only the rows inside
+    // the range it names.
+    let account = ledger_of(cell.point, acknowledged).account(
+        &present,
+        report.recovery.as_ref().map(|recovery| &recovery.lost),
+    );
+    observed.lost_with_report = account.lost_reported.len() as u64;
+    observed.survived =
+        observed.acknowledged - observed.lost_with_report - account.lost_silent.len() as u64;
+    observed.lost_by_design = match cell.setup.promise() {
         Promise::EveryAcknowledged => 0,
         // Allowed: a suffix of the acknowledged commits, never one older than a survivor.
         Promise::RecentMayBeLost => {
@@ -958,21 +992,14 @@ fn judge(
                 .rposition(|id| present.contains(id))
                 .map_or(0, |position| position + 1);
             let suffix = &acknowledged[newest_present..];
-            missing.iter().filter(|id| suffix.contains(id)).count() as u64
+            account
+                .lost_silent
+                .iter()
+                .filter(|id| suffix.contains(id))
+                .count() as u64
         }
     };
-    observed.lost_by_design = lost_by_design;
-    // A loss the report names excuses only the rows inside it: the snapshot holds the baseline,
-    // so "everything since the snapshot" covers the rows after it and nothing before.
-    let reported_from = match report.recovery.as_ref().map(|recovery| &recovery.lost) {
-        Some(DataLoss::EverythingSinceSnapshot { .. }) => Some(BASELINE_ROWS + 1),
-        _ => None,
-    };
-    observed.lost_with_report = reported_from.map_or(0, |from| {
-        missing.iter().filter(|id| **id >= from).count() as u64
-    });
-    observed.lost_beyond_promise =
-        missing.len() as u64 - lost_by_design.max(observed.lost_with_report);
+    observed.lost_beyond_promise = account.lost_silent.len() as u64 - observed.lost_by_design;
     // A commit in flight at the cut may have reached the disk without its acknowledgement.
     let in_flight = acknowledged.last().map_or(first_in_flight, |last| last + 1);
     observed.phantom_rows = present
