@@ -16,13 +16,15 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  fault-matrix   run every engine x fault x policy cell and compare with its expectation;
+  fault-matrix   run every engine x fault x policy cell and compare with its expectation,
+                 then the power-loss cells (a lossy FUSE mount; needs root and /dev/fuse);
                  --format table|json|markdown, --engine sqlite|duckdb, --fault TEXT
   bench          measure what store's safety costs against raw rusqlite/duckdb, in the
                  release profile; --json for machines
   torture        crash loops, racing processes and bad inputs, counting what survived;
                  --short (CI), --seed N, --iterations N, --rounds N, --racers N,
-                 --time-limit-s N, --campaign crash|concurrency|bad-input
+                 --power-iterations N, --tearing none|prefix|reordered|mixed,
+                 --time-limit-s N, --campaign crash|concurrency|bad-input|power
   help           print this message";
 
 fn main() -> ExitCode {
