@@ -10,7 +10,7 @@
 //! returned, [`PAUSED`] where it stopped itself for the cut, `DONE`, or `FAILED <words>` when
 //! store or the engine refused (after the cut, every request fails with EIO).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -28,6 +28,7 @@ use store_testkit::faults::FaultError;
 use store_testkit::faults::duckdb as duckdb_faults;
 use store_testkit::lossyfs::{LossyFs, LossyOptions, MemoryMaps, Names, PowerLoss, Tearing};
 use store_testkit::random::SplitMix64;
+use store_testkit::snapshot::{DirectorySnapshot, EntryState};
 
 use crate::matrix::Outcome::{self, FellBack, Opened, Recovered};
 use crate::oracle::{Ledger, Place};
@@ -762,26 +763,6 @@ fn run_until_cut(
     Ok(run)
 }
 
-/// Every file in `directory` with its bytes and mode: what stood before a recovery.
-fn files_in(directory: &Path) -> std::io::Result<BTreeMap<String, (Vec<u8>, u32)>> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(directory)? {
-        let entry = entry?;
-        let metadata = entry.metadata()?;
-        if metadata.is_file() {
-            files.insert(
-                entry.file_name().to_string_lossy().into_owned(),
-                (
-                    std::fs::read(entry.path())?,
-                    metadata.permissions().mode() & 0o7777,
-                ),
-            );
-        }
-    }
-    Ok(files)
-}
-
 /// Makes everything under `directory` durable, as a long-running machine's disk is: every file
 /// and the directory itself fsynced.
 fn sync_tree(directory: &Path) -> std::io::Result<()> {
@@ -858,7 +839,7 @@ pub fn run_cell(cell: &PowerCell, tearing: Tearing) -> Result<PowerObserved, Pow
     let mut filesystem = mount_or_skip(&backing, &mountpoint, cell.setup.mount_options(tearing))?;
     let database = filesystem.mountpoint().join(cell.setup.file_name());
     let (mut acknowledged, first_id) = prepare(cell.point, cell.setup, &database)?;
-    let before = files_in(filesystem.mountpoint())?;
+    let before = DirectorySnapshot::take(filesystem.mountpoint())?;
     let run = run_until_cut(
         &filesystem,
         cell.point,
@@ -920,7 +901,7 @@ fn judge(
     cell: &PowerCell,
     database: &Path,
     acknowledged: &[u64],
-    before: &BTreeMap<String, (Vec<u8>, u32)>,
+    before: &DirectorySnapshot,
     first_in_flight: u64,
     loss: &PowerLoss,
 ) -> (PowerObserved, BTreeSet<u64>) {
@@ -1006,20 +987,34 @@ fn judge(
         .iter()
         .filter(|id| !acknowledged_set.contains(id) && **id != in_flight)
         .count() as u64;
-    // Whatever recovery moved aside, now or in the open the cut interrupted, is what stood there.
+    // Whatever recovery moved aside, now or in the open the cut interrupted, is what stood there:
+    // the same size and content as a file before, its permissions no wider.
+    let after = match DirectorySnapshot::take(directory) {
+        Ok(after) => after,
+        Err(error) => {
+            observed
+                .broken
+                .push(format!("cannot read the directory after the open: {error}"));
+            return (observed, present);
+        }
+    };
     match store_core::files::moved_aside_files(database) {
         Ok(moved) => {
             for file in moved {
-                let bytes = std::fs::read(&file.path).unwrap_or_default();
                 let name = file
                     .path
                     .file_name()
-                    .map(|name| name.to_string_lossy().into_owned());
-                let matches_an_original = before.values().any(|(original, _)| *original == bytes);
-                if !matches_an_original {
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let stands_for_an_original = after.entries.get(&name).is_some_and(|moved| {
+                    before.entries.values().any(|original| {
+                        same_content(original, moved) && moved.mode & !original.mode == 0
+                    })
+                });
+                if !stands_for_an_original {
                     observed.broken.push(format!(
-                        "{} is not byte-identical to any file that stood before the recovery",
-                        name.unwrap_or_default()
+                        "{name} is not byte-identical to a file that stood before the recovery, \
+                         with permissions no wider"
                     ));
                 }
             }
@@ -1040,7 +1035,7 @@ fn judge(
     }
     // The original WAL of a recovery is never lost: at its name, or moved aside whole.
     let wal_name = format!("{}.wal", cell.setup.file_name());
-    if let Some((original_wal, _)) = before.get(&wal_name)
+    if let Some(original_wal) = before.entries.get(&wal_name)
         && matches!(
             cell.point,
             Point::DuringMoveAside
@@ -1049,9 +1044,10 @@ fn judge(
                 | Point::AfterRecovery
         )
     {
-        let kept = files_in(directory)
-            .map(|files| files.values().any(|(bytes, _)| bytes == original_wal))
-            .unwrap_or(false);
+        let kept = after
+            .entries
+            .values()
+            .any(|entry| same_content(original_wal, entry));
         if !kept {
             observed
                 .broken
@@ -1059,6 +1055,14 @@ fn judge(
         }
     }
     (observed, present)
+}
+
+/// Whether two files hold the same bytes (same size and content hash, as the matrix compares).
+fn same_content(one: &EntryState, other: &EntryState) -> bool {
+    one.kind == "file"
+        && other.kind == "file"
+        && one.bytes == other.bytes
+        && one.content_hash == other.content_hash
 }
 
 pub fn cell_by_name(name: &str) -> Option<&'static PowerCell> {
@@ -1540,7 +1544,7 @@ pub fn campaign(
             expected: None,
         };
         // What a recovery after this cut may move aside is what the cut left.
-        let before = files_in(mounted.mountpoint())?;
+        let before = DirectorySnapshot::take(mounted.mountpoint())?;
         let (observed, present) = judge(&cell, &database, &acknowledged, &before, first_id, &loss);
         tally.iterations += 1;
         tally.rows_checked += observed.acknowledged;
