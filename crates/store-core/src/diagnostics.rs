@@ -339,6 +339,7 @@ mod tests {
                 kind: FsKind::Nfs,
                 type_name: "nfs4".into(),
                 mount_point: Some("/home".into()),
+                kind_source: crate::KindSource::Detected,
             },
         ));
         let message = format_unavailable(PREFIX, Some(&on_nfs));
@@ -354,6 +355,7 @@ mod tests {
             kind: FsKind::Local,
             type_name: "ext4".into(),
             mount_point: None,
+            kind_source: crate::KindSource::Detected,
         };
         let busy_local =
             failure(FailureClass::Busy, "database is locked").on_filesystem(Some(local));
@@ -362,6 +364,7 @@ mod tests {
             kind: FsKind::Fuse,
             type_name: "fuse.sshfs".into(),
             mount_point: None,
+            kind_source: crate::KindSource::Detected,
         };
         let busy_fuse = failure(FailureClass::Busy, "database is locked").on_filesystem(Some(fuse));
         assert!(format_unavailable(PREFIX, Some(&busy_fuse)).contains("NFS/SMB"));

@@ -26,6 +26,10 @@ pub enum FailureClass {
     ReadOnly,
     /// The disk or quota is full.
     DiskFull,
+    /// The engine ran out of memory (its memory limit, or the machine's). Never a reason to
+    /// recover: the files are fine, and a WAL too large to replay under the limit replays under a
+    /// larger one.
+    OutOfMemory,
     /// The database file itself is damaged.
     Corrupt,
     /// The file is not a database of this engine (text, another engine's file, an empty header).
@@ -38,7 +42,7 @@ pub enum FailureClass {
 
 impl FailureClass {
     /// Every class, for tables and exhaustive tests.
-    pub const ALL: [FailureClass; 11] = [
+    pub const ALL: [FailureClass; 12] = [
         FailureClass::WalUnsupported,
         FailureClass::WalReplay,
         FailureClass::WalCorrupt,
@@ -46,6 +50,7 @@ impl FailureClass {
         FailureClass::Busy,
         FailureClass::ReadOnly,
         FailureClass::DiskFull,
+        FailureClass::OutOfMemory,
         FailureClass::Corrupt,
         FailureClass::NotADatabase,
         FailureClass::PermissionDenied,
@@ -62,6 +67,7 @@ impl FailureClass {
             FailureClass::Busy => "Busy",
             FailureClass::ReadOnly => "ReadOnly",
             FailureClass::DiskFull => "DiskFull",
+            FailureClass::OutOfMemory => "OutOfMemory",
             FailureClass::Corrupt => "Corrupt",
             FailureClass::NotADatabase => "NotADatabase",
             FailureClass::PermissionDenied => "PermissionDenied",

@@ -122,6 +122,22 @@ pub struct Filesystem {
     pub type_name: String,
     /// The mount point the path lives under, when the mount table was readable.
     pub mount_point: Option<PathBuf>,
+    /// Whether `kind` was detected or set by the open's options.
+    pub kind_source: KindSource,
+}
+
+/// Where a [`Filesystem`]'s kind came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KindSource {
+    /// Detection (the mount table, else `statfs`).
+    Detected,
+    /// The open's options, because the user knows better than detection (a FUSE mount that is
+    /// NFS underneath, a test driving the network path); `detected` is what detection said.
+    SetByOptions {
+        /// What detection said, [`FsKind::Unknown`] when it failed.
+        detected: FsKind,
+    },
 }
 
 /// The filesystem holding a path could not be inspected.
@@ -152,6 +168,43 @@ impl Filesystem {
         Ok(Filesystem::from_sources(mount, magic))
     }
 
+    /// What an open decides on: the detected filesystem, or, when the options set a kind, that
+    /// kind with whatever detection found out about the mount (`None` only when detection failed
+    /// and no kind was set).
+    ///
+    /// ```
+    /// use store_core::{Filesystem, FsKind, KindSource};
+    ///
+    /// let directory = tempfile::tempdir()?;
+    /// let set = Filesystem::detect_unless_set(directory.path(), Some(FsKind::Nfs)).unwrap();
+    /// assert_eq!(set.kind, FsKind::Nfs);
+    /// assert!(matches!(set.kind_source, KindSource::SetByOptions { detected } if detected != FsKind::Nfs));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn detect_unless_set(path: impl AsRef<Path>, set: Option<FsKind>) -> Option<Filesystem> {
+        let detected = Filesystem::detect(path).ok();
+        let Some(kind) = set else {
+            return detected;
+        };
+        Some(match detected {
+            Some(found) => Filesystem {
+                kind,
+                kind_source: KindSource::SetByOptions {
+                    detected: found.kind,
+                },
+                ..found
+            },
+            None => Filesystem {
+                kind,
+                type_name: "unknown".to_owned(),
+                mount_point: None,
+                kind_source: KindSource::SetByOptions {
+                    detected: FsKind::Unknown,
+                },
+            },
+        })
+    }
+
     /// Combines a mount-table entry and a magic number: the mount table's type wins unless it is
     /// one this module does not recognise.
     fn from_sources(mount: Option<MountEntry>, magic: Option<u64>) -> Filesystem {
@@ -167,12 +220,14 @@ impl Filesystem {
                     },
                     type_name: entry.type_name,
                     mount_point: Some(entry.mount_point),
+                    kind_source: KindSource::Detected,
                 }
             }
             None => Filesystem {
                 kind: magic_kind,
                 type_name: magic.map_or_else(|| "unknown".to_owned(), |m| format!("magic {m:#x}")),
                 mount_point: None,
+                kind_source: KindSource::Detected,
             },
         }
     }

@@ -18,6 +18,9 @@
 //!
 //! Modules, one concept each:
 //! - [`journal`]: [`JournalMode`] and its textual form;
+//! - [`connect`]: decide once, connect many: [`Open`], [`Database`], [`Classify`] and the
+//!   [`ConnectionLimit`] a decision allows;
+//! - [`locks`]: who holds a byte-range lock on a file;
 //! - [`fs`]: which filesystem a path lives on ([`FsKind`], [`Filesystem`]);
 //! - [`failure`]: the classes of failure an engine error falls into;
 //! - [`policy`]: [`JournalPolicy`], [`RecoveryPolicy`] and the ladders that implement them;
@@ -29,18 +32,21 @@
 //!   whose own open a crash or power cut interrupted;
 //! - [`migration`]: the ordered list of schema migrations.
 
+pub mod connect;
 pub mod content;
 pub mod diagnostics;
 pub mod failure;
 pub mod files;
 pub mod fs;
 pub mod journal;
+pub mod locks;
 pub mod migration;
 pub mod pending;
 pub mod policy;
 pub mod report;
 pub mod time;
 
+pub use connect::{Classify, ConnectionLimit, Database, Open};
 pub use content::{FileContent, PathError, check_database_path};
 pub use diagnostics::{
     LastOpenError, OpenFailure, WarnOnce, cause_chain, clear_last_open_error, format_unavailable,
@@ -48,7 +54,7 @@ pub use diagnostics::{
 };
 pub use failure::FailureClass;
 pub use files::{MoveAsideError, MovedAside, Replace, Snapshot, SnapshotError};
-pub use fs::{DetectError, Filesystem, FsKind};
+pub use fs::{DetectError, Filesystem, FsKind, KindSource};
 pub use journal::{JournalMode, ParseJournalModeError};
 pub use migration::{Migration, Migrations, MigrationsError, SCHEMA_VERSION_TABLE};
 pub use pending::{InterruptedRecovery, PendingRecovery};

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use crate::files::MovedAside;
 use crate::pending::InterruptedRecovery;
 use crate::time::UtcTime;
-use crate::{FailureClass, Filesystem, JournalMode, RecoveryStep};
+use crate::{ConnectionLimit, FailureClass, Filesystem, JournalMode, RecoveryStep};
 
 /// The database engine behind an open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -263,6 +263,12 @@ pub struct OpenReport {
     /// What a power cut may do to the commits made through this connection, as the engine
     /// answered after the open set it. `None` for a read-only open, which commits nothing.
     pub durability: Option<Durability>,
+    /// How many connections the decision allows at once: [`ConnectionLimit::One`] when the
+    /// database is usable by this one connection of this one process only.
+    pub connection_limit: ConnectionLimit,
+    /// Whether this open reused a decision made earlier in this process for the same database
+    /// (by an open whose handle is still alive): nothing was decided, only connected.
+    pub reused_decision: bool,
     /// Modes tried and left, in order.
     pub fallbacks: Vec<Fallback>,
     /// The recovery performed, if any (by this open, or by an earlier one it completed: see
@@ -297,6 +303,8 @@ impl OpenReport {
             filesystem: None,
             journal_mode: None,
             durability: None,
+            connection_limit: ConnectionLimit::Many,
+            reused_decision: false,
             fallbacks: Vec::new(),
             recovery: None,
             interrupted_recovery: None,
@@ -330,6 +338,9 @@ impl fmt::Display for OpenReport {
         )?;
         if let Some(filesystem) = &self.filesystem {
             write!(formatter, " on {}", filesystem.kind)?;
+            if let crate::KindSource::SetByOptions { detected } = filesystem.kind_source {
+                write!(formatter, " (set by the options; detected {detected})")?;
+            }
         }
         if let Some(mode) = self.journal_mode {
             write!(formatter, ": journal {mode}")?;
@@ -343,6 +354,12 @@ impl fmt::Display for OpenReport {
         }
         if let Some(durability) = self.durability {
             write!(formatter, "; {durability}")?;
+        }
+        if self.connection_limit != ConnectionLimit::Many {
+            write!(formatter, "; usable by {}", self.connection_limit)?;
+        }
+        if self.reused_decision {
+            formatter.write_str("; decided earlier in this process")?;
         }
         if let Some(recovery) = &self.recovery {
             write!(

@@ -55,18 +55,24 @@ pub(crate) fn diagnose_message(message: &str) -> Diagnosis {
             digits.parse::<u64>().ok()
         })
         .map(|data_offset| data_offset.saturating_sub(WAL_ENTRY_HEADER_BYTES));
+    // What the machine lacks (a lock, memory, space, permission) is checked before the WAL
+    // classes: DuckDB wraps any failure during replay in "Failure while replaying WAL", and a
+    // replay that ran out of memory or space must not be mistaken for a damaged WAL and recovered
+    // from (a salvage there drops every commit of a healthy WAL).
     let class = if contains("Could not set lock on file") || contains("Conflicting lock is held") {
         FailureClass::Locked
-    } else if foreign_wal || contains("Corrupt WAL file") {
-        FailureClass::WalCorrupt
-    } else if contains("Failure while replaying WAL") {
-        FailureClass::WalReplay
+    } else if contains("Out of Memory Error") || contains("could not allocate block") {
+        FailureClass::OutOfMemory
     } else if contains("No space left on device") {
         FailureClass::DiskFull
     } else if contains("Read-only file system") || contains("read-only mode") {
         FailureClass::ReadOnly
     } else if contains("Permission denied") {
         FailureClass::PermissionDenied
+    } else if foreign_wal || contains("Corrupt WAL file") {
+        FailureClass::WalCorrupt
+    } else if contains("Failure while replaying WAL") {
+        FailureClass::WalReplay
     } else if contains("not a valid DuckDB database file") {
         FailureClass::NotADatabase
     } else if contains("Corrupt database file") || contains("checksum mismatch") {
@@ -100,6 +106,14 @@ mod tests {
             (
                 "Failure while replaying WAL file \"/d/system.duckdb.wal\": Corrupt WAL file: entry at byte position 1234 computed checksum 1 does not match stored checksum 2",
                 FailureClass::WalCorrupt,
+            ),
+            (
+                "TransactionContext Error: Failure while replaying WAL file \"/d/x.duckdb.wal\": Failed to commit: could not allocate block of size 256.0 KiB (7.5 MiB/7.6 MiB used)",
+                FailureClass::OutOfMemory,
+            ),
+            (
+                "INTERNAL Error: Failure while replaying WAL file \"/d/x.duckdb.wal\": Could not write file \"/d/x.duckdb\": No space left on device",
+                FailureClass::DiskFull,
             ),
             (
                 "IO Error: WAL does not match database file.",

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use store_core::files::{MoveAsideError, SnapshotError};
 use store_core::{FailureClass, MigrationsError, MovedAside, PathError, RecoveryStep};
 
+use crate::registry::InstanceConfig;
+
 /// An open failed. Every variant names the database path; [`OpenError::class`] gives the class.
 /// Files are left as they were, except those a recovery step moved aside, which
 /// [`OpenError::moved_aside`] lists.
@@ -78,6 +80,37 @@ pub enum OpenError {
         #[source]
         source: StepError,
     },
+    /// DuckDB refused a setting ([`DuckDbOptions::setting`](crate::DuckDbOptions::setting)): a
+    /// name it does not know, or a value it cannot take. Found before any file was touched.
+    #[error("duckdb refuses the setting {name}={value} for {}", path.display())]
+    Setting {
+        /// The path given.
+        path: PathBuf,
+        /// The setting's name.
+        name: String,
+        /// The value asked for.
+        value: String,
+        /// What DuckDB said.
+        #[source]
+        source: duckdb::Error,
+    },
+    /// The file is already open in this process with another access mode or other settings. One
+    /// instance serves a file per process (two would lose each other's writes), and its mode and
+    /// settings are fixed when it starts, so this open cannot have what it asked for. Nothing was
+    /// touched.
+    #[error(
+        "{} is already open in this process as {live}; this open asked for {asked}: open it with \
+         the same options, or close the other connections first",
+        path.display()
+    )]
+    InstanceMismatch {
+        /// The path given.
+        path: PathBuf,
+        /// What the live instance was started with.
+        live: InstanceConfig,
+        /// What this open asked for.
+        asked: InstanceConfig,
+    },
 }
 
 impl OpenError {
@@ -85,7 +118,9 @@ impl OpenError {
     pub fn class(&self) -> FailureClass {
         match self {
             OpenError::Path(error) => error.class(),
-            OpenError::UnknownFsyncMode { .. } => FailureClass::Other,
+            OpenError::UnknownFsyncMode { .. }
+            | OpenError::Setting { .. }
+            | OpenError::InstanceMismatch { .. } => FailureClass::Other,
             OpenError::Engine { class, .. }
             | OpenError::Create { class, .. }
             | OpenError::Snapshot { class, .. } => *class,
@@ -101,7 +136,9 @@ impl OpenError {
             | OpenError::Create { path, .. }
             | OpenError::Migrate { path, .. }
             | OpenError::UnknownFsyncMode { path, .. }
-            | OpenError::Snapshot { path, .. } => path,
+            | OpenError::Snapshot { path, .. }
+            | OpenError::Setting { path, .. }
+            | OpenError::InstanceMismatch { path, .. } => path,
         }
     }
 
@@ -118,7 +155,7 @@ impl OpenError {
     /// The DuckDB error underneath, if DuckDB failed.
     pub fn duckdb_error(&self) -> Option<&duckdb::Error> {
         match self {
-            OpenError::Engine { source, .. } => Some(source),
+            OpenError::Engine { source, .. } | OpenError::Setting { source, .. } => Some(source),
             OpenError::Create { source, .. } | OpenError::Snapshot { source, .. } => {
                 source.duckdb_error()
             }
@@ -130,6 +167,45 @@ impl OpenError {
     /// This error and its sources in a line, joined with `: `.
     pub fn cause_chain(&self) -> String {
         store_core::cause_chain(self)
+    }
+}
+
+/// A new connection to an open database ([`DuckDbDatabase::connect`](crate::DuckDbDatabase::connect))
+/// or its liveness check ([`DuckDbDatabase::check`](crate::DuckDbDatabase::check)) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// DuckDB failed.
+    #[error("cannot connect to {} ({})", path.display(), crate::classify(source))]
+    Engine {
+        /// The database file (its directory canonical).
+        path: PathBuf,
+        /// What DuckDB said.
+        #[source]
+        source: duckdb::Error,
+    },
+}
+
+impl ConnectError {
+    /// The failure class, for pools deciding whether to retry and for user-facing messages.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            ConnectError::Engine { source, .. } => crate::classify(source),
+        }
+    }
+
+    /// The database file the connection was for.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConnectError::Engine { path, .. } => path,
+        }
+    }
+
+    /// The DuckDB error underneath.
+    pub fn duckdb_error(&self) -> Option<&duckdb::Error> {
+        match self {
+            ConnectError::Engine { source, .. } => Some(source),
+        }
     }
 }
 
@@ -245,5 +321,30 @@ impl MigrateError {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Promise: a connection error has the class `classify` gives its DuckDB error, so that a pool
+    /// retries a lock and gives up on the rest, and its message names the file.
+    #[test]
+    fn a_connect_error_is_classified_and_names_its_file() {
+        let error = ConnectError::Engine {
+            path: PathBuf::from("/data/system.duckdb"),
+            source: duckdb::Error::DuckDBFailure(
+                duckdb::ffi::Error::new(duckdb::ffi::DuckDBError),
+                Some("IO Error: Could not set lock on file \"/data/system.duckdb\"".to_owned()),
+            ),
+        };
+        assert_eq!(error.class(), FailureClass::Locked);
+        assert_eq!(
+            error.to_string(),
+            "cannot connect to /data/system.duckdb (Locked)"
+        );
+        assert_eq!(error.path(), Path::new("/data/system.duckdb"));
+        assert!(error.duckdb_error().is_some());
     }
 }

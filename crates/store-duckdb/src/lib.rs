@@ -22,9 +22,13 @@
 //! What an open does, in order:
 //! 1. Refuses bad input with a typed [`OpenError`] and touches nothing.
 //! 2. Shares the instance of the file already open in this process, if any (two instances on one
-//!    file lose writes; see [`DuckDbConnection`]).
-//! 3. Creates a missing database under a temporary name and renames it into place.
-//! 4. Opens. A lock held by another process propagates as `Locked`. A WAL that cannot be replayed
+//!    file lose writes; see [`DuckDbConnection`]), when it was started with the same access mode
+//!    and settings; else refuses with [`OpenError::InstanceMismatch`].
+//! 3. Checks the settings ([`DuckDbOptions::setting`]): one DuckDB refuses is an
+//!    [`OpenError::Setting`], with nothing touched. Creates a missing database under a temporary
+//!    name and renames it into place.
+//! 4. Opens, the settings in force from the start (a memory limit holds while the WAL replays).
+//!    A lock held by another process propagates as `Locked`. A WAL that cannot be replayed
 //!    (`WalReplay`, `WalCorrupt`) walks the [`store_core::RecoveryPolicy`]'s ladder:
 //!    `SalvageWal` keeps every commit before the first bad entry, `DiscardWal` opens at the last
 //!    checkpoint, `RestoreSnapshot` restores `<db>.pre-migrate`. Each step moves what it replaces
@@ -35,8 +39,12 @@
 //! 6. With migrations pending: `CHECKPOINT`, the snapshot, each migration in a transaction,
 //!    `CHECKPOINT` again, so no schema change waits in the WAL. Nothing pending: no snapshot, no
 //!    checkpoint.
+//!
+//! [`DuckDbOptions::database`] does the same and returns a [`DuckDbDatabase`], to take cheap
+//! connections from (one per thread, or a pool's).
 
 mod classify;
+mod database;
 mod error;
 mod migrate;
 mod open;
@@ -45,10 +53,11 @@ mod recovery;
 mod registry;
 
 pub use classify::{Diagnosis, classify, diagnose};
-pub use error::{MigrateError, OpenError, StepError};
+pub use database::DuckDbDatabase;
+pub use error::{ConnectError, MigrateError, OpenError, StepError};
 pub use migrate::{SNAPSHOT_SUFFIX, schema_version};
 pub use options::DuckDbOptions;
-pub use registry::{DuckDbConnection, is_open};
+pub use registry::{DuckDbConnection, InstanceConfig, is_open};
 pub use {duckdb, store_core};
 
 /// The files DuckDB keeps beside a database `x.duckdb`: the write-ahead log `x.duckdb.wal` and,

@@ -1,6 +1,7 @@
 //! The open: check the path, share an instance already open in this process, create atomically,
 //! recover from a WAL that cannot be replayed, migrate, report.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::PoisonError;
 use std::time::Instant;
@@ -9,8 +10,8 @@ use duckdb::{AccessMode, Config};
 use store_core::files::{Placed, place_new_file, private_sibling, sibling};
 use store_core::pending::{self, InterruptedRecovery};
 use store_core::{
-    Durability, Engine, FileContent, Filesystem, OpenFailure, OpenReport, SyncLevel, WarnOnce,
-    check_database_path, record_open_failure,
+    Durability, Engine, FileContent, Filesystem, KindSource, OpenFailure, OpenReport, SyncLevel,
+    WarnOnce, check_database_path, record_open_failure,
 };
 
 use crate::classify::classify;
@@ -22,9 +23,14 @@ use crate::registry::{self, DuckDbConnection, Shared};
 
 impl DuckDbOptions {
     /// Opens the database: checks the path, shares an instance of it already open in this
-    /// process, creates it if missing (never leaving a half-made file), recovers per the recovery
+    /// process (refused with [`OpenError::InstanceMismatch`] if that one was started with another
+    /// access mode or other settings), checks the settings, creates it if missing (never leaving a
+    /// half-made file), starts the instance with the settings in force, recovers per the recovery
     /// policy when its WAL cannot be replayed, applies pending migrations (checkpoint, snapshot,
     /// migrations, checkpoint), and reports every decision.
+    ///
+    /// For many connections to one database, [`DuckDbOptions::database`] decides all this once
+    /// and then connects cheaply.
     ///
     /// A lock held by another process is never recovered from: it propagates as
     /// [`store_core::FailureClass::Locked`]. A failure is recorded as the process's last open
@@ -41,7 +47,7 @@ impl DuckDbOptions {
         );
         let _entered = span.enter();
         let mut report = OpenReport::new(Engine::Duckdb, &self.path, label.clone());
-        report.filesystem = Filesystem::detect(&self.path).ok();
+        report.filesystem = self.filesystem_for_report(&mut report.notes);
         match self.open_reporting(&mut report) {
             Ok(connection) => {
                 report.elapsed = started.elapsed();
@@ -77,22 +83,27 @@ impl DuckDbOptions {
         // A record left by a recovery whose open never returned (a crash or power cut after its
         // step): read before anything, so that a database it left healthy still reports it.
         report.interrupted_recovery = pending::find(&self.path);
-        let (connection, instance_read_only) = match registry::share(&key) {
-            Shared::Connection(connection, instance_read_only) => {
+        let asked = self.instance_config();
+        let connection = match registry::share(&key, &asked) {
+            Shared::Connection(connection) => {
                 report.notes.push(format!(
-                    "shared the {} instance already open in this process",
-                    if instance_read_only {
-                        "read-only"
-                    } else {
-                        "read-write"
-                    }
+                    "shared the instance already open in this process ({asked})"
                 ));
-                (connection, instance_read_only)
+                connection
+            }
+            Shared::Mismatch(live) => {
+                return Err(OpenError::InstanceMismatch {
+                    path: self.path.clone(),
+                    live,
+                    asked,
+                });
             }
             Shared::Failed(source) => return Err(self.engine_error(source)),
             Shared::NotOpen => {
+                // Before any file is touched: a refused setting must leave the directory as it was.
+                self.check_settings()?;
                 if content == FileContent::Missing {
-                    create_database(&self.path)?;
+                    create_database(&self.path, &self.settings)?;
                     report.created = true;
                 }
                 let connection = match self.connect() {
@@ -100,15 +111,19 @@ impl DuckDbOptions {
                     Err(error) if self.read_only => return Err(self.engine_error(error)),
                     Err(error) => recovery::recover(self, error, report)?,
                 };
-                let registered = registry::register(key, connection, self.read_only)
-                    .map_err(|source| self.engine_error(source))?;
-                (registered, self.read_only)
+                if !self.settings.is_empty() {
+                    report
+                        .notes
+                        .push(format!("started the instance as {asked}"));
+                }
+                registry::register(key, connection, asked)
+                    .map_err(|source| self.engine_error(source))?
             }
         };
         if report.recovery.is_none() {
             self.complete_interrupted_recovery(report);
         }
-        if !instance_read_only {
+        if !self.read_only {
             report.durability = Some(self.durability(&connection)?);
         }
         if self.read_only {
@@ -191,9 +206,71 @@ impl DuckDbOptions {
         })
     }
 
-    /// A plain open of the database file with this open's access mode.
+    /// A plain open of the database file with this open's access mode and settings.
     pub(crate) fn connect(&self) -> duckdb::Result<duckdb::Connection> {
-        connect(&self.path, self.read_only)
+        connect(&self.path, self.read_only, &self.settings)
+    }
+
+    /// The filesystem to report: the detected one, its kind replaced by the one the options set,
+    /// if any, with a note saying so.
+    fn filesystem_for_report(&self, notes: &mut Vec<String>) -> Option<Filesystem> {
+        let filesystem = Filesystem::detect_unless_set(&self.path, self.filesystem)?;
+        if let KindSource::SetByOptions { detected } = filesystem.kind_source {
+            notes.push(format!(
+                "filesystem kind {} set by the options (detected {detected})",
+                filesystem.kind
+            ));
+        }
+        Some(filesystem)
+    }
+
+    /// Refuses settings DuckDB does not take, touching no file. DuckDB rejects an unknown name
+    /// only when an instance starts, so the settings start a throwaway in-memory instance; if it
+    /// fails, each setting starts one alone, so that the error names the setting at fault.
+    fn check_settings(&self) -> Result<(), OpenError> {
+        if self.settings.is_empty() {
+            return Ok(());
+        }
+        let refused = |name: &String, value: &String, source: duckdb::Error| OpenError::Setting {
+            path: self.path.clone(),
+            name: name.clone(),
+            value: value.clone(),
+            source,
+        };
+        if let Some((name, value)) = self.settings.get_key_value("access_mode") {
+            return Err(refused(
+                name,
+                value,
+                duckdb::Error::DuckDBFailure(
+                    duckdb::ffi::Error::new(duckdb::ffi::DuckDBError),
+                    Some("access_mode is chosen by DuckDbOptions::read_only".to_owned()),
+                ),
+            ));
+        }
+        let start = |settings: &mut dyn Iterator<Item = (&String, &String)>| {
+            let mut config = Config::default();
+            for (name, value) in settings {
+                config = config.with(name, value)?;
+            }
+            duckdb::Connection::open_in_memory_with_flags(config).map(drop)
+        };
+        let Err(together) = start(&mut self.settings.iter()) else {
+            return Ok(());
+        };
+        for (name, value) in &self.settings {
+            if let Err(source) = start(&mut std::iter::once((name, value))) {
+                return Err(refused(name, value, source));
+            }
+        }
+        // No setting fails alone, only together: name them all.
+        let names = self.settings.keys().cloned().collect::<Vec<_>>().join(", ");
+        let values = self
+            .settings
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(refused(&names, &values, together))
     }
 
     pub(crate) fn engine_error(&self, source: duckdb::Error) -> OpenError {
@@ -220,20 +297,30 @@ fn durability_of_fsync_mode(fsync_mode: &str) -> Option<Durability> {
     }
 }
 
-/// Opens `path` read-write or read-only.
-pub(crate) fn connect(path: &Path, read_only: bool) -> duckdb::Result<duckdb::Connection> {
+/// Opens `path` read-write or read-only with `settings`. The settings are in the configuration
+/// the instance starts with, so they hold while it replays the WAL: a memory limit set after the
+/// open would come too late for a WAL bigger than memory.
+pub(crate) fn connect(
+    path: &Path,
+    read_only: bool,
+    settings: &BTreeMap<String, String>,
+) -> duckdb::Result<duckdb::Connection> {
     let mode = if read_only {
         AccessMode::ReadOnly
     } else {
         AccessMode::ReadWrite
     };
-    duckdb::Connection::open_with_flags(path, Config::default().access_mode(mode)?)
+    let mut config = Config::default().access_mode(mode)?;
+    for (name, value) in settings {
+        config = config.with(name, value)?;
+    }
+    duckdb::Connection::open_with_flags(path, config)
 }
 
 /// Creates a new database so that `path` is either absent or a complete DuckDB file at every
 /// instant: initialised and checkpointed under a temporary name, renamed into place without
 /// replacing anything. If another process created it meanwhile, theirs is kept.
-fn create_database(path: &Path) -> Result<(), OpenError> {
+fn create_database(path: &Path, settings: &BTreeMap<String, String>) -> Result<(), OpenError> {
     let temporary = private_sibling(path, "creating");
     let remove_temporary = || {
         // Ours alone: a name no one else uses, made a moment ago.
@@ -241,7 +328,7 @@ fn create_database(path: &Path) -> Result<(), OpenError> {
             let _ = std::fs::remove_file(sibling(&temporary, suffix));
         }
     };
-    let initialised = connect(&temporary, false).and_then(|connection| {
+    let initialised = connect(&temporary, false, settings).and_then(|connection| {
         connection.execute_batch(migrate::SCHEMA_VERSION_DDL)?;
         connection.execute_batch("CHECKPOINT")?;
         connection.close().map_err(|(_, error)| error)

@@ -1,9 +1,12 @@
 //! [`DuckDbOptions`]: how to open a database, builder-lite.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use store_core::{Migrations, RecoveryLadder, RecoveryPolicy};
+use store_core::{FsKind, Migrations, RecoveryLadder, RecoveryPolicy};
+
+use crate::registry::InstanceConfig;
 
 /// How to open a DuckDB database. Each setter documents its default.
 ///
@@ -34,6 +37,10 @@ pub struct DuckDbOptions {
     pub(crate) recovery_policy: Arc<dyn RecoveryPolicy>,
     pub(crate) retention: Option<usize>,
     pub(crate) read_only: bool,
+    /// DuckDB settings by lowercase name, applied to every instance the open starts.
+    pub(crate) settings: BTreeMap<String, String>,
+    /// The filesystem kind to report instead of the detected one.
+    pub(crate) filesystem: Option<FsKind>,
 }
 
 impl DuckDbOptions {
@@ -46,6 +53,8 @@ impl DuckDbOptions {
             recovery_policy: Arc::new(RecoveryLadder::default()),
             retention: Some(3),
             read_only: false,
+            settings: BTreeMap::new(),
+            filesystem: None,
         }
     }
 
@@ -87,6 +96,54 @@ impl DuckDbOptions {
     pub fn read_only(mut self, read_only: bool) -> DuckDbOptions {
         self.read_only = read_only;
         self
+    }
+
+    /// A DuckDB setting (`SET name = value`) the instance starts with: it is in the
+    /// [`duckdb::Config`] of every open of the file this open makes (the first one, recovery's,
+    /// creation's), so it is in force while DuckDB replays the write-ahead log. Setting a name
+    /// again replaces its value. Names are compared lowercase, as DuckDB does; values as given.
+    /// Default: none, DuckDB's defaults.
+    ///
+    /// A name DuckDB does not know or a value it refuses fails the open with
+    /// [`OpenError::Setting`](crate::OpenError::Setting) before any file is touched. `access_mode`
+    /// is refused there too: [`DuckDbOptions::read_only`] chooses it. The settings are part of
+    /// the instance: an open of a file already open in this process must ask for the same ones
+    /// (see [`InstanceConfig`]).
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> DuckDbOptions {
+        self.settings
+            .insert(name.into().to_ascii_lowercase(), value.into());
+        self
+    }
+
+    /// The most memory the instance may use, as DuckDB reads it (`"512MB"`, `"2GiB"`, `"80%"`):
+    /// the setting `memory_limit`. A write-ahead log bigger than the memory it may use makes the
+    /// open that replays it fail, again on every restart, so the limit is set before that open.
+    /// Default: DuckDB's, 80% of the physical memory.
+    pub fn memory_limit(self, limit: impl Into<String>) -> DuckDbOptions {
+        self.setting("memory_limit", limit)
+    }
+
+    /// How many threads the instance runs queries on: the setting `threads`. Default: DuckDB's,
+    /// the number of cores.
+    pub fn threads(self, threads: u32) -> DuckDbOptions {
+        self.setting("threads", threads.to_string())
+    }
+
+    /// Report the filesystem holding the database as `kind`, for a mount detection gets wrong
+    /// (a FUSE or network filesystem behind a local one's magic number). The report's
+    /// `filesystem` and the hints of a failed open then use `kind`; the mount point and type name
+    /// stay as detected, and a note says the kind was set here. Default: the detected kind.
+    pub fn filesystem(mut self, kind: FsKind) -> DuckDbOptions {
+        self.filesystem = Some(kind);
+        self
+    }
+
+    /// What an instance started by these options is: access mode and settings.
+    pub fn instance_config(&self) -> InstanceConfig {
+        InstanceConfig {
+            read_only: self.read_only,
+            settings: self.settings.clone(),
+        }
     }
 
     /// The database path.

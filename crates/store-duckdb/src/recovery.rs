@@ -268,7 +268,7 @@ fn salvage_wal(
         if fs::write(&copy_wal, &wal_bytes[..length]).is_err() {
             return false;
         }
-        connect(&copy, true).is_ok()
+        connect(&copy, true, &options.settings).is_ok()
     };
     let named = diagnosis
         .bad_wal_entry_offset
@@ -325,7 +325,7 @@ fn salvage_wal(
         moved_aside: moved.clone(),
         fatal: None,
     };
-    let connection = connect(path, false)
+    let connection = connect(path, false, &options.settings)
         .map_err(|error| fail_after_move(format!("the salvaged WAL does not open: {error}")))?;
     connection
         .execute_batch("CHECKPOINT")
@@ -359,7 +359,7 @@ fn discard_wal(options: &DuckDbOptions, intent: &Intent<'_>) -> Result<Recovered
     if moved.is_empty() {
         return Err(StepFailure::skipped("there is no WAL to discard"));
     }
-    match connect(path, false) {
+    match connect(path, false, &options.settings) {
         Ok(connection) => Ok(Recovered {
             connection,
             moved_aside: moved,
@@ -401,7 +401,7 @@ fn restore_snapshot(
             StepError::SnapshotNotADatabase,
         ));
     }
-    let snapshot_version = connect(&snapshot, true)
+    let snapshot_version = connect(&snapshot, true, &options.settings)
         .and_then(|connection| migrate::schema_version(&connection))
         .map_err(|error| fatal(crate::classify(&error), StepError::Duckdb(error)))?;
     let target_version = options.migrations.latest_version();
@@ -438,7 +438,7 @@ fn restore_snapshot(
         moved_aside: moved.clone(),
         fatal: Some((class, error)),
     };
-    let connection = connect(path, false)
+    let connection = connect(path, false, &options.settings)
         .map_err(|error| fail_after_move(crate::classify(&error), StepError::Duckdb(error)))?;
     Ok(Recovered {
         connection,

@@ -1,9 +1,13 @@
 //! One DuckDB instance per database file per process. Two instances on one file in one process
 //! both get the file lock (POSIX locks do not conflict within a process) and lose each other's
 //! writes, and DuckDB does not stop it; so a second open of a file that is open in this process
-//! gets a new connection to the same instance.
+//! gets a new connection to the same instance, if it asks for the instance as it is: its access
+//! mode and settings are fixed when it starts, so an open asking for others is refused with
+//! [`OpenError::InstanceMismatch`](crate::OpenError::InstanceMismatch) rather than handed an
+//! instance that does not do what it asked.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -13,7 +17,43 @@ struct Entry {
     /// instance closes (and checkpoints) when nobody uses it.
     spare: duckdb::Connection,
     users: usize,
-    read_only: bool,
+    config: InstanceConfig,
+}
+
+/// What an instance of a database was started with, and so what every open sharing it gets: its
+/// access mode and its DuckDB settings ([`DuckDbOptions::setting`](crate::DuckDbOptions::setting)).
+/// Settings are compared as given: `64MB` and `64000000` are different settings here.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use store_duckdb::InstanceConfig;
+///
+/// let config = InstanceConfig {
+///     read_only: false,
+///     settings: BTreeMap::from([("memory_limit".to_owned(), "64MB".to_owned())]),
+/// };
+/// assert_eq!(config.to_string(), "read-write, memory_limit=64MB");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceConfig {
+    /// Whether the instance is read-only.
+    pub read_only: bool,
+    /// DuckDB settings by lowercase name.
+    pub settings: BTreeMap<String, String>,
+}
+
+impl fmt::Display for InstanceConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(if self.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        })?;
+        for (name, value) in &self.settings {
+            write!(formatter, ", {name}={value}")?;
+        }
+        Ok(())
+    }
 }
 
 static INSTANCES: Mutex<BTreeMap<PathBuf, Entry>> = Mutex::new(BTreeMap::new());
@@ -46,27 +86,29 @@ pub(crate) enum Shared {
     /// Nothing is open for this file.
     NotOpen,
     /// A new connection to the open instance.
-    Connection(DuckDbConnection, /* read_only */ bool),
+    Connection(DuckDbConnection),
+    /// The open instance was started with another configuration, given here; nothing was shared.
+    Mismatch(InstanceConfig),
     /// Cloning the open instance's connection failed.
     Failed(duckdb::Error),
 }
 
-/// A new connection to the instance open for `key`, if any.
-pub(crate) fn share(key: &Path) -> Shared {
+/// A new connection to the instance open for `key`, if any and if it was started with `asked`.
+pub(crate) fn share(key: &Path, asked: &InstanceConfig) -> Shared {
     let mut instances = instances();
     let Some(entry) = instances.get_mut(key) else {
         return Shared::NotOpen;
     };
+    if entry.config != *asked {
+        return Shared::Mismatch(entry.config.clone());
+    }
     match entry.spare.try_clone() {
         Ok(connection) => {
             entry.users += 1;
-            Shared::Connection(
-                DuckDbConnection {
-                    connection: Some(connection),
-                    key: key.to_owned(),
-                },
-                entry.read_only,
-            )
+            Shared::Connection(DuckDbConnection {
+                connection: Some(connection),
+                key: key.to_owned(),
+            })
         }
         Err(error) => Shared::Failed(error),
     }
@@ -76,7 +118,7 @@ pub(crate) fn share(key: &Path) -> Shared {
 pub(crate) fn register(
     key: PathBuf,
     connection: duckdb::Connection,
-    read_only: bool,
+    config: InstanceConfig,
 ) -> Result<DuckDbConnection, duckdb::Error> {
     let spare = connection.try_clone()?;
     let mut instances = instances();
@@ -86,7 +128,7 @@ pub(crate) fn register(
         Entry {
             spare,
             users: 1,
-            read_only,
+            config,
         },
     );
     Ok(DuckDbConnection {

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use store_core::locks::LockHolder;
 use store_core::{FailureClass, Fallback, JournalMode, MigrationsError, PathError};
 
 use crate::options::Synchronous;
@@ -100,6 +101,109 @@ pub enum OpenError {
         #[source]
         source: MigrateError,
     },
+    /// Another process (or another connection of this one) holds the database exclusively: it is
+    /// in WAL format on a filesystem that cannot share WAL's memory. Said at once, with the
+    /// holder and the remedy, not as `Busy` after the busy timeout.
+    #[error(transparent)]
+    HeldExclusively(#[from] ExclusivelyHeld),
+    /// The options' per-connection initialisation failed on the open's connection.
+    #[error("the per-connection initialisation failed on {}", path.display())]
+    Init {
+        /// The path given.
+        path: PathBuf,
+        /// What the initialisation returned.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The open reused a decision made earlier in this process, and connecting with it failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// A database in WAL format that one process holds with exclusive locking, because its
+/// filesystem cannot share WAL's memory (the default policy keeps an existing WAL database in WAL
+/// format there, so that machines still using it in WAL mode never disagree about the journal).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} is held exclusively by {holder}: it is in WAL format on a filesystem that cannot share \
+     WAL's memory, so only one connection of one process can use it at a time; to share it, open \
+     it with a policy that converts an existing WAL database \
+     (`JournalLadder::standard().converting_existing_wal(true)`), or convert it once with \
+     `PRAGMA journal_mode=DELETE` while no one holds it",
+    path.display()
+)]
+pub struct ExclusivelyHeld {
+    /// The database.
+    pub path: PathBuf,
+    /// Who holds it.
+    pub holder: LockHolder,
+}
+
+/// A database handle could not make another connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// SQLite failed to open the connection or to apply the decision's settings.
+    #[error("cannot connect to {} ({class})", path.display())]
+    Engine {
+        /// The database.
+        path: PathBuf,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The decision allows one connection and it is in use (in this process or another).
+    #[error(transparent)]
+    HeldExclusively(ExclusivelyHeld),
+    /// The database is no longer in the journal mode decided: another process or an operator
+    /// switched it. This handle never switches it back; open the database again to decide anew.
+    #[error(
+        "{} is no longer in journal mode {decided} (sqlite answers `{found}`): another process or \
+         an operator switched it; open it again to decide anew",
+        path.display()
+    )]
+    JournalModeChanged {
+        /// The database.
+        path: PathBuf,
+        /// The mode the handle decided on.
+        decided: JournalMode,
+        /// What `PRAGMA journal_mode` answers now.
+        found: String,
+    },
+    /// The options' per-connection initialisation failed.
+    #[error("the per-connection initialisation failed on {}", path.display())]
+    Init {
+        /// The database.
+        path: PathBuf,
+        /// What the initialisation returned.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl ConnectError {
+    /// The failure class, for policies, pools and user-facing messages.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            ConnectError::Engine { class, .. } => *class,
+            ConnectError::HeldExclusively(_) => FailureClass::Locked,
+            ConnectError::JournalModeChanged { .. } | ConnectError::Init { .. } => {
+                FailureClass::Other
+            }
+        }
+    }
+
+    /// The database the connection was for.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConnectError::Engine { path, .. }
+            | ConnectError::JournalModeChanged { path, .. }
+            | ConnectError::Init { path, .. } => path,
+            ConnectError::HeldExclusively(held) => &held.path,
+        }
+    }
 }
 
 impl OpenError {
@@ -115,6 +219,9 @@ impl OpenError {
             | OpenError::Journal { class, .. }
             | OpenError::Engine { class, .. } => *class,
             OpenError::Migrate { source, .. } => source.class(),
+            OpenError::HeldExclusively(_) => FailureClass::Locked,
+            OpenError::Init { source, .. } => crate::classify(source),
+            OpenError::Connect(source) => source.class(),
         }
     }
 
@@ -128,7 +235,10 @@ impl OpenError {
             | OpenError::Journal { path, .. }
             | OpenError::Engine { path, .. }
             | OpenError::SynchronousNotTaken { path, .. }
-            | OpenError::Migrate { path, .. } => path,
+            | OpenError::Migrate { path, .. }
+            | OpenError::Init { path, .. } => path,
+            OpenError::HeldExclusively(held) => &held.path,
+            OpenError::Connect(source) => source.path(),
         }
     }
 
@@ -144,6 +254,10 @@ impl OpenError {
                 ..
             } => Some(source),
             OpenError::Migrate { source, .. } => source.sqlite_error(),
+            OpenError::Init { source, .. }
+            | OpenError::Connect(ConnectError::Engine { source, .. } | ConnectError::Init { source, .. }) => {
+                Some(source)
+            }
             _ => None,
         }
     }
@@ -171,6 +285,12 @@ pub enum JournalError {
         /// What SQLite answered.
         answered: String,
     },
+    /// The database is in WAL format and another process (or connection) holds it exclusively.
+    #[error("the database is held exclusively by {holder}")]
+    HeldExclusively {
+        /// Who holds it.
+        holder: LockHolder,
+    },
 }
 
 impl JournalError {
@@ -178,7 +298,7 @@ impl JournalError {
     pub fn sqlite_error(&self) -> Option<&rusqlite::Error> {
         match self {
             JournalError::Sqlite(error) => Some(error),
-            JournalError::NotTaken { .. } => None,
+            JournalError::NotTaken { .. } | JournalError::HeldExclusively { .. } => None,
         }
     }
 }

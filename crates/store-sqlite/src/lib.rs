@@ -41,13 +41,15 @@
 //!    process's last open error for [`store_core::unavailable_message`].
 
 mod classify;
+mod database;
 mod error;
 mod migrate;
 mod open;
 mod options;
 
 pub use classify::{classify, extended_code};
-pub use error::{CreateError, JournalError, MigrateError, OpenError};
+pub use database::SqliteDatabase;
+pub use error::{ConnectError, CreateError, ExclusivelyHeld, JournalError, MigrateError, OpenError};
 pub use migrate::schema_version;
 pub use options::{ParseSynchronousError, SqliteOptions, Synchronous};
 pub use rusqlite;

@@ -5,15 +5,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use rusqlite::{Connection, OpenFlags};
+use store_core::connect::{database_key, deciding_lock};
 use store_core::files::{Placed, place_new_file, private_sibling, sibling};
 use store_core::{
-    Durability, Engine, FailureClass, Fallback, FileContent, Filesystem, FsKind, JournalMode,
-    OpenFailure, OpenReport, WarnOnce, check_database_path, record_open_failure,
+    ConnectionLimit, Durability, Engine, FailureClass, Fallback, FileContent, Filesystem, FsKind,
+    JournalMode, OpenFailure, OpenReport, WarnOnce, check_database_path, record_open_failure,
 };
 
 use crate::classify::{Stage, classify_at};
-use crate::error::{CreateError, JournalError, OpenError};
+use crate::database::{Decided, SqliteDatabase, decision_key, exclusive_holder, live_decision};
+use crate::error::{CreateError, ExclusivelyHeld, JournalError, OpenError};
 use crate::migrate;
 use crate::options::{SqliteOptions, Synchronous};
 
@@ -61,11 +66,33 @@ fn remember_wal_failure(database: &Path, fallback: &Fallback) {
 impl SqliteOptions {
     /// Opens the database: checks the path, creates the database if it is missing (never leaving a
     /// half-made file behind), walks the journal ladder until a mode works and is proven by a read,
-    /// applies pending migrations, and reports every decision.
+    /// applies pending migrations, and reports every decision. The same as
+    /// [`database`](Self::database) followed by one [`SqliteDatabase::connect`].
     ///
     /// A failure is recorded as the process's last open error
     /// ([`store_core::last_open_error`]) and logged at WARN once per label and class.
     pub fn open(&self) -> Result<(Connection, OpenReport), OpenError> {
+        self.reporting(|report| {
+            let database = self.decide_or_reuse(report)?;
+            Ok(database.connect()?)
+        })
+    }
+
+    /// Opens the database as [`open`](Self::open) does and returns the handle that holds the
+    /// decision, from which to make connections ([`SqliteDatabase::connect`]) and pools. While a
+    /// handle lives, every open of the same file in this process reuses its decision
+    /// ([`OpenReport::reused_decision`](store_core::OpenReport::reused_decision)): nothing is
+    /// walked or switched again, and only the migrations it lacks are applied.
+    pub fn database(&self) -> Result<(SqliteDatabase, OpenReport), OpenError> {
+        self.reporting(|report| self.decide_or_reuse(report))
+    }
+
+    /// Runs an open inside its span, fills in the elapsed time, and records a failure as the
+    /// process's last open error.
+    fn reporting<T>(
+        &self,
+        body: impl FnOnce(&mut OpenReport) -> Result<T, OpenError>,
+    ) -> Result<(T, OpenReport), OpenError> {
         let started = Instant::now();
         let label = self.label_or_file_name();
         let span = tracing::info_span!(
@@ -77,12 +104,11 @@ impl SqliteOptions {
         );
         let _entered = span.enter();
         let mut report = OpenReport::new(Engine::Sqlite, &self.path, label.clone());
-        report.filesystem = Filesystem::detect(&self.path).ok();
-        match self.open_reporting(&mut report) {
-            Ok(connection) => {
+        match body(&mut report) {
+            Ok(opened) => {
                 report.elapsed = started.elapsed();
                 tracing::debug!(target: "store::sqlite", report = %report, "opened");
-                Ok((connection, report))
+                Ok((opened, report))
             }
             Err(error) => {
                 let cause = error.cause_chain();
@@ -103,6 +129,63 @@ impl SqliteOptions {
                 Err(error)
             }
         }
+    }
+
+    /// Decides for the database, or reuses the live decision of this process for it.
+    fn decide_or_reuse(&self, report: &mut OpenReport) -> Result<SqliteDatabase, OpenError> {
+        let deciding = deciding_lock(&database_key(&self.path));
+        let _deciding = deciding.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(decided) = decision_key(&self.path, self.read_only).and_then(live_decision) {
+            return self.reuse(decided, report);
+        }
+        report.filesystem = Filesystem::detect_unless_set(&self.path, self.filesystem);
+        let connection = self.open_reporting(report)?;
+        let connection_limit = if report.journal_mode == Some(JournalMode::WalExclusive) {
+            ConnectionLimit::One
+        } else {
+            ConnectionLimit::Many
+        };
+        report.connection_limit = connection_limit;
+        let decided = Decided {
+            key: decision_key(&self.path, self.read_only),
+            filesystem: report.filesystem.clone(),
+            journal_mode: report.journal_mode,
+            connection_limit,
+            schema_version: AtomicU32::new(report.schema_version),
+        }
+        .register();
+        Ok(SqliteDatabase::new(decided, self, Some(connection)))
+    }
+
+    /// An open of a database this process has decided for and still holds a handle to: the
+    /// decision stands; only the migrations it lacks are applied.
+    fn reuse(
+        &self,
+        decided: Arc<Decided>,
+        report: &mut OpenReport,
+    ) -> Result<SqliteDatabase, OpenError> {
+        report.reused_decision = true;
+        report.filesystem = decided.filesystem.clone();
+        report.journal_mode = decided.journal_mode;
+        report.connection_limit = decided.connection_limit;
+        report.schema_version = decided.schema_version.load(Ordering::Acquire);
+        let database = SqliteDatabase::new(decided, self, None);
+        report.durability = database.durability();
+        if !self.read_only && !self.migrations.is_empty() {
+            let connection = database.connect()?;
+            migrate::apply(&connection, &self.migrations, report).map_err(|source| {
+                OpenError::Migrate {
+                    path: self.path.clone(),
+                    source,
+                }
+            })?;
+            database
+                .decided()
+                .schema_version
+                .store(report.schema_version, Ordering::Release);
+            database.keep(connection);
+        }
+        Ok(database)
     }
 
     fn open_reporting(&self, report: &mut OpenReport) -> Result<Connection, OpenError> {
@@ -130,8 +213,8 @@ impl SqliteOptions {
             }
         };
         report.journal_mode = Some(mode);
-        let synchronous = self.synchronous.unwrap_or(Synchronous::default_for(mode));
-        report.durability = Some(self.set_synchronous(&connection, synchronous, mode)?);
+        report.durability = Some(self.set_synchronous(&connection, self.synchronous_for(mode), mode)?);
+        self.run_on_connect(&connection)?;
         migrate::apply(&connection, &self.migrations, report).map_err(|source| {
             OpenError::Migrate {
                 path: self.path.clone(),
@@ -213,6 +296,12 @@ impl SqliteOptions {
             }
             let (error, class) = match self.attempt_with_retries(mode) {
                 Ok(connection) => return Ok((connection, mode)),
+                Err((JournalError::HeldExclusively { holder }, _)) => {
+                    return Err(OpenError::HeldExclusively(ExclusivelyHeld {
+                        path: self.path.clone(),
+                        holder,
+                    }));
+                }
                 Err(failure) => failure,
             };
             if !policy.falls_back_on(class) {
@@ -274,9 +363,15 @@ impl SqliteOptions {
     }
 
     fn warn_fallback(&self, label: &str, fallback: &Fallback, next: JournalMode) {
+        let one_process = if next.needs_exclusive_locking() {
+            " (the database is then usable by this one connection of this one process)"
+        } else {
+            ""
+        };
         let message = format!(
-            "{label}: {} does not work here ({}: {}); using {} instead. WAL needs shared memory and \
-             byte-range locks that NFS/SMB and many FUSE mounts lack: https://www.sqlite.org/wal.html",
+            "{label}: {} does not work here ({}: {}); using {}{one_process} instead. WAL needs \
+             shared memory and byte-range locks that NFS/SMB and many FUSE mounts lack: \
+             https://www.sqlite.org/wal.html",
             pragma_text(fallback.from),
             fallback.class,
             fallback.cause,
@@ -318,6 +413,7 @@ impl SqliteOptions {
                     (FailureClass::WalUnsupported, false)
                 }
                 JournalError::NotTaken { .. } => (FailureClass::Other, false),
+                JournalError::HeldExclusively { .. } => return Err((error, FailureClass::Locked)),
             };
             // Switching the journal mode while other processes open the same file can answer
             // SQLITE_BUSY without SQLite's busy handler ever waiting (`cargo xtask torture`'s
@@ -362,6 +458,11 @@ impl SqliteOptions {
             FileContent::inspect(&self.path),
             Ok(FileContent::Sqlite { wal: true })
         );
+        // A WAL database that another process (or connection) holds in exclusive locking mode is
+        // said to be held at once: every rung would only wait out the busy timeout.
+        if file_is_wal && let Some(holder) = exclusive_holder(&self.path) {
+            return Err(JournalError::HeldExclusively { holder });
+        }
         let leaving_wal = file_is_wal && !mode.is_wal();
         if mode.needs_exclusive_locking() || leaving_wal {
             set_locking_mode(&connection, "exclusive")?;
@@ -435,6 +536,7 @@ impl SqliteOptions {
             }
         });
         report.journal_mode = mode;
+        self.run_on_connect(&connection)?;
         migrate::report_read_only(&connection, &self.migrations, report).map_err(|source| {
             OpenError::Migrate {
                 path: self.path.clone(),
@@ -469,6 +571,17 @@ impl SqliteOptions {
         }
     }
 
+    /// The options' per-connection initialisation, on the open's own connection.
+    fn run_on_connect(&self, connection: &Connection) -> Result<(), OpenError> {
+        for init in &self.on_connect {
+            (init.0)(connection).map_err(|source| OpenError::Init {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     fn engine_error(&self, stage: Stage, source: rusqlite::Error) -> OpenError {
         OpenError::Engine {
             path: self.path.clone(),
@@ -482,14 +595,14 @@ fn probe(connection: &Connection) -> rusqlite::Result<()> {
     connection.query_row(PROBE_SQL, [], |_| Ok(()))
 }
 
-fn set_locking_mode(connection: &Connection, mode: &str) -> rusqlite::Result<()> {
+pub(crate) fn set_locking_mode(connection: &Connection, mode: &str) -> rusqlite::Result<()> {
     pragma_answer(connection, &format!("PRAGMA locking_mode={mode}")).map(drop)
 }
 
 /// Runs a pragma to completion and returns its first answer. A pragma that writes (the journal
 /// mode's header change) commits when the statement finishes: `query_row` would stop after the
 /// row and let the statement's reset swallow a failed commit.
-fn pragma_answer(connection: &Connection, sql: &str) -> rusqlite::Result<String> {
+pub(crate) fn pragma_answer(connection: &Connection, sql: &str) -> rusqlite::Result<String> {
     let mut statement = connection.prepare(sql)?;
     let mut rows = statement.query([])?;
     let answer = match rows.next()? {

@@ -6,7 +6,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use store_core::{Durability, JournalLadder, JournalMode, JournalPolicy, Migrations, SyncLevel};
+use rusqlite::Connection;
+use store_core::{
+    Durability, FsKind, JournalLadder, JournalMode, JournalPolicy, Migrations, SyncLevel,
+};
 
 /// SQLite's `PRAGMA synchronous`: how often commits wait for the disk, and so what a power cut
 /// (or an operating-system crash) may do to acknowledged commits. A killed process loses no
@@ -188,6 +191,21 @@ pub struct SqliteOptions {
     pub(crate) synchronous: Option<Synchronous>,
     pub(crate) migrations: Migrations,
     pub(crate) read_only: bool,
+    pub(crate) filesystem: Option<FsKind>,
+    pub(crate) on_connect: Vec<ConnectionInit>,
+}
+
+/// A user's per-connection initialisation (pragmas, functions), run on every connection a
+/// database handle makes.
+#[derive(Clone)]
+pub(crate) struct ConnectionInit(
+    pub(crate) Arc<dyn Fn(&Connection) -> rusqlite::Result<()> + Send + Sync>,
+);
+
+impl fmt::Debug for ConnectionInit {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("ConnectionInit(..)")
+    }
 }
 
 impl SqliteOptions {
@@ -201,6 +219,8 @@ impl SqliteOptions {
             synchronous: None,
             migrations: Migrations::none(),
             read_only: false,
+            filesystem: None,
+            on_connect: Vec::new(),
         }
     }
 
@@ -245,9 +265,46 @@ impl SqliteOptions {
         self
     }
 
+    /// The filesystem kind to decide on, instead of the detected one: for a user who knows better
+    /// than detection (a FUSE mount that is NFS underneath). `FsKind::Nfs` sends the open
+    /// straight to the policy's network ladder. Default: detected. The report says which.
+    pub fn filesystem(mut self, kind: FsKind) -> SqliteOptions {
+        self.filesystem = Some(kind);
+        self
+    }
+
+    /// Runs `init` on every connection the open and its database handle make, after the journal
+    /// mode and `synchronous` are in force and before migrations: user pragmas
+    /// (`foreign_keys`), functions, collations. Calls add up, in order. Default: none.
+    ///
+    /// ```
+    /// use store_sqlite::SqliteOptions;
+    ///
+    /// # let directory = tempfile::tempdir()?;
+    /// let (database, _report) = SqliteOptions::new(directory.path().join("state.db"))
+    ///     .on_connect(|connection| connection.pragma_update(None, "foreign_keys", "ON"))
+    ///     .database()?;
+    /// let connection = database.connect()?;
+    /// let on: i64 = connection.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
+    /// assert_eq!(on, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_connect(
+        mut self,
+        init: impl Fn(&Connection) -> rusqlite::Result<()> + Send + Sync + 'static,
+    ) -> SqliteOptions {
+        self.on_connect.push(ConnectionInit(Arc::new(init)));
+        self
+    }
+
     /// The database path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The `synchronous` level connections get in `mode`: the option, or the default for the mode.
+    pub(crate) fn synchronous_for(&self, mode: JournalMode) -> Synchronous {
+        self.synchronous.unwrap_or(Synchronous::default_for(mode))
     }
 
     /// The label in use: the one set, or the file name.

@@ -2,6 +2,7 @@
 //! another process, a process killed mid-migration.
 
 mod bad_input;
+mod database;
 mod migrations;
 mod recovery;
 mod registry;

@@ -2,6 +2,7 @@
 //! a process-global fault run in a child process of their own (`store_testkit::isolated!`).
 
 mod bad_input;
+mod database;
 mod durability;
 mod journal;
 mod migrations;

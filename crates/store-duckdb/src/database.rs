@@ -1,0 +1,200 @@
+//! [`DuckDbDatabase`]: an opened database to take connections from. The open (checks, recovery,
+//! migrations) is decided once; each connection after is a new connection to the same instance.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use store_core::{ConnectionLimit, Engine, FailureClass, OpenReport};
+
+use crate::error::{ConnectError, OpenError};
+use crate::options::DuckDbOptions;
+use crate::registry::DuckDbConnection;
+
+/// An opened DuckDB database: the process's one instance of the file, kept alive while the handle
+/// or any connection from it lives, and a cheap [`DuckDbDatabase::connect`] for each thread or
+/// pool slot. The open behind it ran once, in [`DuckDbOptions::database`]; connecting runs no
+/// recovery and no migration.
+///
+/// Cloning the handle is cheap and shares the instance. When the last handle and the last
+/// connection drop, the instance closes, which checkpoints the WAL into the database.
+///
+/// ```
+/// use store_duckdb::{DuckDbDatabase, DuckDbOptions};
+/// use store_duckdb::store_core::{Migration, Migrations};
+///
+/// # let directory = tempfile::tempdir()?;
+/// # let path = directory.path().join("events.duckdb");
+/// let migrations = Migrations::new(vec![
+///     Migration::new(1, "events", "CREATE TABLE events (worker INTEGER, n INTEGER)"),
+/// ])?;
+/// let (database, report) = DuckDbOptions::new(&path).migrations(migrations).database()?;
+/// assert_eq!(report.schema_version, 1);
+///
+/// let workers: Vec<_> = (0..4)
+///     .map(|worker| {
+///         let database = database.clone();
+///         std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+///             let connection = database.connect()?;
+///             for n in 0..10 {
+///                 connection.execute("INSERT INTO events VALUES (?, ?)", [worker, n])?;
+///             }
+///             Ok(())
+///         })
+///     })
+///     .collect();
+/// for worker in workers {
+///     worker.join().expect("worker thread")?;
+/// }
+///
+/// let connection = database.connect()?;
+/// DuckDbDatabase::check(&connection)?;
+/// let rows: i64 = connection.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+/// assert_eq!(rows, 40);
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
+#[derive(Clone)]
+pub struct DuckDbDatabase {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    label: String,
+    read_only: bool,
+    /// A connection kept to clone from; it holds the instance alive. Behind a mutex because a
+    /// DuckDB connection may move between threads but not be used from two at once, and cloning
+    /// uses it.
+    spare: Mutex<DuckDbConnection>,
+}
+
+impl std::fmt::Debug for DuckDbDatabase {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DuckDbDatabase")
+            .field("path", &self.inner.path)
+            .field("label", &self.inner.label)
+            .field("read_only", &self.inner.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DuckDbOptions {
+    /// Opens the database exactly as [`DuckDbOptions::open`] does (the same checks, recovery,
+    /// migrations and report) and returns a handle to take connections from instead of one
+    /// connection.
+    pub fn database(&self) -> Result<(DuckDbDatabase, OpenReport), OpenError> {
+        let (connection, report) = self.open()?;
+        let database = DuckDbDatabase {
+            inner: Arc::new(Inner {
+                path: self.path.clone(),
+                label: report.label.clone(),
+                read_only: self.read_only,
+                spare: Mutex::new(connection),
+            }),
+        };
+        Ok((database, report))
+    }
+}
+
+impl DuckDbDatabase {
+    /// A new connection to the instance: cheap, with no checks, recovery or migration (the open
+    /// did those). Each connection is for one thread at a time; take one per thread.
+    pub fn connect(&self) -> Result<DuckDbConnection, ConnectError> {
+        // A poisoned lock only means a thread panicked while cloning; the connection is intact.
+        let spare = self
+            .inner
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        spare.try_clone().map_err(|source| ConnectError::Engine {
+            path: self.inner.path.clone(),
+            source,
+        })
+    }
+
+    /// Whether `connection` still answers a trivial query (`SELECT 1`), for a pool to test a
+    /// connection before handing it out.
+    pub fn check(connection: &DuckDbConnection) -> Result<(), ConnectError> {
+        connection
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(|source| ConnectError::Engine {
+                path: connection.path().to_owned(),
+                source,
+            })
+    }
+
+    /// The database path, as given to the options.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The name warnings and messages use for this database (the options' label, or the file
+    /// name).
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Whether the instance is read-only.
+    pub fn read_only(&self) -> bool {
+        self.inner.read_only
+    }
+}
+
+/// DuckDB serves any number of connections to the instance in this process (another process
+/// cannot open the file while it is open read-write, whatever the count).
+impl store_core::Database for DuckDbDatabase {
+    type Connection = DuckDbConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<DuckDbConnection, ConnectError> {
+        DuckDbDatabase::connect(self)
+    }
+
+    fn check(connection: &mut DuckDbConnection) -> Result<(), ConnectError> {
+        DuckDbDatabase::check(connection)
+    }
+
+    fn connection_limit(&self) -> ConnectionLimit {
+        ConnectionLimit::Many
+    }
+}
+
+impl store_core::Open for DuckDbOptions {
+    type Database = DuckDbDatabase;
+    type Connection = DuckDbConnection;
+    type Error = OpenError;
+    const ENGINE: Engine = Engine::Duckdb;
+
+    fn open_connection(&self) -> Result<(DuckDbConnection, OpenReport), OpenError> {
+        self.open()
+    }
+
+    fn open_database(&self) -> Result<(DuckDbDatabase, OpenReport), OpenError> {
+        self.database()
+    }
+}
+
+impl store_core::Classify for OpenError {
+    fn class(&self) -> FailureClass {
+        OpenError::class(self)
+    }
+}
+
+impl store_core::Classify for ConnectError {
+    fn class(&self) -> FailureClass {
+        ConnectError::class(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handle is for sharing across threads: it must stay `Send + Sync` (this fails to
+    /// compile otherwise).
+    #[test]
+    fn the_handle_may_be_shared_between_threads() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<DuckDbDatabase>();
+    }
+}
