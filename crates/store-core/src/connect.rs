@@ -57,7 +57,8 @@ pub fn deciding_lock(key: &Path) -> Arc<Mutex<()>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConnectionLimit {
-    /// Any number of connections, from any number of processes on this machine.
+    /// Any number of connections in this process (other processes: as the engine allows; a
+    /// DuckDB file open for writing is locked to one process).
     Many,
     /// One connection, in one process: the database is in WAL format on a filesystem that cannot
     /// share WAL's memory, so it is open with exclusive locking (SQLite's `WalExclusive`). A

@@ -10,7 +10,7 @@ use duckdb::{AccessMode, Config};
 use store_core::files::{Placed, place_new_file, private_sibling, sibling};
 use store_core::pending::{self, InterruptedRecovery};
 use store_core::{
-    Durability, Engine, FileContent, Filesystem, KindSource, OpenFailure, OpenReport, SyncLevel,
+    Durability, Engine, FileContent, Filesystem, OpenFailure, OpenReport, SyncLevel,
     WarnOnce, check_database_path, record_open_failure,
 };
 
@@ -47,7 +47,7 @@ impl DuckDbOptions {
         );
         let _entered = span.enter();
         let mut report = OpenReport::new(Engine::Duckdb, &self.path, label.clone());
-        report.filesystem = self.filesystem_for_report(&mut report.notes);
+        report.filesystem = Filesystem::detect_unless_set(&self.path, self.filesystem);
         match self.open_reporting(&mut report) {
             Ok(connection) => {
                 report.elapsed = started.elapsed();
@@ -77,8 +77,10 @@ impl DuckDbOptions {
 
     fn open_reporting(&self, report: &mut OpenReport) -> Result<DuckDbConnection, OpenError> {
         let content = check_database_path(&self.path, Engine::Duckdb, self.read_only)?;
-        let key = registry::key(&self.path);
-        let opening = registry::opening_lock(&key);
+        // One open of a file at a time in this process: one starts the instance, the others
+        // share it.
+        let key = store_core::connect::database_key(&self.path);
+        let opening = store_core::connect::deciding_lock(&key);
         let _opening = opening.lock().unwrap_or_else(PoisonError::into_inner);
         // A record left by a recovery whose open never returned (a crash or power cut after its
         // step): read before anything, so that a database it left healthy still reports it.
@@ -86,6 +88,8 @@ impl DuckDbOptions {
         let asked = self.instance_config();
         let connection = match registry::share(&key, &asked) {
             Shared::Connection(connection) => {
+                // The instance open in this process decided recovery and replay already.
+                report.reused_decision = true;
                 report.notes.push(format!(
                     "shared the instance already open in this process ({asked})"
                 ));
@@ -209,19 +213,6 @@ impl DuckDbOptions {
     /// A plain open of the database file with this open's access mode and settings.
     pub(crate) fn connect(&self) -> duckdb::Result<duckdb::Connection> {
         connect(&self.path, self.read_only, &self.settings)
-    }
-
-    /// The filesystem to report: the detected one, its kind replaced by the one the options set,
-    /// if any, with a note saying so.
-    fn filesystem_for_report(&self, notes: &mut Vec<String>) -> Option<Filesystem> {
-        let filesystem = Filesystem::detect_unless_set(&self.path, self.filesystem)?;
-        if let KindSource::SetByOptions { detected } = filesystem.kind_source {
-            notes.push(format!(
-                "filesystem kind {} set by the options (detected {detected})",
-                filesystem.kind
-            ));
-        }
-        Some(filesystem)
     }
 
     /// Refuses settings DuckDB does not take, touching no file. DuckDB rejects an unknown name

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 struct Entry {
     /// A connection kept only to clone from; dropped with the last user's connection, so that the
@@ -57,28 +57,9 @@ impl fmt::Display for InstanceConfig {
 }
 
 static INSTANCES: Mutex<BTreeMap<PathBuf, Entry>> = Mutex::new(BTreeMap::new());
-static OPENING: Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
 
 fn instances() -> MutexGuard<'static, BTreeMap<PathBuf, Entry>> {
     INSTANCES.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The key of a database: its directory's canonical path and its file name (the file itself may
-/// not exist yet).
-pub(crate) fn key(path: &Path) -> PathBuf {
-    let directory = store_core::files::parent_directory(path);
-    let canonical = directory.canonicalize().unwrap_or(directory);
-    match path.file_name() {
-        Some(name) => canonical.join(name),
-        None => canonical,
-    }
-}
-
-/// A lock held for the whole of an open of `key`, so that two threads opening one file do not
-/// both start an instance.
-pub(crate) fn opening_lock(key: &Path) -> Arc<Mutex<()>> {
-    let mut opening = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
-    Arc::clone(opening.entry(key.to_owned()).or_default())
 }
 
 /// What sharing an open instance gave.
@@ -139,7 +120,7 @@ pub(crate) fn register(
 
 /// Whether an instance is open for `path` in this process.
 pub fn is_open(path: &Path) -> bool {
-    instances().contains_key(&key(path))
+    instances().contains_key(&store_core::connect::database_key(path))
 }
 
 /// A connection to a DuckDB database opened through store: a [`duckdb::Connection`] (it derefs to
