@@ -6,15 +6,41 @@
 //! cases are handled the same way every time, and tells you in an [`OpenReport`] what it did.
 //!
 //! This package is the facade. The engine-neutral part, [`store_core`], is always here and is
-//! re-exported at the root; each engine is a Cargo feature:
+//! re-exported at the root; each engine, the async face and each pool is a Cargo feature:
 //!
-//! | feature  | default | module     | what                                          |
-//! |----------|---------|------------|-----------------------------------------------|
-//! | `sqlite` | yes     | `sqlite`   | SQLite through rusqlite, bundled              |
-//! | `duckdb` | no      | `duckdb`   | DuckDB through duckdb-rs, bundled             |
-//! | `tokio`  | no      | `tokio`    | [`AsyncConnection`](crate::tokio): async face |
+//! | feature    | default | module           | what                                          |
+//! |------------|---------|------------------|-----------------------------------------------|
+//! | `sqlite`   | yes     | `sqlite`         | SQLite through rusqlite, bundled              |
+//! | `duckdb`   | no      | `duckdb`         | DuckDB through duckdb-rs, bundled             |
+//! | `tokio`    | no      | `tokio`          | [`AsyncConnection`](crate::tokio): async face |
+//! | `r2d2`     | no      | `pool::r2d2`     | an r2d2 pool over a decided database          |
+//! | `deadpool` | no      | `pool::deadpool` | a deadpool pool of async connections (tokio)  |
 //!
-//! Both engines' options implement [`Open`], so code written once opens either.
+//! Both engines' options implement [`Open`], and the database handles they return implement
+//! [`Database`], so code written once opens and connects either:
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] {
+//! use store::{Database, Open};
+//!
+//! /// An application's start-up, written once for whichever engine it is built with: decide once,
+//! /// then hand the database to whatever makes connections (threads, a pool).
+//! fn start<O: Open>(options: &O) -> Result<O::Database, O::Error> {
+//!     let (database, report) = options.open_database()?;
+//!     if report.fell_back() || report.recovered() {
+//!         eprintln!("{report}");
+//!     }
+//!     Ok(database)
+//! }
+//!
+//! let directory = tempfile::tempdir().unwrap();
+//! let database = start(&store::sqlite::SqliteOptions::new(directory.path().join("a.db"))).unwrap();
+//! database.connect().unwrap().execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+//! # }
+//! ```
+//!
+//! Pools ([`pool`], features `r2d2` and `deadpool`) take such a database and size themselves to
+//! what its decision allows: a database that allows one connection gets a pool of one.
 //!
 //! With neither feature, only the engine-neutral API (policies, reports, diagnostics, file
 //! safety, migrations, filesystem detection) is available: enable `sqlite` and/or `duckdb` to open
@@ -75,17 +101,19 @@
 
 pub use store_core::*;
 
-mod open;
-pub use open::Open;
-
-/// The async face (feature `tokio`): a connection on a dedicated thread, driven from async code.
+/// The async face (feature `tokio`): a connection on a dedicated thread, driven from async code;
+/// see [`AsyncConnection`](crate::tokio::AsyncConnection).
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio {
-    pub use crate::asynchronous::{AsyncConnection, AsyncOpenError, CallError};
+    pub use crate::asynchronous::{
+        AsyncConnection, AsyncOpenError, CallError, DEFAULT_QUEUE_CAPACITY,
+    };
 }
 #[cfg(feature = "tokio")]
 mod asynchronous;
+
+pub mod pool;
 
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

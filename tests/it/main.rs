@@ -6,5 +6,7 @@ mod asynchronous;
 mod doctor;
 mod downstream;
 mod facade;
+#[cfg(all(feature = "sqlite", any(feature = "r2d2", feature = "deadpool")))]
+mod pools;
 #[cfg(all(feature = "sqlite", feature = "duckdb"))]
 mod scenario;

@@ -60,7 +60,7 @@ where
     let path = home.path().join("app.db");
 
     // First start: created and migrated, quietly.
-    let (opened, events) = capture(|| options(&path).open_database());
+    let (opened, events) = capture(|| options(&path).open_connection());
     let (connection, report) = opened?;
     assert_eq!(report.engine, O::ENGINE);
     assert!(report.created, "{report}");
@@ -75,7 +75,7 @@ where
     drop(connection);
 
     // Second start: nothing to do, everything kept.
-    let (connection, report) = options(&path).open_database()?;
+    let (connection, report) = options(&path).open_connection()?;
     assert!(!report.created, "{report}");
     assert!(report.migrations_applied.is_empty(), "{report}");
     assert_eq!(report.schema_version, 2);
@@ -96,12 +96,12 @@ where
         (&text, FailureClass::NotADatabase),
     ];
     for (bad, class) in cases {
-        let outcome = assert_unchanged(home.path(), || options(bad).open_database());
+        let outcome = assert_unchanged(home.path(), || options(bad).open_connection());
         match outcome {
             Ok(_) => panic!("{} opened {}", O::ENGINE, bad.display()),
             Err(error) => {
                 assert_eq!(
-                    O::failure_class(&error),
+                    store::Classify::class(&error),
                     class,
                     "{}: {error}",
                     bad.display()

@@ -55,6 +55,8 @@ impl Samples {
 enum Unit {
     /// Time per operation: lower is better.
     Milliseconds,
+    /// Time per operation, for the cheap ones (a pool checkout): lower is better.
+    Microseconds,
     /// Commits per second: higher is better.
     CommitsPerSecond,
 }
@@ -63,6 +65,7 @@ impl Unit {
     fn as_str(self) -> &'static str {
         match self {
             Unit::Milliseconds => "ms",
+            Unit::Microseconds => "us",
             Unit::CommitsPerSecond => "commits/s",
         }
     }
@@ -125,8 +128,9 @@ pub fn run(arguments: &[String]) -> ExitCode {
     let json = arguments.iter().any(|argument| argument == "--json");
     let started = Instant::now();
     let mut figures = Vec::new();
-    let sections: [(&str, Section); 6] = [
+    let sections: [(&str, Section); 7] = [
         ("sqlite opens", sqlite_open_figures),
+        ("sqlite connections and pools", connection_figures),
         ("sqlite fallback", fallback_figures),
         ("duckdb opens", duckdb_open_figures),
         ("duckdb recovery", recovery_figures),
@@ -301,6 +305,168 @@ fn sqlite_open_figures() -> BenchResult<Vec<Figure>> {
             target: Some(1.10),
         },
     ])
+}
+
+/// Connections made from a decided database and pool checkouts, each against the same done by
+/// hand: what deciding once saves every later connection, and what store's pool adds to r2d2.
+fn connection_figures() -> BenchResult<Vec<Figure>> {
+    let directory = scratch()?;
+    let path = directory.path().join("pooled.db");
+    let (database, report) = SqliteOptions::new(&path).database()?;
+    assert_eq!(report.journal_mode, Some(JournalMode::Wal), "{report}");
+    database.connect()?.execute_batch(
+        "CREATE TABLE rows (id INTEGER PRIMARY KEY, writer INTEGER NOT NULL, payload TEXT NOT NULL)",
+    )?;
+    let (store_connect, raw_connect) = paired(
+        RUNS,
+        |_| {
+            mean_milliseconds(SQLITE_OPENS_PER_RUN, |_| {
+                drop(database.connect()?);
+                Ok(())
+            })
+        },
+        |_| {
+            mean_milliseconds(SQLITE_OPENS_PER_RUN, |_| {
+                drop(raw_sqlite_open(&path, "wal", "full")?);
+                Ok(())
+            })
+        },
+    )?;
+
+    let store_pool = store::pool::r2d2::pool(database.clone(), POOL_SIZE)?;
+    let raw_pool = r2d2::Pool::builder()
+        .max_size(POOL_SIZE)
+        .build(RawManager { path: path.clone() })?;
+    let (store_checkout, raw_checkout) = paired(
+        RUNS,
+        |_| {
+            let milliseconds = mean_milliseconds(CHECKOUTS_PER_RUN, |_| {
+                drop(store_pool.get()?);
+                Ok(())
+            })?;
+            Ok(milliseconds * 1000.0)
+        },
+        |_| {
+            let milliseconds = mean_milliseconds(CHECKOUTS_PER_RUN, |_| {
+                drop(raw_pool.get()?);
+                Ok(())
+            })?;
+            Ok(milliseconds * 1000.0)
+        },
+    )?;
+    let (store_writes, raw_writes) = paired(
+        RUNS.min(3),
+        |_| pooled_write_rate(&store_pool),
+        |_| pooled_write_rate(&raw_pool),
+    )?;
+    Ok(vec![
+        Figure {
+            name: "sqlite connect() after the decision (WAL)".into(),
+            unit: Unit::Milliseconds,
+            store: store_connect,
+            baseline_name: "rusqlite open + same pragmas".into(),
+            baseline: raw_connect,
+            target: Some(1.05),
+        },
+        Figure {
+            name: format!("r2d2 checkout, pool of {POOL_SIZE} (WAL)"),
+            unit: Unit::Microseconds,
+            store: store_checkout,
+            baseline_name: "r2d2 over a plain rusqlite manager".into(),
+            baseline: raw_checkout,
+            target: Some(1.05),
+        },
+        Figure {
+            name: format!(
+                "{WRITER_THREADS} threads writing through a pool of {POOL_SIZE} (WAL, synchronous=full)"
+            ),
+            unit: Unit::CommitsPerSecond,
+            store: store_writes,
+            baseline_name: "the same through the plain pool".into(),
+            baseline: raw_writes,
+            target: Some(0.95),
+        },
+    ])
+}
+
+/// Pool size of the pool figures, and threads of the write figure.
+const POOL_SIZE: u32 = 4;
+const WRITER_THREADS: i64 = 8;
+/// Checkouts per run of the checkout figure (a run's value is their mean).
+const CHECKOUTS_PER_RUN: usize = 20_000;
+
+/// A pool manager as an application writes one over plain rusqlite (the pragmas by hand, and the
+/// validity check `r2d2_sqlite` makes): the baseline of store's pools.
+#[derive(Debug)]
+struct RawManager {
+    path: PathBuf,
+}
+
+impl r2d2::ManageConnection for RawManager {
+    type Connection = rusqlite::Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> Result<rusqlite::Connection, rusqlite::Error> {
+        let connection = rusqlite::Connection::open(&self.path)?;
+        connection.busy_timeout(Duration::from_secs(5))?;
+        connection.pragma_update(None, "journal_mode", "wal")?;
+        connection.pragma_update(None, "synchronous", "full")?;
+        Ok(connection)
+    }
+
+    fn is_valid(&self, connection: &mut rusqlite::Connection) -> Result<(), rusqlite::Error> {
+        connection.execute_batch("")
+    }
+
+    fn has_broken(&self, _: &mut rusqlite::Connection) -> bool {
+        false
+    }
+}
+
+/// Commits per second of [`WRITER_THREADS`] threads, each checking out a connection per commit
+/// for [`COMMIT_WINDOW`]; every commit is counted back from the table.
+fn pooled_write_rate<M>(pool: &r2d2::Pool<M>) -> BenchResult<f64>
+where
+    M: r2d2::ManageConnection<Connection = rusqlite::Connection>,
+{
+    let before: i64 = pool
+        .get()?
+        .query_row("SELECT count(*) FROM rows", [], |row| row.get(0))?;
+    let started = Instant::now();
+    let commits = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITER_THREADS)
+            .map(|writer| {
+                scope.spawn(move || -> Result<u64, String> {
+                    let mut commits = 0;
+                    while started.elapsed() < COMMIT_WINDOW {
+                        let connection = pool.get().map_err(|error| error.to_string())?;
+                        connection
+                            .execute(
+                                "INSERT INTO rows (writer, payload) VALUES (?1, 'forty bytes of payload, more or less...')",
+                                [writer],
+                            )
+                            .map_err(|error| error.to_string())?;
+                        commits += 1;
+                    }
+                    Ok(commits)
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .map(|writer| writer.join().expect("writer thread"))
+            .sum::<Result<u64, String>>()
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let after: i64 = pool
+        .get()?
+        .query_row("SELECT count(*) FROM rows", [], |row| row.get(0))?;
+    assert_eq!(
+        (after - before).unsigned_abs(),
+        commits,
+        "every pooled commit is readable"
+    );
+    Ok(commits as f64 / elapsed)
 }
 
 /// The fallback path, in a child under the no-shared-memory fault.

@@ -10,8 +10,8 @@ use duckdb::{AccessMode, Config};
 use store_core::files::{Placed, place_new_file, private_sibling, sibling};
 use store_core::pending::{self, InterruptedRecovery};
 use store_core::{
-    Durability, Engine, FileContent, Filesystem, OpenFailure, OpenReport, SyncLevel,
-    WarnOnce, check_database_path, record_open_failure,
+    Durability, Engine, FileContent, Filesystem, OpenFailure, OpenReport, SyncLevel, WarnOnce,
+    check_database_path, record_open_failure,
 };
 
 use crate::classify::classify;

@@ -241,9 +241,12 @@ impl SqliteDatabase {
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE
         };
-        let connection = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        let connection =
+            Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(engine)?;
+        connection
+            .busy_timeout(options.busy_timeout)
             .map_err(engine)?;
-        connection.busy_timeout(options.busy_timeout).map_err(engine)?;
         if exclusive {
             set_locking_mode(&connection, "exclusive").map_err(engine)?;
         }
@@ -254,12 +257,13 @@ impl SqliteDatabase {
         }
         if let Some(mode) = decided.journal_mode {
             // Reads the schema, so under exclusive locking this is where the lock is taken.
-            let found = pragma_answer(&connection, "PRAGMA journal_mode").map_err(|error| {
-                match exclusive.then(|| exclusive_holder(path)).flatten() {
-                    Some(holder) => held(holder),
-                    None => engine(error),
-                }
-            })?;
+            let found =
+                pragma_answer(&connection, "PRAGMA journal_mode").map_err(
+                    |error| match exclusive.then(|| exclusive_holder(path)).flatten() {
+                        Some(holder) => held(holder),
+                        None => engine(error),
+                    },
+                )?;
             if !found.eq_ignore_ascii_case(mode.pragma_value()) {
                 decided.forget();
                 return Err(ConnectError::JournalModeChanged {
@@ -283,10 +287,7 @@ impl SqliteDatabase {
         connection
             .query_row("SELECT 1", [], |_| Ok(()))
             .map_err(|source| ConnectError::Engine {
-                path: connection
-                    .path()
-                    .map(Into::into)
-                    .unwrap_or_default(),
+                path: connection.path().map(Into::into).unwrap_or_default(),
                 class: classify_at(&source, Stage::Query, None).class,
                 source,
             })

@@ -255,9 +255,9 @@ impl OpenError {
             } => Some(source),
             OpenError::Migrate { source, .. } => source.sqlite_error(),
             OpenError::Init { source, .. }
-            | OpenError::Connect(ConnectError::Engine { source, .. } | ConnectError::Init { source, .. }) => {
-                Some(source)
-            }
+            | OpenError::Connect(
+                ConnectError::Engine { source, .. } | ConnectError::Init { source, .. },
+            ) => Some(source),
             _ => None,
         }
     }

@@ -49,7 +49,9 @@ mod options;
 
 pub use classify::{classify, extended_code};
 pub use database::SqliteDatabase;
-pub use error::{ConnectError, CreateError, ExclusivelyHeld, JournalError, MigrateError, OpenError};
+pub use error::{
+    ConnectError, CreateError, ExclusivelyHeld, JournalError, MigrateError, OpenError,
+};
 pub use migrate::schema_version;
 pub use options::{ParseSynchronousError, SqliteOptions, Synchronous};
 pub use rusqlite;

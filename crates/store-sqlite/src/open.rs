@@ -213,7 +213,8 @@ impl SqliteOptions {
             }
         };
         report.journal_mode = Some(mode);
-        report.durability = Some(self.set_synchronous(&connection, self.synchronous_for(mode), mode)?);
+        report.durability =
+            Some(self.set_synchronous(&connection, self.synchronous_for(mode), mode)?);
         self.run_on_connect(&connection)?;
         migrate::apply(&connection, &self.migrations, report).map_err(|source| {
             OpenError::Migrate {

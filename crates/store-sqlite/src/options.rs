@@ -198,9 +198,10 @@ pub struct SqliteOptions {
 /// A user's per-connection initialisation (pragmas, functions), run on every connection a
 /// database handle makes.
 #[derive(Clone)]
-pub(crate) struct ConnectionInit(
-    pub(crate) Arc<dyn Fn(&Connection) -> rusqlite::Result<()> + Send + Sync>,
-);
+pub(crate) struct ConnectionInit(pub(crate) Arc<InitFn>);
+
+/// What [`SqliteOptions::on_connect`] takes.
+pub(crate) type InitFn = dyn Fn(&Connection) -> rusqlite::Result<()> + Send + Sync;
 
 impl fmt::Debug for ConnectionInit {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -383,7 +383,10 @@ fn a_filesystem_kind_set_by_the_options_is_reported() -> TestResult {
     );
     assert_eq!(filesystem.type_name, detected.type_name);
     assert_eq!(filesystem.mount_point, detected.mount_point);
-    assert!(report.to_string().contains("set by the options"), "{report}");
+    assert!(
+        report.to_string().contains("set by the options"),
+        "{report}"
+    );
 
     let (_connection, report) = DuckDbOptions::new(&path).open()?;
     let filesystem = report.filesystem.clone().expect("a filesystem");

@@ -102,7 +102,13 @@ fn connect_applies_the_decision_and_the_per_connection_init() -> TestResult {
         let timeout: i64 = connection.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
         let mode: String = connection.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         assert_eq!(
-            (foreign_keys, cache_size, synchronous, timeout, mode.as_str()),
+            (
+                foreign_keys,
+                cache_size,
+                synchronous,
+                timeout,
+                mode.as_str()
+            ),
             (1, -4096, Synchronous::Full.level(), 1234, "wal")
         );
     }
@@ -165,7 +171,10 @@ fn wal_exclusive_allows_one_connection_and_says_so() {
             .unwrap();
         assert_eq!(report.journal_mode, Some(JournalMode::WalExclusive));
         assert_eq!(report.connection_limit, ConnectionLimit::One);
-        assert!(report.to_string().contains("usable by one connection"), "{report}");
+        assert!(
+            report.to_string().contains("usable by one connection"),
+            "{report}"
+        );
         assert_eq!(database.connection_limit(), ConnectionLimit::One);
         let first = database.connect().unwrap();
         first
@@ -174,7 +183,10 @@ fn wal_exclusive_allows_one_connection_and_says_so() {
         match database.connect() {
             Err(ConnectError::HeldExclusively(held)) => {
                 assert!(held.holder.this_process, "{held}");
-                assert!(held.to_string().contains("converting_existing_wal"), "{held}");
+                assert!(
+                    held.to_string().contains("converting_existing_wal"),
+                    "{held}"
+                );
             }
             other => panic!("expected HeldExclusively, got {other:?}"),
         }
@@ -225,7 +237,10 @@ fn a_second_process_is_told_at_once_who_holds_an_exclusive_wal_database() {
             let holder_pid = String::from_utf8_lossy(&output.stdout)
                 .lines()
                 // libtest prints the test's name on the same line first.
-                .find_map(|line| line.split_once("holder pid: ").map(|(_, pid)| pid.to_owned()))
+                .find_map(|line| {
+                    line.split_once("holder pid: ")
+                        .map(|(_, pid)| pid.to_owned())
+                })
                 .unwrap_or_else(|| {
                     panic!(
                         "the holder printed no pid: {}\n{}",
@@ -295,7 +310,11 @@ fn hold_until_released() {
         return;
     }
     let (connection, report) = SqliteOptions::new(&path).open().unwrap();
-    assert_eq!(report.journal_mode, Some(JournalMode::WalExclusive), "{report}");
+    assert_eq!(
+        report.journal_mode,
+        Some(JournalMode::WalExclusive),
+        "{report}"
+    );
     assert_eq!(report.connection_limit, ConnectionLimit::One, "{report}");
     connection.execute("INSERT INTO t VALUES (1)", []).unwrap();
     println!("holder pid: {}", std::process::id());
@@ -388,7 +407,10 @@ fn a_forced_network_filesystem_opens_in_the_network_ladder() -> TestResult {
         matches!(filesystem.kind_source, KindSource::SetByOptions { detected } if detected != FsKind::Nfs),
         "{filesystem:?}"
     );
-    assert!(report.to_string().contains("set by the options"), "{report}");
+    assert!(
+        report.to_string().contains("set by the options"),
+        "{report}"
+    );
     assert_eq!(crate::header_format(&path), (1, 1));
     Ok(())
 }

@@ -1,0 +1,293 @@
+//! The pools over a decided database (features `r2d2`, `deadpool`): one decision for the whole
+//! pool, whatever the filesystem does; a pool sized to what the decision allows; every row
+//! written through the pool there afterwards.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use store::ConnectionLimit;
+use store::sqlite::rusqlite::Connection;
+use store::sqlite::{ConnectError, SqliteOptions};
+use store_testkit::faults::sqlite::SqliteFault;
+use store_testkit::fixtures::sqlite_ids;
+use store_testkit::isolated;
+use store_testkit::logs;
+use tracing::Level;
+
+/// The fixtures' table, with ids the workers choose: a lost or doubled insert shows in the ids.
+const CREATE_ITEMS: &str =
+    "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)";
+
+/// Inserts rows `worker * per_worker + 1 ..= (worker + 1) * per_worker`, one statement each,
+/// committed every `batch` rows (`BEGIN IMMEDIATE`, so that a writer waits for the write lock
+/// before it reads) or, with a batch of one, each on its own.
+fn insert_rows(
+    connection: &Connection,
+    worker: u64,
+    per_worker: u64,
+    batch: u64,
+) -> store::sqlite::rusqlite::Result<()> {
+    let mut insert = connection.prepare("INSERT INTO items (id, payload) VALUES (?1, ?2)")?;
+    for n in 1..=per_worker {
+        if batch > 1 && n % batch == 1 {
+            connection.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        let id = i64::try_from(worker * per_worker + n).expect("a small id");
+        insert.execute((id, format!("worker {worker} row {n}")))?;
+        if batch > 1 && (n % batch == 0 || n == per_worker) {
+            connection.execute_batch("COMMIT")?;
+        }
+    }
+    Ok(())
+}
+
+/// The ids every worker wrote.
+fn all_ids(workers: u64, per_worker: u64) -> BTreeSet<u64> {
+    (1..=workers * per_worker).collect()
+}
+
+fn ids(connection: &Connection, path: &Path) -> BTreeSet<u64> {
+    sqlite_ids(connection, path).expect("the ids")
+}
+
+/// On a filesystem without shared memory, one open decides for the whole pool: `database()` runs
+/// once (one open logged, one WARN about the fallback over the whole run), every pooled
+/// connection is in the decided journal mode (`delete`), and 8 threads x 1,000 inserts through a
+/// pool of 8 all land, with distinct ids.
+#[cfg(feature = "r2d2")]
+#[test]
+fn an_r2d2_pool_without_shared_memory_decides_once_and_keeps_every_row() {
+    isolated!(
+        an_r2d2_pool_without_shared_memory_decides_once_and_keeps_every_row,
+        {
+            const WORKERS: u64 = 8;
+            const PER_WORKER: u64 = 1_000;
+            // Commits of 100 rows: 8 writers committing each row in DELETE mode starve one
+            // another past the busy timeout (SQLite's busy handler polls; it does not queue).
+            const BATCH: u64 = 100;
+            logs::capture_process();
+            let directory = tempfile::tempdir().unwrap();
+            let path = directory.path().join("nfs.db");
+            let _fault = SqliteFault::NoSharedMemory.install().unwrap();
+
+            let (database, report) = SqliteOptions::new(&path)
+                .label("pooled.db")
+                .database()
+                .unwrap();
+            assert_eq!(
+                report.journal_mode,
+                Some(store::JournalMode::Delete),
+                "{report}"
+            );
+            assert_eq!(report.fallbacks.len(), 1, "{report}");
+            assert_eq!(report.connection_limit, ConnectionLimit::Many);
+
+            let pool = store::pool::r2d2::pool(database, 8).unwrap();
+            assert_eq!(pool.max_size(), 8);
+            // Every connection the pool holds, checked out at once: each in the decided mode.
+            let held: Vec<_> = (0..8).map(|_| pool.get().unwrap()).collect();
+            for connection in &held {
+                let mode: String = connection
+                    .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+                    .unwrap();
+                assert_eq!(mode, "delete");
+            }
+            held[0].execute_batch(CREATE_ITEMS).unwrap();
+            drop(held);
+
+            std::thread::scope(|scope| {
+                for worker in 0..WORKERS {
+                    let pool = &pool;
+                    scope.spawn(move || {
+                        let connection = pool.get().unwrap();
+                        insert_rows(&connection, worker, PER_WORKER, BATCH).unwrap();
+                    });
+                }
+            });
+            assert_eq!(
+                ids(&pool.get().unwrap(), &path),
+                all_ids(WORKERS, PER_WORKER)
+            );
+
+            let events = logs::capture_process();
+            let warnings = logs::at_level(&events, Level::WARN);
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(warnings[0].text.contains("pooled.db"), "{warnings:?}");
+            let opens = events
+                .iter()
+                .filter(|event| event.target == "store::sqlite" && event.text.starts_with("opened"))
+                .count();
+            assert_eq!(opens, 1, "one decision, then connections only: {events:?}");
+        }
+    );
+}
+
+/// An existing WAL database on a filesystem without shared memory, opened with the default
+/// options, stays in WAL format with exclusive locking and allows one connection: a pool asked for
+/// 8 gets 1 (and says why at INFO), serves 8 threads in turn (all 800 rows there), and while it
+/// holds its connection, another connection fails at once with the typed `HeldExclusively`.
+#[cfg(feature = "r2d2")]
+#[test]
+fn an_r2d2_pool_of_a_wal_exclusive_database_has_one_connection() {
+    isolated!(
+        an_r2d2_pool_of_a_wal_exclusive_database_has_one_connection,
+        {
+            const WORKERS: u64 = 8;
+            const PER_WORKER: u64 = 100;
+            let directory = tempfile::tempdir().unwrap();
+            let path = directory.path().join("existing.db");
+            {
+                let plain = Connection::open(&path).unwrap();
+                let mode: String = plain
+                    .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+                    .unwrap();
+                assert_eq!(mode, "wal");
+                plain.execute_batch(CREATE_ITEMS).unwrap();
+            }
+            let _fault = SqliteFault::NoSharedMemory.install().unwrap();
+
+            let (database, report) = SqliteOptions::new(&path).database().unwrap();
+            assert_eq!(report.connection_limit, ConnectionLimit::One, "{report}");
+            assert_eq!(
+                report.journal_mode,
+                Some(store::JournalMode::WalExclusive),
+                "{report}"
+            );
+
+            let (pool, events) = logs::capture(|| store::pool::r2d2::pool(database.clone(), 8));
+            let pool = pool.unwrap();
+            assert_eq!(pool.max_size(), 1);
+            let infos: Vec<_> = logs::at_level(&events, Level::INFO)
+                .into_iter()
+                .filter(|event| event.target == "store::pool")
+                .collect();
+            assert_eq!(infos.len(), 1, "{events:?}");
+            assert!(infos[0].text.contains("gets 1"), "{infos:?}");
+            assert!(infos[0].text.contains("exclusive locking"), "{infos:?}");
+
+            std::thread::scope(|scope| {
+                for worker in 0..WORKERS {
+                    let pool = &pool;
+                    scope.spawn(move || {
+                        let connection = pool.get().unwrap();
+                        insert_rows(&connection, worker, PER_WORKER, 1).unwrap();
+                    });
+                }
+            });
+
+            let held = pool.get().unwrap();
+            assert_eq!(ids(&held, &path), all_ids(WORKERS, PER_WORKER));
+            match database.connect() {
+                Err(ConnectError::HeldExclusively(held)) => {
+                    assert!(held.holder.this_process, "{held}")
+                }
+                Err(other) => panic!("expected HeldExclusively, got {other}"),
+                Ok(_) => panic!("a second connection to a one-connection database"),
+            }
+            drop(held);
+        }
+    );
+}
+
+/// A deadpool pool serves tokio tasks: a pool of 4 on a local database, 8 tasks x 200 inserts,
+/// each through a connection taken from the pool (and recycled, which runs the check), and every
+/// row is there; the pool never made more than 4 connections.
+#[cfg(feature = "deadpool")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadpool_pool_serves_tokio_tasks() -> Result<(), Box<dyn std::error::Error>> {
+    const TASKS: u64 = 8;
+    const PER_TASK: u64 = 200;
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("tasks.db");
+    let (database, _) = SqliteOptions::new(&path).database()?;
+    let pool = store::pool::deadpool::pool(database, 4)?;
+    assert_eq!(pool.status().max_size, 4);
+    pool.get()
+        .await?
+        .call(|c| c.execute_batch(CREATE_ITEMS))
+        .await?;
+
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for n in 1..=PER_TASK {
+                    let id = i64::try_from(task * PER_TASK + n).expect("a small id");
+                    let connection = pool.get().await.expect("a pooled connection");
+                    connection
+                        .call(move |c| {
+                            c.execute(
+                                "INSERT INTO items (id, payload) VALUES (?1, ?2)",
+                                (id, format!("task {task} row {n}")),
+                            )
+                        })
+                        .await
+                        .expect("an insert");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+    assert!(pool.status().size <= 4, "{:?}", pool.status());
+    let path_for_read = path.clone();
+    let written = pool
+        .get()
+        .await?
+        .call(move |c| sqlite_ids(c, &path_for_read))
+        .await?;
+    assert_eq!(written, all_ids(TASKS, PER_TASK));
+    Ok(())
+}
+
+/// An r2d2 pool serves threads on a healthy local database (a pool of 4, 8 threads, every row
+/// there), and checks connections before lending them (`test_on_check_out`, the default): once
+/// every pooled connection is broken (an authorizer that refuses every `SELECT`), the next
+/// checkout gets a fresh connection that works, not a broken one.
+#[cfg(feature = "r2d2")]
+#[test]
+fn an_r2d2_pool_serves_threads_and_checks_connections_before_lending_them() {
+    use store::sqlite::rusqlite::hooks::{AuthAction, Authorization};
+
+    const WORKERS: u64 = 8;
+    const PER_WORKER: u64 = 100;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("threads.db");
+    let (database, _) = SqliteOptions::new(&path).database().unwrap();
+    let pool = store::pool::r2d2::pool(database, 4).unwrap();
+    assert_eq!(pool.max_size(), 4);
+    assert!(pool.test_on_check_out());
+    pool.get().unwrap().execute_batch(CREATE_ITEMS).unwrap();
+
+    std::thread::scope(|scope| {
+        for worker in 0..WORKERS {
+            let pool = &pool;
+            scope.spawn(move || {
+                let connection = pool.get().unwrap();
+                insert_rows(&connection, worker, PER_WORKER, 1).unwrap();
+            });
+        }
+    });
+    assert_eq!(
+        ids(&pool.get().unwrap(), &path),
+        all_ids(WORKERS, PER_WORKER)
+    );
+
+    let mut broken: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+    for connection in &mut broken {
+        connection
+            .authorizer(Some(
+                |context: store::sqlite::rusqlite::hooks::AuthContext<'_>| match context.action {
+                    AuthAction::Select => Authorization::Deny,
+                    _ => Authorization::Allow,
+                },
+            ))
+            .unwrap();
+        assert!(connection.query_row("SELECT 1", [], |_| Ok(())).is_err());
+    }
+    drop(broken);
+    let lent = pool.get().unwrap();
+    let answer: i64 = lent.query_row("SELECT 1", [], |row| row.get(0)).unwrap();
+    assert_eq!(answer, 1);
+}
