@@ -1,14 +1,12 @@
 //! Who holds a byte-range lock on a file: what lets an open say "held exclusively by process N"
 //! at once instead of failing with `Busy` after its timeout.
 //!
-//! On Linux the question is asked with an open-file-description lock query (`F_OFD_GETLK`), which
-//! sees the POSIX locks of every process, this one included (a classic `F_GETLK` never reports
-//! the asking process's own locks, and engines hold theirs as classic POSIX locks). Elsewhere it
-//! falls back to `F_GETLK`, which sees only other processes.
-//!
-//! Closing any descriptor of a file drops every POSIX lock this process holds on that file,
-//! SQLite's among them (POSIX, `fcntl(2)`). So the descriptor a query opens is never closed: one
-//! per file asked about, kept for the life of the process.
+//! On Linux the answer is read from the kernel's lock table, `/proc/locks`, which lists the POSIX
+//! and open-file-description locks of every process with the holder's PID, this process's own
+//! included. No descriptor of the file is opened: closing any descriptor of a file drops every
+//! POSIX lock this process holds on it, SQLite's among them (`fcntl(2)`), and a descriptor kept
+//! open would hold a FUSE mount busy and deadlock a process that serves that mount itself on its
+//! way out. Elsewhere no holder is ever reported.
 //!
 //! ```
 //! use store_core::locks::write_lock_holder;
@@ -26,8 +24,8 @@ use std::path::Path;
 /// A process that holds a write lock on part of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockHolder {
-    /// The holder's process ID, when the operating system tells (it does not for a lock held
-    /// through another machine's NFS client, nor for an open-file-description lock).
+    /// The holder's process ID, when the kernel tells (it does not for an open-file-description
+    /// lock, nor for a lock held through another machine's NFS client).
     pub pid: Option<u32>,
     /// Whether the holder is this process (another connection of it).
     pub this_process: bool,
@@ -45,82 +43,139 @@ impl std::fmt::Display for LockHolder {
 
 /// The holder of a write lock on bytes `start .. start + length` of `path`, or `None` when no
 /// process holds one there. Read locks are not reported: they are what sharing looks like.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub fn write_lock_holder(path: &Path, start: u64, length: u64) -> io::Result<Option<LockHolder>> {
-    use std::collections::BTreeMap;
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
-    use std::sync::{Mutex, PoisonError};
-
-    /// Descriptors opened for queries, by (device, inode): never closed, see the module docs.
-    static QUERY_FILES: Mutex<BTreeMap<(u64, u64), std::fs::File>> = Mutex::new(BTreeMap::new());
 
     let metadata = std::fs::metadata(path)?;
-    let mut files = QUERY_FILES.lock().unwrap_or_else(PoisonError::into_inner);
-    let file = match files.entry((metadata.dev(), metadata.ino())) {
-        std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-        std::collections::btree_map::Entry::Vacant(entry) => {
-            entry.insert(std::fs::File::open(path)?)
-        }
+    let file = FileId {
+        major: libc::major(metadata.dev()),
+        minor: libc::minor(metadata.dev()),
+        inode: metadata.ino(),
     };
-    // SAFETY: `flock` is plain data; all-zero is a valid value that the fields below overwrite.
-    let mut query: libc::flock = unsafe { std::mem::zeroed() };
-    // Asking for a read lock conflicts only with write locks.
-    query.l_type = libc::F_RDLCK as libc::c_short;
-    query.l_whence = libc::SEEK_SET as libc::c_short;
-    query.l_start = libc::off_t::try_from(start).map_err(|_| io::ErrorKind::InvalidInput)?;
-    query.l_len = libc::off_t::try_from(length).map_err(|_| io::ErrorKind::InvalidInput)?;
-    #[cfg(target_os = "linux")]
-    let command = libc::F_OFD_GETLK;
-    #[cfg(not(target_os = "linux"))]
-    let command = libc::F_GETLK;
-    // SAFETY: a valid descriptor, a valid `flock`, a query that changes no lock.
-    let answered = unsafe { libc::fcntl(file.as_raw_fd(), command, &mut query) };
-    if answered == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    if query.l_type == libc::F_UNLCK as libc::c_short {
-        return Ok(None);
-    }
-    // An open-file-description lock has no owning process: `l_pid` is -1.
-    let pid = u32::try_from(query.l_pid).ok().filter(|pid| *pid != 0);
-    Ok(Some(LockHolder {
-        pid,
-        this_process: pid == Some(std::process::id()),
-    }))
+    let table = std::fs::read_to_string("/proc/locks")?;
+    let last = start.saturating_add(length.saturating_sub(1));
+    Ok(table
+        .lines()
+        .filter_map(parse_lock_line)
+        .find(|lock| lock.file == file && lock.write && lock.first <= last && start <= lock.last)
+        .map(|lock| LockHolder {
+            pid: lock.pid,
+            this_process: lock.pid == Some(std::process::id()),
+        }))
 }
 
-/// Without POSIX locks there is nothing to ask: no holder is ever reported.
-#[cfg(not(unix))]
+/// Without a lock table to read, no holder is ever reported.
+#[cfg(not(target_os = "linux"))]
 pub fn write_lock_holder(path: &Path, start: u64, length: u64) -> io::Result<Option<LockHolder>> {
     let _ = (path, start, length);
     Ok(None)
 }
 
-#[cfg(all(test, unix))]
+/// A file as the kernel's lock table names it: device major and minor, inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    major: u32,
+    minor: u32,
+    inode: u64,
+}
+
+/// A granted byte-range lock of `/proc/locks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeldLock {
+    file: FileId,
+    write: bool,
+    pid: Option<u32>,
+    first: u64,
+    last: u64,
+}
+
+/// One line of `/proc/locks` (`proc(5)`), e.g.
+/// `3: POSIX  ADVISORY  WRITE 1234 00:2a:5678 1073741826 1073742335`: a granted POSIX or
+/// open-file-description lock, or `None` for anything else (a waiter, marked `->`; `flock` and
+/// lease entries, which are not byte ranges).
+fn parse_lock_line(line: &str) -> Option<HeldLock> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [_, kind, _, access, pid, file, first, last] = fields.as_slice() else {
+        return None;
+    };
+    if !matches!(*kind, "POSIX" | "OFDLCK") {
+        return None;
+    }
+    let mut parts = file.split(':');
+    let file = FileId {
+        major: u32::from_str_radix(parts.next()?, 16).ok()?,
+        minor: u32::from_str_radix(parts.next()?, 16).ok()?,
+        inode: parts.next()?.parse().ok()?,
+    };
+    Some(HeldLock {
+        file,
+        write: *access == "WRITE",
+        // An open-file-description lock has no owning process: the table says -1.
+        pid: pid.parse::<u32>().ok().filter(|pid| *pid != 0),
+        first: first.parse().ok()?,
+        last: if *last == "EOF" {
+            u64::MAX
+        } else {
+            last.parse().ok()?
+        },
+    })
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
 
-    fn lock(file: &std::fs::File, kind: libc::c_int, start: i64, length: i64) -> io::Result<()> {
-        // SAFETY: as above; F_SETLK with a valid `flock`.
-        let mut request: libc::flock = unsafe { std::mem::zeroed() };
-        request.l_type = kind as libc::c_short;
-        request.l_whence = libc::SEEK_SET as libc::c_short;
-        request.l_start = start;
-        request.l_len = length;
-        let answered = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &request) };
-        if answered == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+    #[test]
+    fn lock_table_lines_parse_as_the_kernel_writes_them() {
+        assert_eq!(
+            parse_lock_line("3: POSIX  ADVISORY  WRITE 1234 00:2a:5678 1073741826 1073742335"),
+            Some(HeldLock {
+                file: FileId {
+                    major: 0,
+                    minor: 0x2a,
+                    inode: 5678
+                },
+                write: true,
+                pid: Some(1234),
+                first: 1_073_741_826,
+                last: 1_073_742_335,
+            })
+        );
+        let ofd = parse_lock_line("7: OFDLCK ADVISORY  READ -1 fd:01:99 0 EOF").unwrap();
+        assert_eq!((ofd.write, ofd.pid, ofd.last), (false, None, u64::MAX));
+        assert_eq!(
+            parse_lock_line("7: -> POSIX  ADVISORY  WRITE 99 00:2a:5678 0 0"),
+            None
+        );
+        assert_eq!(
+            parse_lock_line("1: FLOCK  ADVISORY  WRITE 99 00:2a:5678 0 EOF"),
+            None
+        );
+        assert_eq!(parse_lock_line(""), None);
     }
 
-    /// The holder of this process's own classic POSIX write lock is found and named as this
-    /// process; a read lock and a lock elsewhere in the file are not reported.
+    /// The holder of this process's own POSIX write lock is found and named as this process; a
+    /// read lock, a lock elsewhere in the file and a released lock are not reported.
     #[test]
     #[cfg(target_os = "linux")]
     fn finds_this_processes_own_write_lock_and_ignores_read_locks() -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+
+        fn lock(file: &std::fs::File, kind: libc::c_int, start: i64, length: i64) -> io::Result<()> {
+            // SAFETY: `flock` is plain data; F_SETLK with a valid descriptor and `flock`.
+            let mut request: libc::flock = unsafe { std::mem::zeroed() };
+            request.l_type = kind as libc::c_short;
+            request.l_whence = libc::SEEK_SET as libc::c_short;
+            request.l_start = start;
+            request.l_len = length;
+            let answered = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &request) };
+            if answered == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
+
         let directory = tempfile::tempdir()?;
         let path = directory.path().join("locked");
         std::fs::write(&path, b"x")?;
