@@ -291,3 +291,109 @@ fn an_r2d2_pool_serves_threads_and_checks_connections_before_lending_them() {
     let answer: i64 = lent.query_row("SELECT 1", [], |row| row.get(0)).unwrap();
     assert_eq!(answer, 1);
 }
+
+/// DuckDB pools share the one instance of the file in this process: an r2d2 pool of 4 and a
+/// deadpool pool of 4 over one `DuckDbDatabase`, 8 threads and 8 tasks inserting, every row of
+/// both there through either pool, and the instance closes (the file is no longer open in the
+/// process) only once the handle and both pools are gone.
+#[cfg(all(feature = "r2d2", feature = "deadpool", feature = "duckdb"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_pools_share_the_one_instance() -> Result<(), Box<dyn std::error::Error>> {
+    use store::duckdb::DuckDbOptions;
+    use store_testkit::fixtures::duckdb_ids;
+
+    const WORKERS: u64 = 8;
+    const PER_WORKER: u64 = 50;
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("pooled.duckdb");
+    let (database, report) = DuckDbOptions::new(&path).database()?;
+    assert_eq!(
+        store::Database::connection_limit(&database),
+        ConnectionLimit::Many
+    );
+    assert!(!report.reused_decision, "{report}");
+    database.connect()?.execute_batch(CREATE_ITEMS)?;
+
+    let threads_pool = store::pool::r2d2::pool(database.clone(), 4)?;
+    let writers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let pool = threads_pool.clone();
+            std::thread::spawn(move || {
+                let connection = pool.get().expect("a pooled connection");
+                for n in 1..=PER_WORKER {
+                    let id = i64::try_from(worker * PER_WORKER + n).expect("a small id");
+                    connection
+                        .execute(
+                            "INSERT INTO items (id, payload) VALUES (?1, ?2)",
+                            store::duckdb::duckdb::params![id, format!("thread {worker} row {n}")],
+                        )
+                        .expect("an insert");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("writer thread");
+    }
+
+    let tasks_pool = store::pool::deadpool::pool(database.clone(), 4)?;
+    let offset = WORKERS * PER_WORKER;
+    let tasks: Vec<_> = (0..WORKERS)
+        .map(|task| {
+            let pool = tasks_pool.clone();
+            tokio::spawn(async move {
+                let connection = pool.get().await.expect("a pooled connection");
+                connection
+                    .call(move |c| {
+                        for n in 1..=PER_WORKER {
+                            let id =
+                                i64::try_from(offset + task * PER_WORKER + n).expect("a small id");
+                            c.execute(
+                                "INSERT INTO items (id, payload) VALUES (?1, ?2)",
+                                store::duckdb::duckdb::params![id, format!("task {task} row {n}")],
+                            )?;
+                        }
+                        Ok::<_, store::duckdb::duckdb::Error>(())
+                    })
+                    .await
+                    .expect("inserts");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+
+    let expected = all_ids(2 * WORKERS, PER_WORKER);
+    let pooled = threads_pool.get()?;
+    let through_threads = duckdb_ids(&pooled, &path)?;
+    drop(pooled);
+    assert_eq!(through_threads, expected);
+    let path_for_read = path.clone();
+    let through_tasks = tasks_pool
+        .get()
+        .await?
+        .call(move |c| duckdb_ids(c, &path_for_read))
+        .await?;
+    assert_eq!(through_tasks, expected);
+
+    assert!(store::duckdb::is_open(&path));
+    // A pooled AsyncConnection closes on its own thread after it drops; closing each one and
+    // waiting makes the instance's end observable here.
+    for connection in tasks_pool.retain(|_, _| false).removed {
+        connection.close().await?;
+    }
+    drop((threads_pool, tasks_pool));
+    assert!(
+        store::duckdb::is_open(&path),
+        "the handle keeps the instance"
+    );
+    drop(database);
+    assert!(
+        !store::duckdb::is_open(&path),
+        "the last user closed the instance"
+    );
+    let reopened = duckdb::Connection::open(&path)?;
+    assert_eq!(duckdb_ids(&reopened, &path)?, expected);
+    Ok(())
+}

@@ -162,7 +162,12 @@ mod tests {
     fn finds_this_processes_own_write_lock_and_ignores_read_locks() -> io::Result<()> {
         use std::os::fd::AsRawFd;
 
-        fn lock(file: &std::fs::File, kind: libc::c_int, start: i64, length: i64) -> io::Result<()> {
+        fn lock(
+            file: &std::fs::File,
+            kind: libc::c_int,
+            start: i64,
+            length: i64,
+        ) -> io::Result<()> {
             // SAFETY: `flock` is plain data; F_SETLK with a valid descriptor and `flock`.
             let mut request: libc::flock = unsafe { std::mem::zeroed() };
             request.l_type = kind as libc::c_short;

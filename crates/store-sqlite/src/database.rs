@@ -282,12 +282,19 @@ impl SqliteDatabase {
         Ok(connection)
     }
 
-    /// A cheap query that proves a connection still works: what a pool runs before lending one.
+    /// What a pool runs before lending a connection: that its last user left no transaction open
+    /// (its locks would stall every other connection, and the next user would commit into it),
+    /// and a cheap cached query that proves it still works.
     pub fn check(connection: &Connection) -> Result<(), ConnectError> {
+        let path = || connection.path().map(Into::into).unwrap_or_default();
+        if !connection.is_autocommit() {
+            return Err(ConnectError::InTransaction { path: path() });
+        }
         connection
-            .query_row("SELECT 1", [], |_| Ok(()))
+            .prepare_cached("SELECT 1")
+            .and_then(|mut statement| statement.query_row([], |_| Ok(())))
             .map_err(|source| ConnectError::Engine {
-                path: connection.path().map(Into::into).unwrap_or_default(),
+                path: path(),
                 class: classify_at(&source, Stage::Query, None).class,
                 source,
             })

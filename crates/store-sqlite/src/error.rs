@@ -181,6 +181,15 @@ pub enum ConnectError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A connection checked before reuse is inside a transaction its last user left open.
+    #[error(
+        "a connection to {} is inside a transaction its last user left open",
+        path.display()
+    )]
+    InTransaction {
+        /// The database.
+        path: PathBuf,
+    },
 }
 
 impl ConnectError {
@@ -189,9 +198,9 @@ impl ConnectError {
         match self {
             ConnectError::Engine { class, .. } => *class,
             ConnectError::HeldExclusively(_) => FailureClass::Locked,
-            ConnectError::JournalModeChanged { .. } | ConnectError::Init { .. } => {
-                FailureClass::Other
-            }
+            ConnectError::JournalModeChanged { .. }
+            | ConnectError::Init { .. }
+            | ConnectError::InTransaction { .. } => FailureClass::Other,
         }
     }
 
@@ -200,7 +209,8 @@ impl ConnectError {
         match self {
             ConnectError::Engine { path, .. }
             | ConnectError::JournalModeChanged { path, .. }
-            | ConnectError::Init { path, .. } => path,
+            | ConnectError::Init { path, .. }
+            | ConnectError::InTransaction { path } => path,
             ConnectError::HeldExclusively(held) => &held.path,
         }
     }

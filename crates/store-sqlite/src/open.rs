@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use rusqlite::{Connection, OpenFlags};
-use store_core::connect::{database_key, deciding_lock};
+use store_core::connect::deciding_lock;
 use store_core::files::{Placed, place_new_file, private_sibling, sibling};
+use store_core::locks::LockHolder;
 use store_core::{
     ConnectionLimit, Durability, Engine, FailureClass, Fallback, FileContent, Filesystem, FsKind,
     JournalMode, OpenFailure, OpenReport, WarnOnce, check_database_path, record_open_failure,
@@ -133,7 +134,11 @@ impl SqliteOptions {
 
     /// Decides for the database, or reuses the live decision of this process for it.
     fn decide_or_reuse(&self, report: &mut OpenReport) -> Result<SqliteDatabase, OpenError> {
-        let deciding = deciding_lock(&database_key(&self.path));
+        // Keyed by the path as given (made absolute, no filesystem call): two spellings of one
+        // file may decide at the same time, and the second to finish replaces the first's
+        // registration with an equal decision.
+        let deciding =
+            deciding_lock(&std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone()));
         let _deciding = deciding.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(decided) = decision_key(&self.path, self.read_only).and_then(live_decision) {
             return self.reuse(decided, report);
@@ -450,20 +455,40 @@ impl SqliteOptions {
     /// read. A file left in WAL format by a failed WAL rung is converted out of it under an
     /// exclusive lock, which needs no shared memory.
     fn attempt(&self, mode: JournalMode) -> Result<Connection, JournalError> {
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(self.busy_timeout)?;
         let file_is_wal = matches!(
             FileContent::inspect(&self.path),
             Ok(FileContent::Sqlite { wal: true })
         );
-        // A WAL database that another process (or connection) holds in exclusive locking mode is
-        // said to be held at once: every rung would only wait out the busy timeout.
-        if file_is_wal && let Some(holder) = exclusive_holder(&self.path) {
-            return Err(JournalError::HeldExclusively { holder });
+        let mut connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // A WAL database that another process (or connection) holds in exclusive locking mode
+        // is said to be held at once, when the first lock is refused: every rung would only wait
+        // out the busy timeout. Asked only then, so that an open nobody blocks pays nothing.
+        let held = Arc::new(OnceLock::new());
+        if file_is_wal {
+            connection.busy_handler(Some(busy_wait_naming_holder(
+                self.path.clone(),
+                self.busy_timeout,
+                Arc::clone(&held),
+            )))?;
+        } else {
+            connection.busy_timeout(self.busy_timeout)?;
         }
+        let attempted = self.attempt_on(connection, mode, file_is_wal);
+        match held.get() {
+            Some(&holder) => Err(JournalError::HeldExclusively { holder }),
+            None => attempted,
+        }
+    }
+
+    fn attempt_on(
+        &self,
+        connection: Connection,
+        mode: JournalMode,
+        file_is_wal: bool,
+    ) -> Result<Connection, JournalError> {
         let leaving_wal = file_is_wal && !mode.is_wal();
         if mode.needs_exclusive_locking() || leaving_wal {
             set_locking_mode(&connection, "exclusive")?;
@@ -489,6 +514,8 @@ impl SqliteOptions {
             set_locking_mode(&connection, "normal")?;
             probe(&connection)?;
         }
+        // The plain busy timeout from here on, for the connection's whole life.
+        connection.busy_timeout(self.busy_timeout)?;
         Ok(connection)
     }
 
@@ -612,6 +639,33 @@ pub(crate) fn pragma_answer(connection: &Connection, sql: &str) -> rusqlite::Res
     };
     while rows.next()?.is_some() {}
     Ok(answer)
+}
+
+/// SQLite's busy wait (a growing sleep until `timeout` per locking event), except that the first
+/// refusal of each event asks who holds the database: a process holding it in exclusive locking
+/// mode will not let go before the timeout, so the wait stops at once with the holder in `held`.
+fn busy_wait_naming_holder(
+    path: PathBuf,
+    timeout: Duration,
+    held: Arc<OnceLock<LockHolder>>,
+) -> impl FnMut(i32) -> bool + Send + 'static {
+    let mut event_started = Instant::now();
+    move |count| {
+        if count == 0 {
+            event_started = Instant::now();
+            if let Some(holder) = exclusive_holder(&path) {
+                let _ = held.set(holder);
+                return false;
+            }
+        }
+        let waited = event_started.elapsed();
+        if waited >= timeout {
+            return false;
+        }
+        let pause = Duration::from_millis(1 << count.clamp(0, 6));
+        std::thread::sleep(pause.min(timeout - waited));
+        true
+    }
 }
 
 /// How a mode reads in a warning: the pragmas a person would type.

@@ -414,3 +414,25 @@ fn a_forced_network_filesystem_opens_in_the_network_ladder() -> TestResult {
     assert_eq!(crate::header_format(&path), (1, 1));
     Ok(())
 }
+
+/// Promise: the check a pool runs before lending a connection refuses one that its last user left
+/// inside a transaction (its locks would stall everyone, and the next user would commit into it),
+/// and passes it again once the transaction ends.
+#[test]
+fn the_pool_check_refuses_a_connection_left_inside_a_transaction() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (database, _) = SqliteOptions::new(directory.path().join("check.db")).database()?;
+    let connection = database.connect()?;
+    store_sqlite::SqliteDatabase::check(&connection)?;
+    connection.execute_batch("CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t VALUES (1);")?;
+    assert!(
+        matches!(
+            store_sqlite::SqliteDatabase::check(&connection),
+            Err(ConnectError::InTransaction { .. })
+        ),
+        "a connection inside a transaction passed the check"
+    );
+    connection.execute_batch("COMMIT")?;
+    store_sqlite::SqliteDatabase::check(&connection)?;
+    Ok(())
+}
