@@ -243,13 +243,12 @@ async fn a_deadpool_pool_serves_tokio_tasks() -> Result<(), Box<dyn std::error::
 
 /// An r2d2 pool serves threads on a healthy local database (a pool of 4, 8 threads, every row
 /// there), and checks connections before lending them (`test_on_check_out`, the default): once
-/// every pooled connection is broken (an authorizer that refuses every `SELECT`), the next
-/// checkout gets a fresh connection that works, not a broken one.
+/// every pooled connection was given back inside a transaction its user left open (holding the
+/// write lock), the next checkout gets a fresh connection outside any transaction, and a write
+/// through it does not wait on those locks.
 #[cfg(feature = "r2d2")]
 #[test]
 fn an_r2d2_pool_serves_threads_and_checks_connections_before_lending_them() {
-    use store::sqlite::rusqlite::hooks::{AuthAction, Authorization};
-
     const WORKERS: u64 = 8;
     const PER_WORKER: u64 = 100;
     let directory = tempfile::tempdir().unwrap();
@@ -274,22 +273,31 @@ fn an_r2d2_pool_serves_threads_and_checks_connections_before_lending_them() {
         all_ids(WORKERS, PER_WORKER)
     );
 
-    let mut broken: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
-    for connection in &mut broken {
-        connection
-            .authorizer(Some(
-                |context: store::sqlite::rusqlite::hooks::AuthContext<'_>| match context.action {
-                    AuthAction::Select => Authorization::Deny,
-                    _ => Authorization::Allow,
-                },
-            ))
-            .unwrap();
-        assert!(connection.query_row("SELECT 1", [], |_| Ok(())).is_err());
+    let left_open: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+    left_open[0]
+        .execute_batch(
+            "BEGIN IMMEDIATE; INSERT INTO items (id, payload) VALUES (0, 'never committed')",
+        )
+        .unwrap();
+    for connection in &left_open[1..] {
+        connection.execute_batch("BEGIN").unwrap();
     }
-    drop(broken);
+    drop(left_open);
     let lent = pool.get().unwrap();
-    let answer: i64 = lent.query_row("SELECT 1", [], |row| row.get(0)).unwrap();
-    assert_eq!(answer, 1);
+    assert!(
+        lent.is_autocommit(),
+        "a connection left in a transaction was lent"
+    );
+    lent.execute("INSERT INTO items (id, payload) VALUES (-1, 'after')", [])
+        .unwrap();
+    let rows: i64 = lent
+        .query_row("SELECT count(*) FROM items", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        rows.unsigned_abs(),
+        WORKERS * PER_WORKER + 1,
+        "the uncommitted row is gone"
+    );
 }
 
 /// DuckDB pools share the one instance of the file in this process: an r2d2 pool of 4 and a
