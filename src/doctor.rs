@@ -214,6 +214,10 @@ pub enum Outlook {
     },
     /// Not a database store opens (empty, unrecognised, a directory).
     NotADatabase,
+    /// DuckDB: the database is open in this process; the doctor does not start a second
+    /// instance beside it (a read-only open would be refused as a mismatch, and two instances on
+    /// one file in one process lose each other's writes).
+    OpenInThisProcess,
     /// A database of an engine this build does not include.
     EngineNotEnabled {
         /// The Cargo feature that would include it.
@@ -473,6 +477,10 @@ fn examine_duckdb(checkup: &mut DatabaseCheckup) {
             schema_version,
         }
     });
+    if store_duckdb::is_open(&path) {
+        checkup.outlook = Outlook::OpenInThisProcess;
+        return;
+    }
     checkup.outlook = match store_duckdb::DuckDbOptions::new(&path)
         .read_only(true)
         .open()
@@ -612,6 +620,8 @@ impl fmt::Display for Outlook {
                 Ok(())
             }
             Outlook::NotADatabase => formatter.write_str("refuse it: not a database"),
+            Outlook::OpenInThisProcess => formatter
+                .write_str("share it: it is open in this process, and healthy enough for that"),
             Outlook::EngineNotEnabled { feature } => write!(
                 formatter,
                 "need the `{feature}` feature of store to say more"

@@ -260,3 +260,28 @@ fn a_read_only_location_is_examined_without_a_probe() {
         );
     });
 }
+
+/// A DuckDB database the application holds open read-write in this same process: the doctor
+/// says so and starts no second instance (a read-only one would be refused as a mismatch), and
+/// the application's connection keeps working.
+#[cfg(feature = "duckdb")]
+#[test]
+fn a_duckdb_database_open_in_this_process_is_not_opened_twice() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let path = home.path().join("system.duckdb");
+    let (connection, _) = store::duckdb::DuckDbOptions::new(&path)
+        .migrations(migrations())
+        .open()?;
+    let checkup = doctor::examine(home.path())?;
+    let [open] = checkup.databases.as_slice() else {
+        panic!("one database: {checkup}");
+    };
+    assert!(
+        matches!(open.outlook, Outlook::OpenInThisProcess),
+        "{:?}",
+        open.outlook
+    );
+    let one: i64 = connection.query_row("SELECT 1", [], |row| row.get(0))?;
+    assert_eq!(one, 1);
+    Ok(())
+}
