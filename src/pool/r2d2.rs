@@ -41,8 +41,8 @@ use crate::Database;
 const R2D2_DEFAULT_SIZE: u32 = 10;
 
 /// An r2d2 connection manager over a decided database: `connect` is [`Database::connect`],
-/// `is_valid` is [`Database::check`], and `has_broken` is always `false` (a connection that stops
-/// working fails its check at the next checkout).
+/// `is_valid` is [`Database::check`], and `has_broken` is [`Database::left_in_transaction`]
+/// (a connection given back inside a transaction is dropped at once, releasing its locks).
 #[derive(Debug, Clone)]
 pub struct ConnectionManager<D> {
     database: D,
@@ -73,8 +73,10 @@ impl<D: Database> ManageConnection for ConnectionManager<D> {
         D::check(connection)
     }
 
-    fn has_broken(&self, _connection: &mut D::Connection) -> bool {
-        false
+    fn has_broken(&self, connection: &mut D::Connection) -> bool {
+        // A connection given back inside a transaction holds its locks while idle: drop it now,
+        // not at its next checkout.
+        D::left_in_transaction(connection)
     }
 }
 

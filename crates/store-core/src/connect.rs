@@ -103,8 +103,16 @@ pub trait Database: Clone + Send + Sync + 'static {
     /// checked, never switched), cheaply: nothing is decided again.
     fn connect(&self) -> Result<Self::Connection, Self::Error>;
 
-    /// A cheap query that proves a connection still works (what pools run before lending one).
+    /// Whether a connection may be lent again (pools run it before lending one): cheap, and
+    /// refuses one whose last user left a transaction open where the engine can tell.
     fn check(connection: &mut Self::Connection) -> Result<(), Self::Error>;
+
+    /// Whether a connection given back is inside a transaction its last user left open (it holds
+    /// its locks while idle, so a pool drops it at once). Default: the engine cannot tell.
+    fn left_in_transaction(connection: &mut Self::Connection) -> bool {
+        let _ = connection;
+        false
+    }
 
     /// How many connections the decision allows at once.
     fn connection_limit(&self) -> ConnectionLimit;

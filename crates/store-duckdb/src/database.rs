@@ -113,7 +113,8 @@ impl DuckDbDatabase {
     }
 
     /// Whether `connection` still answers a trivial query (`SELECT 1`), for a pool to test a
-    /// connection before handing it out.
+    /// connection before handing it out. It cannot tell a connection left inside a transaction:
+    /// DuckDB's client API does not say (duckdb-rs's `is_autocommit` always answers true).
     pub fn check(connection: &DuckDbConnection) -> Result<(), ConnectError> {
         connection
             .query_row("SELECT 1", [], |_| Ok(()))

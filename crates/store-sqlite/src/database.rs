@@ -221,17 +221,24 @@ impl SqliteDatabase {
         let decided = &*self.decided;
         let options = &*self.options;
         let path = &options.path;
-        let engine = |source: rusqlite::Error| ConnectError::Engine {
-            path: path.clone(),
-            class: classify_at(&source, Stage::Open, Some(path)).class,
-            source,
-        };
         let exclusive = decided.connection_limit == ConnectionLimit::One;
         let held = |holder| {
             ConnectError::HeldExclusively(ExclusivelyHeld {
                 path: path.clone(),
                 holder,
             })
+        };
+        // Under exclusive locking any step that reads the schema can be refused the lock: the
+        // holder, when there is one, is the error, not the `Busy` that waited for it.
+        let engine = |source: rusqlite::Error| {
+            if let Some(holder) = exclusive.then(|| exclusive_holder(path)).flatten() {
+                return held(holder);
+            }
+            ConnectError::Engine {
+                path: path.clone(),
+                class: classify_at(&source, Stage::Open, Some(path)).class,
+                source,
+            }
         };
         if exclusive && let Some(holder) = exclusive_holder(path) {
             return Err(held(holder));
@@ -256,14 +263,7 @@ impl SqliteDatabase {
                 .map_err(engine)?;
         }
         if let Some(mode) = decided.journal_mode {
-            // Reads the schema, so under exclusive locking this is where the lock is taken.
-            let found =
-                pragma_answer(&connection, "PRAGMA journal_mode").map_err(
-                    |error| match exclusive.then(|| exclusive_holder(path)).flatten() {
-                        Some(holder) => held(holder),
-                        None => engine(error),
-                    },
-                )?;
+            let found = pragma_answer(&connection, "PRAGMA journal_mode").map_err(engine)?;
             if !found.eq_ignore_ascii_case(mode.pragma_value()) {
                 decided.forget();
                 return Err(ConnectError::JournalModeChanged {
@@ -343,6 +343,10 @@ impl store_core::Database for SqliteDatabase {
 
     fn check(connection: &mut Connection) -> Result<(), ConnectError> {
         SqliteDatabase::check(connection)
+    }
+
+    fn left_in_transaction(connection: &mut Connection) -> bool {
+        !connection.is_autocommit()
     }
 
     fn connection_limit(&self) -> ConnectionLimit {
