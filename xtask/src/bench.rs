@@ -394,7 +394,7 @@ fn connection_figures() -> BenchResult<Vec<Figure>> {
 const POOL_SIZE: u32 = 4;
 const WRITER_THREADS: i64 = 8;
 /// Checkouts per run of the checkout figure (a run's value is their mean).
-const CHECKOUTS_PER_RUN: usize = 20_000;
+const CHECKOUTS_PER_RUN: usize = 200_000;
 
 /// A pool manager as an application writes one over plain rusqlite (the pragmas by hand, and the
 /// validity check `r2d2_sqlite` makes): the baseline of store's pools.
@@ -977,7 +977,8 @@ fn print_figures(figures: &[Figure], json: bool, elapsed: Duration) {
     println!(
         "\nratio = store median / baseline median. {RUNS} runs a side (copies: {COPY_RUNS}, commit \
          rates: 3 fresh processes of {} ms); open figures are the mean of {SQLITE_OPENS_PER_RUN} \
-         (sqlite) or {DUCKDB_OPENS_PER_RUN} (duckdb) opens per run. A target bounds a time \
+         (sqlite) or {DUCKDB_OPENS_PER_RUN} (duckdb) opens per run, checkouts of \
+         {CHECKOUTS_PER_RUN}. A target bounds a time \
          ratio from above and a rate ratio from below. The opt-out rows are store at \
          synchronous=normal against store at its default: what giving up power-safe commits buys. \
          Whole bench: {:.0} s.",
