@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use store_core::{ConnectionLimit, Engine, FailureClass, OpenReport};
 
 use crate::error::{ConnectError, OpenError};
-use crate::options::DuckDbOptions;
+use crate::options::{ConnectionInit, DuckDbOptions, run_on_connect};
 use crate::registry::DuckDbConnection;
 
 /// An opened DuckDB database: the process's one instance of the file, kept alive while the handle
@@ -65,6 +65,8 @@ struct Inner {
     /// DuckDB connection may move between threads but not be used from two at once, and cloning
     /// uses it.
     spare: Mutex<DuckDbConnection>,
+    /// The options' per-connection initialisation, run on every connection made.
+    on_connect: Vec<ConnectionInit>,
 }
 
 impl std::fmt::Debug for DuckDbDatabase {
@@ -86,6 +88,7 @@ impl DuckDbOptions {
         let (connection, report) = self.open()?;
         let database = DuckDbDatabase {
             inner: Arc::new(Inner {
+                on_connect: self.on_connect.clone(),
                 path: self.path.clone(),
                 label: report.label.clone(),
                 read_only: self.read_only,
@@ -106,10 +109,18 @@ impl DuckDbDatabase {
             .spare
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        spare.try_clone().map_err(|source| ConnectError::Engine {
+        let connection = spare.try_clone().map_err(|source| ConnectError::Engine {
             path: self.inner.path.clone(),
             source,
-        })
+        })?;
+        drop(spare);
+        run_on_connect(&self.inner.on_connect, &connection).map_err(|source| {
+            ConnectError::Init {
+                path: self.inner.path.clone(),
+                source,
+            }
+        })?;
+        Ok(connection)
     }
 
     /// Whether `connection` still answers a trivial query (`SELECT 1`), for a pool to test a

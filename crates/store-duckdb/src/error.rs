@@ -111,6 +111,15 @@ pub enum OpenError {
         /// What this open asked for.
         asked: InstanceConfig,
     },
+    /// The options' per-connection initialisation failed on the open's connection.
+    #[error("the per-connection initialisation failed on {}", path.display())]
+    Init {
+        /// The path given.
+        path: PathBuf,
+        /// What the initialisation returned.
+        #[source]
+        source: duckdb::Error,
+    },
 }
 
 impl OpenError {
@@ -125,6 +134,7 @@ impl OpenError {
             | OpenError::Create { class, .. }
             | OpenError::Snapshot { class, .. } => *class,
             OpenError::Migrate { source, .. } => source.class(),
+            OpenError::Init { source, .. } => crate::classify(source),
         }
     }
 
@@ -138,7 +148,8 @@ impl OpenError {
             | OpenError::UnknownFsyncMode { path, .. }
             | OpenError::Snapshot { path, .. }
             | OpenError::Setting { path, .. }
-            | OpenError::InstanceMismatch { path, .. } => path,
+            | OpenError::InstanceMismatch { path, .. }
+            | OpenError::Init { path, .. } => path,
         }
     }
 
@@ -175,6 +186,15 @@ impl OpenError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
+    /// The options' per-connection initialisation failed.
+    #[error("the per-connection initialisation failed on {}", path.display())]
+    Init {
+        /// The database file.
+        path: PathBuf,
+        /// What the initialisation returned.
+        #[source]
+        source: duckdb::Error,
+    },
     /// DuckDB failed.
     #[error("cannot connect to {} ({})", path.display(), crate::classify(source))]
     Engine {
@@ -190,21 +210,23 @@ impl ConnectError {
     /// The failure class, for pools deciding whether to retry and for user-facing messages.
     pub fn class(&self) -> FailureClass {
         match self {
-            ConnectError::Engine { source, .. } => crate::classify(source),
+            ConnectError::Engine { source, .. } | ConnectError::Init { source, .. } => {
+                crate::classify(source)
+            }
         }
     }
 
     /// The database file the connection was for.
     pub fn path(&self) -> &Path {
         match self {
-            ConnectError::Engine { path, .. } => path,
+            ConnectError::Engine { path, .. } | ConnectError::Init { path, .. } => path,
         }
     }
 
     /// The DuckDB error underneath.
     pub fn duckdb_error(&self) -> Option<&duckdb::Error> {
         match self {
-            ConnectError::Engine { source, .. } => Some(source),
+            ConnectError::Engine { source, .. } | ConnectError::Init { source, .. } => Some(source),
         }
     }
 }

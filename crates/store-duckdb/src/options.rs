@@ -41,6 +41,29 @@ pub struct DuckDbOptions {
     pub(crate) settings: BTreeMap<String, String>,
     /// The filesystem kind to report instead of the detected one.
     pub(crate) filesystem: Option<FsKind>,
+    pub(crate) on_connect: Vec<ConnectionInit>,
+}
+
+/// A user's per-connection initialisation, run on every connection an open and its database
+/// handle make.
+#[derive(Clone)]
+pub(crate) struct ConnectionInit(pub(crate) Arc<InitFn>);
+
+/// What [`DuckDbOptions::on_connect`] takes.
+pub(crate) type InitFn = dyn Fn(&duckdb::Connection) -> duckdb::Result<()> + Send + Sync;
+
+/// Runs each initialisation on `connection`, in order, stopping at the first that fails.
+pub(crate) fn run_on_connect(
+    inits: &[ConnectionInit],
+    connection: &duckdb::Connection,
+) -> duckdb::Result<()> {
+    inits.iter().try_for_each(|init| (init.0)(connection))
+}
+
+impl std::fmt::Debug for ConnectionInit {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ConnectionInit(..)")
+    }
 }
 
 impl DuckDbOptions {
@@ -55,6 +78,7 @@ impl DuckDbOptions {
             read_only: false,
             settings: BTreeMap::new(),
             filesystem: None,
+            on_connect: Vec::new(),
         }
     }
 
@@ -135,6 +159,31 @@ impl DuckDbOptions {
     /// stay as detected, and a note says the kind was set here. Default: the detected kind.
     pub fn filesystem(mut self, kind: FsKind) -> DuckDbOptions {
         self.filesystem = Some(kind);
+        self
+    }
+
+    /// Runs `init` on every connection the open and its database handle make, before
+    /// migrations: per-connection settings (`SET search_path`), macros. Calls add up, in order.
+    /// Settings of the whole instance (`memory_limit`, `threads`) belong in
+    /// [`setting`](Self::setting), which applies them before the WAL is replayed. Default: none.
+    ///
+    /// ```
+    /// use store_duckdb::DuckDbOptions;
+    ///
+    /// # let directory = tempfile::tempdir()?;
+    /// let (database, _report) = DuckDbOptions::new(directory.path().join("system.duckdb"))
+    ///     .on_connect(|connection| connection.execute_batch("SET threads = 1"))
+    ///     .database()?;
+    /// let connection = database.connect()?;
+    /// let threads: i64 = connection.query_row("SELECT current_setting('threads')", [], |row| row.get(0))?;
+    /// assert_eq!(threads, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_connect(
+        mut self,
+        init: impl Fn(&duckdb::Connection) -> duckdb::Result<()> + Send + Sync + 'static,
+    ) -> DuckDbOptions {
+        self.on_connect.push(ConnectionInit(Arc::new(init)));
         self
     }
 

@@ -394,3 +394,30 @@ fn a_filesystem_kind_set_by_the_options_is_reported() -> TestResult {
     assert_eq!(filesystem.kind_source, KindSource::Detected);
     Ok(())
 }
+
+/// Promise: the per-connection initialisation runs on the open's connection and on every
+/// connection the handle makes, and one that fails is a typed error, not a half-set connection.
+#[test]
+fn on_connect_runs_on_every_connection_and_its_failure_is_typed() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("init.duckdb");
+    let (database, _) = DuckDbOptions::new(&path)
+        .on_connect(|connection| {
+            connection.execute_batch("CREATE OR REPLACE TEMP MACRO answer() AS 42")
+        })
+        .database()?;
+    for _ in 0..3 {
+        let connection = database.connect()?;
+        let answer: i64 = connection.query_row("SELECT answer()", [], |row| row.get(0))?;
+        assert_eq!(answer, 42);
+    }
+    drop(database);
+    let failed = DuckDbOptions::new(&path)
+        .on_connect(|connection| connection.execute_batch("THIS IS NOT SQL"))
+        .open();
+    assert!(
+        matches!(failed, Err(OpenError::Init { ref path, .. }) if path.ends_with("init.duckdb")),
+        "{failed:?}"
+    );
+    Ok(())
+}
