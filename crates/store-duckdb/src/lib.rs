@@ -51,6 +51,7 @@ mod open;
 mod options;
 mod recovery;
 mod registry;
+pub mod wal;
 
 pub use classify::{Diagnosis, classify, diagnose};
 pub use database::DuckDbDatabase;
