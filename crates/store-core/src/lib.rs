@@ -62,7 +62,7 @@ pub use policy::{
     JournalLadder, JournalPolicy, LadderError, RecoveryLadder, RecoveryPolicy, RecoveryStep,
 };
 pub use report::{
-    AppliedMigration, DataLoss, Durability, Engine, Fallback, OpenReport, Recovery, SyncLevel,
-    default_label,
+    AppliedMigration, DataLoss, Durability, Engine, Fallback, OpenReport, Recovery,
+    SalvageBoundary, SyncLevel, default_label,
 };
 pub use time::UtcTime;

@@ -318,6 +318,7 @@ impl PendingRecovery {
             moved_aside: self.moved_aside(database),
             lost: self.lost.clone(),
             interrupted: true,
+            salvage_boundary: None,
         }
     }
 }

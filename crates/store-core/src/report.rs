@@ -210,6 +210,34 @@ pub struct Recovery {
     /// open found the step's files in place and completed the open. The fields above come from
     /// the step's durable record (`steps_failed` is then empty, `moved_aside` found by name).
     pub interrupted: bool,
+    /// How a salvage found where the commits it kept end (`None` for other steps, and for a
+    /// salvage known only from its durable record).
+    pub salvage_boundary: Option<SalvageBoundary>,
+}
+
+/// How a salvage found the end of the last commit it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SalvageBoundary {
+    /// Read from the write-ahead log's framing, in one pass, and proven by one replay.
+    WalReader,
+    /// Found by replaying prefixes of the log (a log the reader does not know, or one whose
+    /// reading did not replay): `replays` opens of copies.
+    Bisection {
+        /// How many prefixes were replayed.
+        replays: u32,
+    },
+}
+
+impl fmt::Display for SalvageBoundary {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SalvageBoundary::WalReader => formatter.write_str("read from the WAL's framing"),
+            SalvageBoundary::Bisection { replays } => {
+                write!(formatter, "found by bisection ({replays} replays)")
+            }
+        }
+    }
 }
 
 /// The label a database goes by when none is given: its file name (or the whole path if it has
@@ -370,6 +398,9 @@ impl fmt::Display for OpenReport {
                 recovery.lost,
                 recovery.moved_aside.len()
             )?;
+            if let Some(boundary) = recovery.salvage_boundary {
+                write!(formatter, " (the end of the kept commits {boundary})")?;
+            }
             if recovery.interrupted {
                 formatter.write_str(
                     " (in an earlier open that a crash or power cut interrupted; completed by this one)",
@@ -498,6 +529,7 @@ mod tests {
             moved_aside: Vec::new(),
             lost: DataLoss::UncheckpointedCommits,
             interrupted: false,
+            salvage_boundary: None,
         });
         let text = report.to_string();
         assert!(

@@ -15,8 +15,8 @@ use store_core::files::{
     self, Replace, SetAside, private_sibling, prune_moved_aside, sibling, snapshot_file,
 };
 use store_core::{
-    DataLoss, Engine, FailureClass, MovedAside, OpenReport, Recovery, RecoveryStep, WarnOnce,
-    cause_chain, check_database_path,
+    DataLoss, Engine, FailureClass, MovedAside, OpenReport, Recovery, RecoveryStep,
+    SalvageBoundary, WarnOnce, cause_chain, check_database_path,
 };
 
 use crate::SIDECAR_SUFFIXES;
@@ -25,6 +25,7 @@ use crate::error::{OpenError, StepError};
 use crate::migrate::{self, SNAPSHOT_SUFFIX};
 use crate::open::connect;
 use crate::options::DuckDbOptions;
+use crate::wal::WalReading;
 
 /// The reasons moved-aside files are named by, one per step.
 pub(crate) const REASON_SALVAGED: &str = "salvaged-wal";
@@ -36,6 +37,8 @@ struct Recovered {
     connection: duckdb::Connection,
     moved_aside: Vec<MovedAside>,
     lost: DataLoss,
+    /// How a salvage found its cut; `None` for the other steps.
+    salvage_boundary: Option<SalvageBoundary>,
 }
 
 /// A step that did not: why, what it moved before failing, and whether its error is the one to
@@ -174,6 +177,7 @@ pub(crate) fn recover(
                     moved_aside: moved,
                     lost: recovered.lost,
                     interrupted: false,
+                    salvage_boundary: recovered.salvage_boundary,
                 });
                 apply_retention(options);
                 return Ok(recovered.connection);
@@ -270,27 +274,32 @@ fn salvage_wal(
         }
         connect(&copy, true, &options.settings).is_ok()
     };
-    let named = diagnosis
-        .bad_wal_entry_offset
-        .and_then(|offset| usize::try_from(offset).ok())
-        .filter(|offset| *offset <= wal_bytes.len());
-    let length = match named {
-        Some(offset) if replays(offset) => offset,
-        _ => {
-            // Invariant: the prefix of `good` bytes replays, the one of `bad` bytes does not.
-            let (mut good, mut bad) = (0usize, wal_bytes.len());
-            if !replays(good) {
-                return Err(StepFailure::skipped("even an empty WAL does not replay"));
-            }
-            while bad - good > 1 {
-                let middle = good + (bad - good) / 2;
-                if replays(middle) {
-                    good = middle;
-                } else {
-                    bad = middle;
-                }
-            }
-            good
+    let (length, boundary) = match WalReading::read(&wal_bytes) {
+        // One pass over the framing names the end of the last whole, valid commit; one replay
+        // proves it.
+        Ok(reading) if reading.commits > 0 && replays(reading.last_commit_end as usize) => {
+            tracing::debug!(
+                target: "store::recovery",
+                commits = reading.commits,
+                kept_bytes = reading.last_commit_end,
+                tail = %reading.tail,
+                "salvage cut read from the WAL's framing"
+            );
+            (reading.last_commit_end as usize, SalvageBoundary::WalReader)
+        }
+        Ok(reading) if reading.commits == 0 => {
+            return Err(StepFailure::skipped(format!(
+                "the WAL holds no whole commit before {}",
+                reading.tail
+            )));
+        }
+        reading => {
+            tracing::info!(
+                target: "store::recovery",
+                reading = ?reading.map(|reading| reading.tail),
+                "the WAL reader cannot cut this WAL; finding the cut by replaying prefixes"
+            );
+            bisect(&wal_bytes, diagnosis, replays)?
         }
     };
     if length == 0 {
@@ -334,7 +343,47 @@ fn salvage_wal(
         connection,
         moved_aside: moved,
         lost,
+        salvage_boundary: Some(boundary),
     })
+}
+
+/// The longest prefix of the WAL that replays, by asking DuckDB: the entry it named first, else
+/// bisection. For a WAL the reader does not know (another version, an encrypted one), or one
+/// whose reading did not replay.
+fn bisect(
+    wal_bytes: &[u8],
+    diagnosis: &Diagnosis,
+    mut replays: impl FnMut(usize) -> bool,
+) -> Result<(usize, SalvageBoundary), StepFailure> {
+    let mut count = 0u32;
+    let mut replays = |length: usize| {
+        count += 1;
+        replays(length)
+    };
+    let named = diagnosis
+        .bad_wal_entry_offset
+        .and_then(|offset| usize::try_from(offset).ok())
+        .filter(|offset| *offset <= wal_bytes.len());
+    let length = match named {
+        Some(offset) if replays(offset) => offset,
+        _ => {
+            // Invariant: the prefix of `good` bytes replays, the one of `bad` bytes does not.
+            let (mut good, mut bad) = (0usize, wal_bytes.len());
+            if !replays(good) {
+                return Err(StepFailure::skipped("even an empty WAL does not replay"));
+            }
+            while bad - good > 1 {
+                let middle = good + (bad - good) / 2;
+                if replays(middle) {
+                    good = middle;
+                } else {
+                    bad = middle;
+                }
+            }
+            good
+        }
+    };
+    Ok((length, SalvageBoundary::Bisection { replays: count }))
 }
 
 /// Sets the WAL and its sidecars aside, leaving their names empty, and opens at the last
@@ -364,6 +413,7 @@ fn discard_wal(options: &DuckDbOptions, intent: &Intent<'_>) -> Result<Recovered
             connection,
             moved_aside: moved,
             lost,
+            salvage_boundary: None,
         }),
         Err(error) => Err(StepFailure {
             reason: format!("the database does not open without its WAL: {error}"),
@@ -444,5 +494,6 @@ fn restore_snapshot(
         connection,
         moved_aside: moved,
         lost,
+        salvage_boundary: None,
     })
 }

@@ -160,7 +160,9 @@ impl fmt::Display for WalTail {
                 "an entry at byte {offset} that fails its checksum, after {entries} uncommitted \
                  entries"
             ),
-            WalTail::Garbage { offset } => write!(formatter, "bytes that are no entry at byte {offset}"),
+            WalTail::Garbage { offset } => {
+                write!(formatter, "bytes that are no entry at byte {offset}")
+            }
         }
     }
 }
@@ -259,14 +261,20 @@ fn read_header(bytes: &[u8]) -> Result<(u64, u64), UnknownWal> {
     if fields.field_id() != Some(101) {
         return Err(malformed("it names no version"));
     }
-    let version = fields.varint().ok_or(malformed("its version is cut short"))?;
+    let version = fields
+        .varint()
+        .ok_or(malformed("its version is cut short"))?;
     loop {
         match fields.field_id() {
             Some(TERMINATOR) => break,
             Some(102) => {
-                let count = fields.varint().ok_or(malformed("its identifier is cut short"))?;
+                let count = fields
+                    .varint()
+                    .ok_or(malformed("its identifier is cut short"))?;
                 for _ in 0..count.min(1024) {
-                    fields.varint().ok_or(malformed("its identifier is cut short"))?;
+                    fields
+                        .varint()
+                        .ok_or(malformed("its identifier is cut short"))?;
                 }
             }
             Some(103) => {

@@ -6,6 +6,7 @@ mod database;
 mod migrations;
 mod recovery;
 mod registry;
+mod wal;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! error; a broken snapshot propagates its own error), and the steps beyond it.
 
 use store_core::pending::{self, InterruptedRecovery, PendingRecovery};
-use store_core::{DataLoss, FailureClass, RecoveryLadder, RecoveryStep};
+use store_core::{DataLoss, FailureClass, RecoveryLadder, RecoveryStep, SalvageBoundary};
 use store_duckdb::{DuckDbOptions, OpenError, StepError};
 use store_testkit::faults::duckdb::{
     LockHolder, WAL_GARBAGE, append_garbage_to_wal, flip_wal_byte, replace_wal_with_foreign,
@@ -47,8 +47,19 @@ fn garbage_after_the_wal_is_salvaged_keeping_every_commit() -> TestResult {
     let recovery = report.recovery.as_ref().expect("recovered");
     assert_eq!(recovery.class, FailureClass::WalReplay);
     assert_eq!(recovery.step, RecoveryStep::SalvageWal, "{report}");
-    assert!(
-        matches!(recovery.lost, DataLoss::CommitsAfterWalByte { .. }),
+    // One pass over the WAL's framing found the cut, not replays of prefixes; and the cut is
+    // where the garbage starts, no later.
+    assert_eq!(
+        recovery.salvage_boundary,
+        Some(SalvageBoundary::WalReader),
+        "{report}"
+    );
+    let wal_length = std::fs::read(&recovery.moved_aside[0].to)?.len() - WAL_GARBAGE.len();
+    assert_eq!(
+        recovery.lost,
+        DataLoss::CommitsAfterWalByte {
+            byte_offset: wal_length as u64
+        },
         "{report}"
     );
     let count: i64 = connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
@@ -84,6 +95,19 @@ fn a_flipped_byte_is_salvaged_up_to_the_entry_duckdb_names() -> TestResult {
     let (connection, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
     let recovery = report.recovery.as_ref().expect("recovered");
     assert_eq!(recovery.step, RecoveryStep::SalvageWal, "{report}");
+    assert_eq!(
+        recovery.salvage_boundary,
+        Some(SalvageBoundary::WalReader),
+        "{report}"
+    );
+    // The cut is the end of the third commit: never inside or after the damaged entry.
+    assert_eq!(
+        recovery.lost,
+        DataLoss::CommitsAfterWalByte {
+            byte_offset: commit_ends[2]
+        },
+        "{report}"
+    );
     let count: i64 = connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
     assert_eq!(
         count, 13,
