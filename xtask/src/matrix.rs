@@ -5,8 +5,8 @@
 //! - the outcome: opened, fell back, recovered by a step, or a propagated error class;
 //! - the rows the cell's [`Keep`] requires are there, and no row that must not be;
 //! - every acknowledged row that is missing lies inside the loss the open's report names
-//!   ([`crate::oracle`]); any other is a silent loss and fails the cell, unless its
-//!   [`SilentLoss`] tolerates a known one (counted and shown all the same);
+//!   ([`crate::oracle`]); any other is a silent loss and fails the cell (a torn DuckDB WAL tail
+//!   included: store's WAL reader finds it before DuckDB drops it, and reports it);
 //! - every file the report says it moved aside stands at its new name with the bytes that stood
 //!   at the old one and permissions no wider, and a recovery moved at least what it replaced;
 //! - after a migrating process is killed, the files hold the schema version its commits imply,
@@ -49,12 +49,8 @@ const SQLITE_FILE: &str = "cell.db";
 /// The database file of a DuckDB cell.
 const DUCKDB_FILE: &str = "cell.duckdb";
 
-/// Flip to `true` when issue 18 (the DuckDB WAL reader) lands: store then reports a torn WAL tail,
-/// and a silent loss fails every cell, [`SilentLoss::KnownUntilWalReader`] ones included.
-const WAL_READER_REPORTS_TORN_TAILS: bool = false;
-
 /// What a cell may lose and still be as expected, whatever the report says: the report must also
-/// name every loss ([`SilentLoss`]), but a report cannot lower this floor.
+/// name every loss, but a report cannot lower this floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
     /// Every row acknowledged before the fault.
@@ -78,33 +74,6 @@ impl Keep {
             Keep::Checkpointed => "checkpointed",
             Keep::Snapshot => "snapshot",
             Keep::Untouched => "untouched",
-        }
-    }
-}
-
-/// Whether acknowledged rows may vanish without the report naming the loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SilentLoss {
-    /// Never: a missing acknowledged row outside the reported loss fails the cell.
-    Forbidden,
-    /// DuckDB drops a torn WAL tail without a word and store cannot see it yet: the loss is
-    /// counted and shown, and tolerated until issue 18 (a DuckDB WAL reader that reports torn
-    /// tails) lands and [`WAL_READER_REPORTS_TORN_TAILS`] is flipped.
-    KnownUntilWalReader,
-}
-
-impl SilentLoss {
-    fn tolerated(self, wal_reader_reports_torn_tails: bool) -> bool {
-        match self {
-            SilentLoss::Forbidden => false,
-            SilentLoss::KnownUntilWalReader => !wal_reader_reports_torn_tails,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            SilentLoss::Forbidden => "forbidden",
-            SilentLoss::KnownUntilWalReader => "known-until-wal-reader",
         }
     }
 }
@@ -172,7 +141,6 @@ struct Cell {
     policy: &'static str,
     expected: Outcome,
     keep: Keep,
-    silent_loss: SilentLoss,
 }
 
 const fn sqlite(fault: &'static str, policy: &'static str, expected: Outcome, keep: Keep) -> Cell {
@@ -182,7 +150,6 @@ const fn sqlite(fault: &'static str, policy: &'static str, expected: Outcome, ke
         policy,
         expected,
         keep,
-        silent_loss: SilentLoss::Forbidden,
     }
 }
 
@@ -193,18 +160,10 @@ const fn duckdb(fault: &'static str, policy: &'static str, expected: Outcome, ke
         policy,
         expected,
         keep,
-        silent_loss: SilentLoss::Forbidden,
     }
 }
 
 impl Cell {
-    const fn tolerating(self, silent_loss: SilentLoss) -> Cell {
-        Cell {
-            silent_loss,
-            ..self
-        }
-    }
-
     fn name(&self) -> String {
         format!("{}/{}/{}", self.engine, self.fault, self.policy)
     }
@@ -368,10 +327,14 @@ const CELLS: &[Cell] = &[
         Recovered(RecoveryStep::DiscardWal),
         Keep::Checkpointed,
     ),
-    // DuckDB replays a torn WAL up to the cut and says nothing: the commits after it are a
-    // silent loss, shown in its own column until the WAL reader (issue 18) reports it.
-    duckdb("torn-wal-tail", "default", Opened(None), Keep::BeforeDamage)
-        .tolerating(SilentLoss::KnownUntilWalReader),
+    // DuckDB would replay a torn WAL up to the cut and say nothing: store's WAL reader finds the
+    // tail first, keeps the original WAL aside and reports what the cut dropped.
+    duckdb(
+        "torn-wal-tail",
+        "default",
+        Recovered(RecoveryStep::SalvageWal),
+        Keep::BeforeDamage,
+    ),
     duckdb(
         "locked-by-process",
         "default",
@@ -731,10 +694,6 @@ struct Judgement {
 }
 
 fn judge(cell: &Cell, observed: &Observed) -> Judgement {
-    judge_with(cell, observed, WAL_READER_REPORTS_TORN_TAILS)
-}
-
-fn judge_with(cell: &Cell, observed: &Observed, wal_reader_reports_torn_tails: bool) -> Judgement {
     if let Some(reason) = &observed.skipped {
         return Judgement {
             verdict: Verdict::Skipped,
@@ -788,7 +747,7 @@ fn judge_with(cell: &Cell, observed: &Observed, wal_reader_reports_torn_tails: b
                     format!("{} rows present that must not be", rows.unexpected),
                 ));
             }
-            if rows.lost_silent > 0 && !cell.silent_loss.tolerated(wal_reader_reports_torn_tails) {
+            if rows.lost_silent > 0 {
                 failures.push((
                     Verdict::SilentLoss,
                     format!(
@@ -1038,20 +997,9 @@ fn summary(rows: &[Row], wall: Duration) -> String {
             .map(field)
             .sum::<u64>()
     };
-    let tolerated: u64 = rows
-        .iter()
-        .filter(|row| {
-            row.cell
-                .silent_loss
-                .tolerated(WAL_READER_REPORTS_TORN_TAILS)
-        })
-        .filter_map(|row| row.observed.rows.as_ref())
-        .map(|rows| rows.lost_silent)
-        .sum();
     format!(
         "{} cells, {} as expected, {failed} failed, {} skipped; acknowledged rows: {} checked, \
-         {} lost beyond expectation, {} lost with a report, {} lost silently ({tolerated} of them \
-         tolerated until issue 18) ({:.1} s)",
+         {} lost beyond expectation, {} lost with a report, {} lost silently ({:.1} s)",
         rows.len(),
         count(Verdict::AsExpected),
         count(Verdict::Skipped),
@@ -1063,7 +1011,7 @@ fn summary(rows: &[Row], wall: Duration) -> String {
     )
 }
 
-const COLUMNS: [&str; 16] = [
+const COLUMNS: [&str; 15] = [
     "",
     "engine",
     "fault",
@@ -1076,13 +1024,12 @@ const COLUMNS: [&str; 16] = [
     "kept",
     "lost reported",
     "lost silent",
-    "silent loss",
     "moved",
     "checks",
     "ms",
 ];
 
-fn columns(row: &Row) -> [String; 16] {
+fn columns(row: &Row) -> [String; 15] {
     let [acknowledged, required, kept, lost_reported, lost_silent] =
         row_columns(row.observed.rows.as_ref());
     [
@@ -1098,7 +1045,6 @@ fn columns(row: &Row) -> [String; 16] {
         kept,
         lost_reported,
         lost_silent,
-        row.cell.silent_loss.as_str().to_owned(),
         row.observed.moved_aside.len().to_string(),
         checks_text(&row.observed),
         row.elapsed.as_millis().to_string(),
@@ -1131,7 +1077,7 @@ fn print_aligned<const N: usize>(header: &[&str; N], body: &[[String; N]]) {
 }
 
 fn print_table(rows: &[Row], wall: Duration) {
-    let body: Vec<[String; 16]> = rows.iter().map(columns).collect();
+    let body: Vec<[String; 15]> = rows.iter().map(columns).collect();
     print_aligned(&COLUMNS, &body);
     for row in rows.iter().filter(|row| row.judgement.verdict.failed()) {
         println!(
@@ -1220,7 +1166,7 @@ fn print_json(rows: &[Row], power_rows: &[PowerRow], wall: Duration) {
                 )
             }));
             format!(
-                "{{\"engine\":{},\"fault\":{},\"policy\":{},\"expected\":{},\"actual\":{},\"verdict\":{},\"reasons\":{},\"keep\":{},\"silent_loss\":{},\"rows\":{counts},\"moved_aside\":{moved},\"checks\":{checks},\"skipped\":{},\"elapsed_ms\":{},\"detail\":{}}}",
+                "{{\"engine\":{},\"fault\":{},\"policy\":{},\"expected\":{},\"actual\":{},\"verdict\":{},\"reasons\":{},\"keep\":{},\"rows\":{counts},\"moved_aside\":{moved},\"checks\":{checks},\"skipped\":{},\"elapsed_ms\":{},\"detail\":{}}}",
                 json_string(row.cell.engine.as_str()),
                 json_string(row.cell.fault),
                 json_string(row.cell.policy),
@@ -1229,7 +1175,6 @@ fn print_json(rows: &[Row], power_rows: &[PowerRow], wall: Duration) {
                 json_string(row.judgement.verdict.mark()),
                 json_list(row.judgement.reasons.iter().map(|reason| json_string(reason))),
                 json_string(row.cell.keep.describe()),
-                json_string(row.cell.silent_loss.as_str()),
                 row.observed
                     .skipped
                     .as_deref()
@@ -2555,32 +2500,23 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_loss_fails_unless_the_cell_tolerates_a_known_one() {
+    fn a_silent_loss_fails_every_cell_the_torn_tail_included() {
         let silent = Rows {
             kept: 95,
             required: 95,
             lost_silent: 5,
             ..all_kept()
         };
-        // A loss the report does not name fails an ordinary cell even above its floor.
-        let salvage = cell("duckdb/wal-garbage/default");
-        let judgement = judge(salvage, &as_expected(salvage, silent));
-        assert_eq!(judgement.verdict, Verdict::SilentLoss, "{judgement:?}");
-        // The torn tail's known silent loss passes until the WAL reader lands, then fails.
-        let torn = cell("duckdb/torn-wal-tail/default");
-        assert_eq!(torn.silent_loss, SilentLoss::KnownUntilWalReader);
-        let observed = as_expected(torn, silent);
-        assert_eq!(
-            judge_with(torn, &observed, false).verdict,
-            Verdict::AsExpected
-        );
-        assert_eq!(
-            judge_with(torn, &observed, true).verdict,
-            Verdict::SilentLoss
-        );
-        // Every other cell forbids it.
-        for other in CELLS.iter().filter(|cell| cell.fault != "torn-wal-tail") {
-            assert_eq!(other.silent_loss, SilentLoss::Forbidden, "{}", other.name());
+        // A loss the report does not name fails a cell even above its floor: since the WAL
+        // reader, the torn tail's too.
+        for name in ["duckdb/wal-garbage/default", "duckdb/torn-wal-tail/default"] {
+            let cell = cell(name);
+            let judgement = judge(cell, &as_expected(cell, silent));
+            assert_eq!(
+                judgement.verdict,
+                Verdict::SilentLoss,
+                "{name}: {judgement:?}"
+            );
         }
     }
 

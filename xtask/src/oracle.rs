@@ -123,9 +123,11 @@ impl Ledger {
 /// Whether `loss` covers `row`: see the module's documentation.
 pub fn excuses(loss: &DataLoss, row: &AckedRow) -> bool {
     match (loss, row.place) {
-        (DataLoss::CommitsAfterWalByte { byte_offset }, Place::Wal { end_bytes }) => {
-            end_bytes.is_some_and(|end| end > *byte_offset)
-        }
+        (
+            DataLoss::CommitsAfterWalByte { byte_offset }
+            | DataLoss::DroppedWalTail { byte_offset, .. },
+            Place::Wal { end_bytes },
+        ) => end_bytes.is_some_and(|end| end > *byte_offset),
         (DataLoss::UncheckpointedCommits, Place::Wal { .. }) => true,
         (DataLoss::EverythingSinceSnapshot { .. }, _) => !row.in_snapshot,
         // Nothing, a WAL loss of a row in the database file, and kinds added later: a new kind

@@ -482,6 +482,11 @@ fn encode_loss(lost: &DataLoss) -> String {
         DataLoss::CommitsAfterWalByte { byte_offset } => {
             format!("commits-after-wal-byte {byte_offset}")
         }
+        DataLoss::DroppedWalTail {
+            byte_offset,
+            bytes,
+            entries,
+        } => format!("dropped-wal-tail {byte_offset},{bytes},{entries}"),
         DataLoss::UncheckpointedCommits => "uncheckpointed-commits".to_owned(),
         DataLoss::EverythingSinceSnapshot { taken_at } => {
             format!("everything-since-snapshot {}", encode_time(*taken_at))
@@ -503,6 +508,21 @@ fn parse_loss(text: &str) -> Option<DataLoss> {
             Some(DataLoss::CommitsAfterWalByte {
                 byte_offset: offset.parse().ok()?,
             })
+        }
+        ("dropped-wal-tail", Some(numbers)) => {
+            let mut numbers = numbers.split(',').map(|number| {
+                number
+                    .bytes()
+                    .all(|byte| byte.is_ascii_digit())
+                    .then(|| number.parse::<u64>().ok())
+                    .flatten()
+            });
+            let loss = DataLoss::DroppedWalTail {
+                byte_offset: numbers.next()??,
+                bytes: numbers.next()??,
+                entries: numbers.next()??,
+            };
+            numbers.next().is_none().then_some(loss)
         }
         ("everything-since-snapshot", Some(time)) => Some(DataLoss::EverythingSinceSnapshot {
             taken_at: parse_time(time)?,
@@ -567,6 +587,11 @@ mod tests {
         let losses = [
             DataLoss::Nothing,
             DataLoss::CommitsAfterWalByte { byte_offset: 4096 },
+            DataLoss::DroppedWalTail {
+                byte_offset: 4096,
+                bytes: 77,
+                entries: 2,
+            },
             DataLoss::UncheckpointedCommits,
             DataLoss::EverythingSinceSnapshot {
                 taken_at: UNIX_EPOCH,

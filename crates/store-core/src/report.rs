@@ -57,6 +57,17 @@ pub enum DataLoss {
         /// Offset in the original WAL of the first entry not replayed.
         byte_offset: u64,
     },
+    /// The write-ahead log's tail after its last whole commit, which the engine would have
+    /// dropped without a word (an entry cut short, or entries of a commit that never completed):
+    /// `bytes` bytes from `byte_offset`, holding `entries` whole entries before any cut one.
+    DroppedWalTail {
+        /// Offset in the original WAL where the last whole commit ends.
+        byte_offset: u64,
+        /// Bytes from there to the end of the original WAL.
+        bytes: u64,
+        /// Whole entries in them (a cut entry not counted).
+        entries: u64,
+    },
     /// Every commit since the last checkpoint.
     UncheckpointedCommits,
     /// Everything written since the snapshot was taken.
@@ -73,6 +84,15 @@ impl fmt::Display for DataLoss {
             DataLoss::CommitsAfterWalByte { byte_offset } => {
                 write!(formatter, "commits after WAL byte {byte_offset}")
             }
+            DataLoss::DroppedWalTail {
+                byte_offset,
+                bytes,
+                entries,
+            } => write!(
+                formatter,
+                "the WAL's tail after byte {byte_offset} ({bytes} bytes, {entries} whole entries of \
+                 no complete commit)"
+            ),
             DataLoss::UncheckpointedCommits => formatter.write_str("uncheckpointed commits"),
             DataLoss::EverythingSinceSnapshot { taken_at } => write!(
                 formatter,

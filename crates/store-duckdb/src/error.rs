@@ -120,6 +120,19 @@ pub enum OpenError {
         #[source]
         source: duckdb::Error,
     },
+    /// The WAL ends in a tail DuckDB would drop without a word, and the recovery policy does not
+    /// recover from it (or every step failed): the open refuses rather than lose it silently.
+    #[error("{}'s WAL ends in {tail}, which DuckDB would drop without a word", path.display())]
+    WalTail {
+        /// The path given.
+        path: PathBuf,
+        /// What the WAL reader found after the last whole commit.
+        tail: crate::wal::WalTail,
+        /// Each recovery step tried, and why it did not work.
+        recovery_failures: Vec<(RecoveryStep, String)>,
+        /// Files moved aside by steps that failed after moving them.
+        moved_aside: Vec<MovedAside>,
+    },
 }
 
 impl OpenError {
@@ -135,6 +148,7 @@ impl OpenError {
             | OpenError::Snapshot { class, .. } => *class,
             OpenError::Migrate { source, .. } => source.class(),
             OpenError::Init { source, .. } => crate::classify(source),
+            OpenError::WalTail { .. } => FailureClass::WalCorrupt,
         }
     }
 
@@ -149,16 +163,17 @@ impl OpenError {
             | OpenError::Snapshot { path, .. }
             | OpenError::Setting { path, .. }
             | OpenError::InstanceMismatch { path, .. }
-            | OpenError::Init { path, .. } => path,
+            | OpenError::Init { path, .. }
+            | OpenError::WalTail { path, .. } => path,
         }
     }
 
     /// Files that recovery steps moved aside before the open failed.
     pub fn moved_aside(&self) -> &[MovedAside] {
         match self {
-            OpenError::Engine { moved_aside, .. } | OpenError::Snapshot { moved_aside, .. } => {
-                moved_aside
-            }
+            OpenError::Engine { moved_aside, .. }
+            | OpenError::Snapshot { moved_aside, .. }
+            | OpenError::WalTail { moved_aside, .. } => moved_aside,
             _ => &[],
         }
     }

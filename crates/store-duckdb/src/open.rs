@@ -110,10 +110,17 @@ impl DuckDbOptions {
                     create_database(&self.path, &self.settings)?;
                     report.created = true;
                 }
-                let connection = match self.connect() {
-                    Ok(connection) => connection,
-                    Err(error) if self.read_only => return Err(self.engine_error(error)),
-                    Err(error) => recovery::recover(self, error, report)?,
+                let connection = match recovery::silently_dropped_tail(self, report) {
+                    Some(tail) => {
+                        recovery::recover(self, recovery::Trigger::DroppedTail(tail), report)?
+                    }
+                    None => match self.connect() {
+                        Ok(connection) => connection,
+                        Err(error) if self.read_only => return Err(self.engine_error(error)),
+                        Err(error) => {
+                            recovery::recover(self, recovery::Trigger::Engine(error), report)?
+                        }
+                    },
                 };
                 if !self.settings.is_empty() {
                     report

@@ -25,7 +25,7 @@ use crate::error::{OpenError, StepError};
 use crate::migrate::{self, SNAPSHOT_SUFFIX};
 use crate::open::connect;
 use crate::options::DuckDbOptions;
-use crate::wal::WalReading;
+use crate::wal::{WalReading, WalTail};
 
 /// The reasons moved-aside files are named by, one per step.
 pub(crate) const REASON_SALVAGED: &str = "salvaged-wal";
@@ -108,21 +108,107 @@ fn settle_failed_recovery(options: &DuckDbOptions, report: &OpenReport) {
     }
 }
 
-/// Walks the policy's ladder after `original` made the open fail. Returns the opened connection
-/// (with `report.recovery` filled in) or the error to propagate: the original one unless a step
-/// found a more specific one.
+/// What set a recovery off.
+pub(crate) enum Trigger {
+    /// DuckDB failed to open the database.
+    Engine(duckdb::Error),
+    /// The WAL ends in a tail that DuckDB would drop without a word (found by the WAL reader
+    /// before DuckDB replays it): a recovery, so that the tail is kept aside and its loss said.
+    DroppedTail(WalTail),
+}
+
+impl Trigger {
+    fn diagnosis(&self) -> Diagnosis {
+        match self {
+            Trigger::Engine(error) => diagnose(error),
+            Trigger::DroppedTail(tail) => Diagnosis {
+                class: FailureClass::WalCorrupt,
+                bad_wal_entry_offset: tail.damage_offset(),
+                foreign_wal: false,
+            },
+        }
+    }
+
+    fn cause(&self) -> String {
+        match self {
+            Trigger::Engine(error) => error.to_string(),
+            Trigger::DroppedTail(tail) => {
+                format!("the WAL ends in {tail}, which DuckDB would drop without a word")
+            }
+        }
+    }
+
+    /// The error of an open that did not recover from this.
+    fn into_error(
+        self,
+        options: &DuckDbOptions,
+        class: FailureClass,
+        recovery_failures: Vec<(RecoveryStep, String)>,
+        moved_aside: Vec<MovedAside>,
+    ) -> OpenError {
+        match self {
+            Trigger::Engine(source) => OpenError::Engine {
+                path: options.path.clone(),
+                class,
+                recovery_failures,
+                moved_aside,
+                source,
+            },
+            Trigger::DroppedTail(tail) => OpenError::WalTail {
+                path: options.path.clone(),
+                tail,
+                recovery_failures,
+                moved_aside,
+            },
+        }
+    }
+}
+
+/// The tail of the database's WAL that DuckDB would drop silently, if it has one: read before
+/// DuckDB replays the WAL (a read-only open, which changes nothing, does not look). A WAL the
+/// reader does not know is left to DuckDB, as before the reader, with a note in the report.
+pub(crate) fn silently_dropped_tail(
+    options: &DuckDbOptions,
+    report: &mut OpenReport,
+) -> Option<WalTail> {
+    if options.read_only {
+        return None;
+    }
+    let bytes = fs::read(sibling(&options.path, ".wal")).ok()?;
+    if bytes.is_empty() {
+        return None;
+    }
+    match WalReading::read(&bytes) {
+        Ok(reading) if reading.tail.is_dropped_silently() => Some(reading.tail),
+        Ok(_) => None,
+        Err(unknown) => {
+            report.notes.push(format!(
+                "the WAL was not read before replay ({unknown}): a tail DuckDB drops would go \
+                 unreported"
+            ));
+            None
+        }
+    }
+}
+
+/// Walks the policy's ladder after `trigger` made the open fail (or, for a dropped tail, would
+/// have lost data silently). Returns the opened connection (with `report.recovery` filled in) or
+/// the error to propagate: the original one unless a step found a more specific one.
 pub(crate) fn recover(
     options: &DuckDbOptions,
-    original: duckdb::Error,
+    trigger: Trigger,
     report: &mut OpenReport,
 ) -> Result<duckdb::Connection, OpenError> {
-    let diagnosis = diagnose(&original);
+    let diagnosis = trigger.diagnosis();
     let class = diagnosis.class;
     let policy = &options.recovery_policy;
     if !(class.may_be_recovered() && policy.recovers_from(class)) {
-        return Err(options.engine_error(original));
+        return Err(match trigger {
+            Trigger::Engine(original) => options.engine_error(original),
+            other => other.into_error(options, class, Vec::new(), Vec::new()),
+        });
     }
-    let cause = original.to_string();
+    let cause = trigger.cause();
     if WarnOnce::global().first(&report.label, "recovery") {
         tracing::warn!(
             target: "store::recovery",
@@ -206,13 +292,7 @@ pub(crate) fn recover(
         }
     }
     settle_failed_recovery(options, report);
-    Err(OpenError::Engine {
-        path: options.path.clone(),
-        class,
-        recovery_failures: failures,
-        moved_aside: moved,
-        source: original,
-    })
+    Err(trigger.into_error(options, class, failures, moved))
 }
 
 fn apply_retention(options: &DuckDbOptions) {
@@ -274,7 +354,8 @@ fn salvage_wal(
         }
         connect(&copy, true, &options.settings).is_ok()
     };
-    let (length, boundary) = match WalReading::read(&wal_bytes) {
+    let reading = WalReading::read(&wal_bytes);
+    let (length, boundary) = match reading.clone() {
         // One pass over the framing names the end of the last whole, valid commit; one replay
         // proves it.
         Ok(reading) if reading.commits > 0 && replays(reading.last_commit_end as usize) => {
@@ -308,8 +389,24 @@ fn salvage_wal(
     let prefix = scratch.0.join("prefix.wal");
     fs::write(&prefix, &wal_bytes[..length])
         .map_err(|error| StepFailure::skipped(format!("cannot write the salvaged WAL: {error}")))?;
-    let lost = DataLoss::CommitsAfterWalByte {
-        byte_offset: length as u64,
+    let lost = match reading {
+        // What DuckDB would have dropped without a word: said in bytes and entries.
+        Ok(reading)
+            if boundary == SalvageBoundary::WalReader && reading.tail.is_dropped_silently() =>
+        {
+            let entries = match reading.tail {
+                WalTail::Torn { entries, .. } | WalTail::Uncommitted { entries, .. } => entries,
+                _ => 0,
+            };
+            DataLoss::DroppedWalTail {
+                byte_offset: length as u64,
+                bytes: wal_bytes.len() as u64 - length as u64,
+                entries,
+            }
+        }
+        _ => DataLoss::CommitsAfterWalByte {
+            byte_offset: length as u64,
+        },
     };
     intent.record(RecoveryStep::SalvageWal, &lost, REASON_SALVAGED)?;
     // The WAL's sidecars go with it: they belong to the log being replaced.

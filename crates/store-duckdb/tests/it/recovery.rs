@@ -139,17 +139,60 @@ fn a_foreign_wal_is_discarded_not_salvaged() -> TestResult {
     Ok(())
 }
 
+/// Promise: a torn WAL tail, which DuckDB would drop without a word, is found by store's WAL
+/// reader before the replay and reported as a recovery: the original WAL kept aside byte for
+/// byte, the loss typed (where the last whole commit ends, how many bytes were cut off), the
+/// commits before the cut all there. Under the strict policy the open refuses instead, and no
+/// file changes.
 #[test]
-fn a_torn_tail_opens_silently_with_the_commits_before_the_cut() -> TestResult {
+fn a_torn_tail_is_kept_aside_and_reported_not_dropped_silently() -> TestResult {
     let directory = tempfile::tempdir()?;
     let (path, commit_ends) = database_with_wal(directory.path())?;
-    truncate_wal(&path, commit_ends[1] + 5)?;
-    let (_connection, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
-    assert!(
-        report.recovery.is_none(),
-        "DuckDB replays a torn tail itself: {report}"
+    let cut = commit_ends[1] + 5;
+    truncate_wal(&path, cut)?;
+
+    let refused = store_testkit::snapshot::assert_unchanged(directory.path(), || {
+        DuckDbOptions::new(&path)
+            .migrations(schema())
+            .recovery_policy(RecoveryLadder::strict())
+            .open()
+            .map(drop)
+    });
+    match refused {
+        Err(store_duckdb::OpenError::WalTail { tail, .. }) => {
+            assert_eq!(tail.damage_offset(), Some(commit_ends[1]));
+        }
+        other => panic!("expected OpenError::WalTail, got {other:?}"),
+    }
+
+    let (connection, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
+    let recovery = report
+        .recovery
+        .as_ref()
+        .expect("the torn tail is a recovery");
+    assert_eq!(recovery.class, FailureClass::WalCorrupt, "{report}");
+    assert_eq!(recovery.step, RecoveryStep::SalvageWal, "{report}");
+    assert_eq!(
+        recovery.salvage_boundary,
+        Some(SalvageBoundary::WalReader),
+        "{report}"
     );
-    drop(_connection);
+    assert_eq!(
+        recovery.lost,
+        DataLoss::DroppedWalTail {
+            byte_offset: commit_ends[1],
+            bytes: 5,
+            entries: 0
+        },
+        "{report}"
+    );
+    assert_eq!(recovery.moved_aside.len(), 1, "{report}");
+    assert_eq!(
+        std::fs::metadata(&recovery.moved_aside[0].to)?.len(),
+        cut,
+        "the original WAL, torn tail and all"
+    );
+    drop(connection);
     assert_eq!(items(&path)?, 12);
     Ok(())
 }
