@@ -71,7 +71,9 @@ pub struct WalReading {
     /// Where the last whole, valid commit ends: the length of the longest prefix DuckDB replays
     /// completely. The header's end when no commit is whole.
     pub last_commit_end: u64,
-    /// Committed transactions before `last_commit_end`.
+    /// `WAL_FLUSH` entries before `last_commit_end`: the committed transactions, plus one for a
+    /// checkpoint marker (DuckDB ends the marker with a flush of its own and replays one
+    /// transaction fewer).
     pub commits: u64,
     /// Entries before `last_commit_end`.
     pub entries: u64,
@@ -95,8 +97,9 @@ pub enum WalTail {
         /// Their bytes.
         bytes: u64,
     },
-    /// An entry cut short (or an empty one) at `offset`, after `entries` whole uncommitted
-    /// entries: DuckDB drops everything after the last commit without a word.
+    /// An entry cut short at `offset` (or an empty one, or one whose checksummed payload is no
+    /// object), after `entries` whole uncommitted entries; or, at offset 0, a header cut short or
+    /// out of order: DuckDB drops everything after the last commit without a word.
     Torn {
         /// Where the cut entry starts.
         offset: u64,
@@ -112,8 +115,8 @@ pub enum WalTail {
         /// Whole valid entries between the last commit and the damaged one.
         entries: u64,
     },
-    /// An entry at `offset` whose frame or payload cannot be an entry (a size past any file, a
-    /// payload that is not an object of a known type).
+    /// An entry at `offset` that DuckDB's replay fails on: a size so large that the end of the
+    /// entry wraps around, or a checksummed payload of a type DuckDB does not know.
     Garbage {
         /// Where it starts.
         offset: u64,
@@ -171,12 +174,6 @@ impl fmt::Display for WalTail {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UnknownWal {
-    /// The file is shorter than a header, or its header is not a `WAL_VERSION` object.
-    #[error("the WAL has no readable header ({reason})")]
-    Header {
-        /// What is wrong with it.
-        reason: &'static str,
-    },
     /// A WAL version this reader does not know (1: no checksums; 3: encrypted).
     #[error("WAL version {version} is not one this reader knows (it knows {KNOWN_WAL_VERSION})")]
     Version {
@@ -251,46 +248,49 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// The header: its version and its length.
-fn read_header(bytes: &[u8]) -> Result<(u64, u64), UnknownWal> {
+/// The header as DuckDB reads it (`ReplayVersion`): field 100 = `WAL_VERSION`, field 101 the
+/// version, then optionally field 102 (the database identifier) and field 103 (the checkpoint
+/// iteration), in that order, then the terminator. `Ok(None)` when it is cut short or out of
+/// order: DuckDB then treats the whole WAL as a torn tail and drops it without a word.
+fn read_header(bytes: &[u8]) -> Result<Option<(u64, u64)>, UnknownWal> {
     let mut fields = Fields::new(bytes);
-    let malformed = |reason| UnknownWal::Header { reason };
     if fields.field_id() != Some(WAL_TYPE_FIELD) || fields.varint() != Some(WAL_VERSION_TYPE) {
-        return Err(malformed("it does not start with a WAL_VERSION entry"));
+        return Ok(None);
     }
     if fields.field_id() != Some(101) {
-        return Err(malformed("it names no version"));
+        return Ok(None);
     }
-    let version = fields
-        .varint()
-        .ok_or(malformed("its version is cut short"))?;
-    loop {
-        match fields.field_id() {
-            Some(TERMINATOR) => break,
-            Some(102) => {
-                let count = fields
-                    .varint()
-                    .ok_or(malformed("its identifier is cut short"))?;
-                for _ in 0..count.min(1024) {
-                    fields
-                        .varint()
-                        .ok_or(malformed("its identifier is cut short"))?;
-                }
-            }
-            Some(103) => {
-                fields
-                    .varint()
-                    .ok_or(malformed("its checkpoint iteration is cut short"))?;
-            }
-            Some(_) if version != KNOWN_WAL_VERSION => break,
-            Some(_) => return Err(malformed("it has a field this reader does not know")),
-            None => return Err(malformed("it is cut short")),
-        }
-    }
+    let Some(version) = fields.varint() else {
+        return Ok(None);
+    };
     if version != KNOWN_WAL_VERSION {
         return Err(UnknownWal::Version { version });
     }
-    Ok((version, fields.position as u64))
+    let mut next = fields.field_id();
+    if next == Some(102) {
+        let Some(count) = fields.varint() else {
+            return Ok(None);
+        };
+        for _ in 0..count {
+            if fields.varint().is_none() {
+                return Ok(None);
+            }
+        }
+        next = fields.field_id();
+    }
+    if next == Some(103) {
+        if fields.varint().is_none() {
+            return Ok(None);
+        }
+        next = fields.field_id();
+    }
+    Ok((next == Some(TERMINATOR)).then_some((version, fields.position as u64)))
+}
+
+/// Whether DuckDB's replay knows an entry type (`WALType`, `wal_type.hpp`): any other fails it
+/// with "Invalid WAL entry type!".
+fn is_known_entry_type(wal_type: u64) -> bool {
+    matches!(wal_type, 1..=6 | 8..=14 | 20..=31 | 98..=100)
 }
 
 /// An entry's type, from its payload: the `wal_type` field first, and a terminator last.
@@ -307,8 +307,34 @@ fn entry_type(payload: &[u8]) -> Option<u64> {
 impl WalReading {
     /// Reads a WAL's bytes once, start to end.
     pub fn read(bytes: &[u8]) -> Result<WalReading, UnknownWal> {
-        let (version, header_bytes) = read_header(bytes)?;
         let file_bytes = bytes.len() as u64;
+        if bytes.is_empty() {
+            // DuckDB takes an empty WAL for none: nothing to replay, nothing dropped.
+            return Ok(WalReading {
+                version: KNOWN_WAL_VERSION,
+                header_bytes: 0,
+                last_commit_end: 0,
+                commits: 0,
+                entries: 0,
+                has_checkpoint_marker: false,
+                tail: WalTail::Clean,
+            });
+        }
+        let Some((version, header_bytes)) = read_header(bytes)? else {
+            return Ok(WalReading {
+                version: KNOWN_WAL_VERSION,
+                header_bytes: 0,
+                last_commit_end: 0,
+                commits: 0,
+                entries: 0,
+                has_checkpoint_marker: false,
+                tail: WalTail::Torn {
+                    offset: 0,
+                    entries: 0,
+                    bytes: file_bytes,
+                },
+            });
+        };
         let mut reading = WalReading {
             version,
             header_bytes,
@@ -359,9 +385,14 @@ impl WalReading {
                     entries: pending_entries,
                 };
             }
+            // A payload that is no object ends DuckDB's scan as a torn entry would; an object of
+            // a type it does not know fails its replay.
             let Some(wal_type) = entry_type(payload) else {
-                break WalTail::Garbage { offset };
+                break torn;
             };
+            if !is_known_entry_type(wal_type) {
+                break WalTail::Garbage { offset };
+            }
             offset = payload_end;
             pending_entries += 1;
             pending_checkpoint |= wal_type == CHECKPOINT_TYPE;
@@ -411,20 +442,41 @@ mod tests {
         assert_eq!(fields.varint(), None);
         // field 100 = 98, field 101 = 2, terminator
         let header = [100, 0, 98, 101, 0, 2, 0xFF, 0xFF];
-        assert_eq!(read_header(&header), Ok((2, 8)));
+        assert_eq!(read_header(&header), Ok(Some((2, 8))));
+        // with an identifier of two bytes and a checkpoint iteration
+        let full = [
+            100, 0, 98, 101, 0, 2, 102, 0, 2, 7, 9, 103, 0, 5, 0xFF, 0xFF,
+        ];
+        assert_eq!(read_header(&full), Ok(Some((2, 16))));
         let encrypted = [100, 0, 98, 101, 0, 3, 0xFF, 0xFF];
         assert_eq!(
             read_header(&encrypted),
             Err(UnknownWal::Version { version: 3 })
         );
-        assert!(matches!(
-            read_header(&[1, 2, 3]),
-            Err(UnknownWal::Header { .. })
-        ));
+        // Cut short, or fields out of DuckDB's order: a torn header.
+        assert_eq!(read_header(&[1, 2, 3]), Ok(None));
+        assert_eq!(read_header(&header[..7]), Ok(None));
+        let repeated = [100, 0, 98, 101, 0, 2, 102, 0, 0, 102, 0, 0, 0xFF, 0xFF];
+        assert_eq!(read_header(&repeated), Ok(None));
+        let whole = WalReading::read(&[9; 20]).unwrap();
+        assert_eq!(
+            (whole.last_commit_end, whole.tail),
+            (
+                0,
+                WalTail::Torn {
+                    offset: 0,
+                    entries: 0,
+                    bytes: 20
+                }
+            )
+        );
     }
 
     fn entry(wal_type: u8) -> Vec<u8> {
-        let payload = vec![100, 0, wal_type, 0xFF, 0xFF];
+        framed(vec![100, 0, wal_type, 0xFF, 0xFF])
+    }
+
+    fn framed(payload: Vec<u8>) -> Vec<u8> {
         let mut framed = (payload.len() as u64).to_le_bytes().to_vec();
         framed.extend(checksum(&payload).to_le_bytes());
         framed.extend(payload);
@@ -473,5 +525,19 @@ mod tests {
             WalReading::read(&garbage).unwrap().tail,
             WalTail::Garbage { offset: committed }
         );
+        // A type DuckDB does not know fails its replay; a payload that is no object ends its
+        // scan silently, as a cut would.
+        let mut unknown = wal[..committed as usize].to_vec();
+        unknown.extend(entry(77));
+        assert_eq!(
+            WalReading::read(&unknown).unwrap().tail,
+            WalTail::Garbage { offset: committed }
+        );
+        let mut no_object = wal[..committed as usize].to_vec();
+        no_object.extend(framed(vec![5, 0, 26]));
+        assert!(matches!(
+            WalReading::read(&no_object).unwrap().tail,
+            WalTail::Torn { offset, .. } if offset == committed
+        ));
     }
 }
