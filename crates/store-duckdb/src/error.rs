@@ -120,9 +120,10 @@ pub enum OpenError {
         #[source]
         source: duckdb::Error,
     },
-    /// The WAL ends in a tail DuckDB would drop without a word, and the recovery policy does not
-    /// recover from it (or every step failed): the open refuses rather than lose it silently.
-    #[error("{}'s WAL ends in {tail}, which DuckDB would drop without a word", path.display())]
+    /// The WAL reader found damage after the WAL's last whole commit (a tail DuckDB would drop
+    /// without a word, or an entry DuckDB would fail on), and the recovery policy does not
+    /// recover from it (or every step failed): the open refuses rather than lose data silently.
+    #[error("{}'s WAL has {tail}", path.display())]
     WalTail {
         /// The path given.
         path: PathBuf,
@@ -148,7 +149,9 @@ impl OpenError {
             | OpenError::Snapshot { class, .. } => *class,
             OpenError::Migrate { source, .. } => source.class(),
             OpenError::Init { source, .. } => crate::classify(source),
-            OpenError::WalTail { .. } => FailureClass::WalCorrupt,
+            OpenError::WalTail { tail, .. } => {
+                tail.failure_class().unwrap_or(FailureClass::WalCorrupt)
+            }
         }
     }
 

@@ -110,9 +110,9 @@ impl DuckDbOptions {
                     create_database(&self.path, &self.settings)?;
                     report.created = true;
                 }
-                let connection = match recovery::silently_dropped_tail(self, report) {
+                let connection = match recovery::damaged_tail(self, report) {
                     Some(tail) => {
-                        recovery::recover(self, recovery::Trigger::DroppedTail(tail), report)?
+                        recovery::recover(self, recovery::Trigger::WalDamage(tail), report)?
                     }
                     None => match self.connect() {
                         Ok(connection) => connection,

@@ -11,9 +11,7 @@ use std::time::SystemTime;
 
 use store_core::pending::{self, InterruptedRecovery, PendingRecovery};
 
-use store_core::files::{
-    self, Replace, SetAside, private_sibling, prune_moved_aside, sibling, snapshot_file,
-};
+use store_core::files::{self, SetAside, private_sibling, prune_moved_aside, sibling};
 use store_core::{
     DataLoss, Engine, FailureClass, MovedAside, OpenReport, Recovery, RecoveryStep,
     SalvageBoundary, WarnOnce, cause_chain, check_database_path,
@@ -112,17 +110,19 @@ fn settle_failed_recovery(options: &DuckDbOptions, report: &OpenReport) {
 pub(crate) enum Trigger {
     /// DuckDB failed to open the database.
     Engine(duckdb::Error),
-    /// The WAL ends in a tail that DuckDB would drop without a word (found by the WAL reader
-    /// before DuckDB replays it): a recovery, so that the tail is kept aside and its loss said.
-    DroppedTail(WalTail),
+    /// The WAL reader found damage after the last whole commit before DuckDB replayed it: a
+    /// tail DuckDB would drop without a word (recovered from, so that it is kept aside and its
+    /// loss said), or damage DuckDB would fail on (recovered from without first paying for the
+    /// open that fails).
+    WalDamage(WalTail),
 }
 
 impl Trigger {
     fn diagnosis(&self) -> Diagnosis {
         match self {
             Trigger::Engine(error) => diagnose(error),
-            Trigger::DroppedTail(tail) => Diagnosis {
-                class: FailureClass::WalCorrupt,
+            Trigger::WalDamage(tail) => Diagnosis {
+                class: tail.failure_class().unwrap_or(FailureClass::WalCorrupt),
                 bad_wal_entry_offset: tail.damage_offset(),
                 foreign_wal: false,
             },
@@ -132,9 +132,10 @@ impl Trigger {
     fn cause(&self) -> String {
         match self {
             Trigger::Engine(error) => error.to_string(),
-            Trigger::DroppedTail(tail) => {
+            Trigger::WalDamage(tail) if tail.is_dropped_silently() => {
                 format!("the WAL ends in {tail}, which DuckDB would drop without a word")
             }
+            Trigger::WalDamage(tail) => format!("the WAL has {tail}, which DuckDB fails on"),
         }
     }
 
@@ -154,7 +155,7 @@ impl Trigger {
                 moved_aside,
                 source,
             },
-            Trigger::DroppedTail(tail) => OpenError::WalTail {
+            Trigger::WalDamage(tail) => OpenError::WalTail {
                 path: options.path.clone(),
                 tail,
                 recovery_failures,
@@ -164,13 +165,11 @@ impl Trigger {
     }
 }
 
-/// The tail of the database's WAL that DuckDB would drop silently, if it has one: read before
-/// DuckDB replays the WAL (a read-only open, which changes nothing, does not look). A WAL the
-/// reader does not know is left to DuckDB, as before the reader, with a note in the report.
-pub(crate) fn silently_dropped_tail(
-    options: &DuckDbOptions,
-    report: &mut OpenReport,
-) -> Option<WalTail> {
+/// What the WAL reader finds after the last whole commit of the database's WAL, if it is not
+/// clean: read before DuckDB replays the WAL (a read-only open, which changes nothing, does not
+/// look). A WAL the reader does not know is left to DuckDB, as before the reader, with a note in
+/// the report.
+pub(crate) fn damaged_tail(options: &DuckDbOptions, report: &mut OpenReport) -> Option<WalTail> {
     if options.read_only {
         return None;
     }
@@ -179,8 +178,8 @@ pub(crate) fn silently_dropped_tail(
         return None;
     }
     match WalReading::read(&bytes) {
-        Ok(reading) if reading.tail.is_dropped_silently() => Some(reading.tail),
-        Ok(_) => None,
+        Ok(reading) if reading.tail == WalTail::Clean => None,
+        Ok(reading) => Some(reading.tail),
         Err(unknown) => {
             report.notes.push(format!(
                 "the WAL was not read before replay ({unknown}): a tail DuckDB drops would go \
@@ -323,10 +322,12 @@ impl Drop for Scratch {
     }
 }
 
-/// Keeps every commit before the first bad WAL entry: finds the longest prefix of the WAL that
-/// replays (trying the entry DuckDB named first, else by bisection), on copies in a scratch
-/// directory opened read-only, never on the original; then sets the original WAL aside with the
-/// prefix taking its name (at no instant is there no WAL), opens and checkpoints.
+/// Keeps every commit before the first bad WAL entry: the WAL reader names where the last whole,
+/// valid commit ends (for a WAL it does not know, the longest prefix that replays is found on
+/// copies in a scratch directory opened read-only, never on the original: the entry DuckDB named
+/// first, else by bisection); then the original WAL is set aside with the prefix taking its
+/// name (at no instant is there no WAL), and the database opens, replaying it once, and
+/// checkpoints.
 fn salvage_wal(
     options: &DuckDbOptions,
     diagnosis: &Diagnosis,
@@ -344,21 +345,12 @@ fn salvage_wal(
     let scratch = Scratch::new(path).map_err(|error| {
         StepFailure::skipped(format!("cannot make a scratch directory: {error}"))
     })?;
-    let copy = scratch.0.join("database");
-    snapshot_file(path, &copy, Replace::Refused)
-        .map_err(|error| StepFailure::skipped(format!("cannot copy the database: {error}")))?;
-    let replays = |length: usize| -> bool {
-        let copy_wal = sibling(&copy, ".wal");
-        if fs::write(&copy_wal, &wal_bytes[..length]).is_err() {
-            return false;
-        }
-        connect(&copy, true, &options.settings).is_ok()
-    };
     let reading = WalReading::read(&wal_bytes);
     let (length, boundary) = match reading.clone() {
-        // One pass over the framing names the end of the last whole, valid commit; one replay
-        // proves it.
-        Ok(reading) if reading.commits > 0 && replays(reading.last_commit_end as usize) => {
+        // One pass over the framing names the end of the last whole, valid commit; the open of
+        // the prefix below is its one replay (a prefix that does not open fails the step after
+        // the original WAL is set aside, and the ladder goes on).
+        Ok(reading) if reading.commits > 0 => {
             tracing::debug!(
                 target: "store::recovery",
                 commits = reading.commits,
@@ -368,18 +360,31 @@ fn salvage_wal(
             );
             (reading.last_commit_end as usize, SalvageBoundary::WalReader)
         }
-        Ok(reading) if reading.commits == 0 => {
+        Ok(reading) => {
             return Err(StepFailure::skipped(format!(
                 "the WAL holds no whole commit before {}",
                 reading.tail
             )));
         }
-        reading => {
+        Err(unknown) => {
             tracing::info!(
                 target: "store::recovery",
-                reading = ?reading.map(|reading| reading.tail),
+                reason = %unknown,
                 "the WAL reader cannot cut this WAL; finding the cut by replaying prefixes"
             );
+            // Replays of prefixes on a copy in the scratch directory, opened read-only: a plain
+            // copy, since the directory is ours and goes when the step ends.
+            let copy = scratch.0.join("database");
+            fs::copy(path, &copy).map_err(|error| {
+                StepFailure::skipped(format!("cannot copy the database: {error}"))
+            })?;
+            let replays = |length: usize| -> bool {
+                let copy_wal = sibling(&copy, ".wal");
+                if fs::write(&copy_wal, &wal_bytes[..length]).is_err() {
+                    return false;
+                }
+                connect(&copy, true, &options.settings).is_ok()
+            };
             bisect(&wal_bytes, diagnosis, replays)?
         }
     };

@@ -129,6 +129,16 @@ impl WalTail {
         matches!(self, WalTail::Torn { .. } | WalTail::Uncommitted { .. })
     }
 
+    /// The class of failure this tail is: `WalReplay` for garbage (DuckDB's replay fails on it),
+    /// `WalCorrupt` for any other damage; `None` for a clean WAL.
+    pub fn failure_class(self) -> Option<store_core::FailureClass> {
+        match self {
+            WalTail::Clean => None,
+            WalTail::Garbage { .. } => Some(store_core::FailureClass::WalReplay),
+            _ => Some(store_core::FailureClass::WalCorrupt),
+        }
+    }
+
     /// Where the first entry past the last commit that DuckDB cannot read starts, if there is
     /// one.
     pub fn damage_offset(self) -> Option<u64> {

@@ -4,6 +4,7 @@
 
 use store_core::pending::{self, InterruptedRecovery, PendingRecovery};
 use store_core::{DataLoss, FailureClass, RecoveryLadder, RecoveryStep, SalvageBoundary};
+use store_duckdb::wal::WalTail;
 use store_duckdb::{DuckDbOptions, OpenError, StepError};
 use store_testkit::faults::duckdb::{
     LockHolder, WAL_GARBAGE, append_garbage_to_wal, flip_wal_byte, replace_wal_with_foreign,
@@ -299,20 +300,18 @@ fn without_a_snapshot_the_original_error_propagates() -> TestResult {
         .recovery_policy(RecoveryLadder::snapshot_only())
         .open()
         .unwrap_err();
-    let OpenError::Engine {
-        class,
+    // The original failure is the damage the WAL reader found before DuckDB replayed (garbage
+    // DuckDB's replay fails on), not the missing snapshot.
+    let OpenError::WalTail {
+        tail,
         recovery_failures,
-        source,
         ..
     } = &error
     else {
-        panic!("expected the original engine error, got {error:?}");
+        panic!("expected the WAL damage that started it, got {error:?}");
     };
-    assert_eq!(*class, FailureClass::WalReplay);
-    assert!(
-        source.to_string().contains("Failure while replaying WAL"),
-        "{source}"
-    );
+    assert!(matches!(tail, WalTail::Garbage { .. }), "{tail:?}");
+    assert_eq!(error.class(), FailureClass::WalReplay);
     assert_eq!(recovery_failures.len(), 1);
     assert!(
         recovery_failures[0].1.contains("no snapshot"),
