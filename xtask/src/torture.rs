@@ -1008,15 +1008,14 @@ fn bad_input_campaign(tally: &mut Tally) -> TortureResult<()> {
                 if report.recovered() {
                     recovered += 1;
                 }
-                // Opened should mean usable. DuckDB reads blocks lazily and a file cut short can
-                // open and fail on its missing blocks later: store does not scan the file at open
-                // (its header's block count is no guide, since DuckDB trims free blocks from the
-                // end of the file), so such a case is counted and shown, not failed.
+                // Opened must mean usable: DuckDB reads blocks lazily, so a file cut short could
+                // open and fail on its missing blocks later; store refuses such a file at open
+                // (`OpenError::CutShort`), and one that still gets through is a failure.
                 if let Err(error) = connection.ids() {
                     unreadable += 1;
-                    tally
-                        .lines
-                        .push(format!("    opened, but its rows do not read: {error}"));
+                    tally.failures.push(format!(
+                        "{label}: opened, but its rows do not read: {error}"
+                    ));
                 }
                 drop(connection);
                 let allowed = allowed_changes(input.engine, &path, &report);

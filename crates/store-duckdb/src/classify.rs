@@ -75,7 +75,10 @@ pub(crate) fn diagnose_message(message: &str) -> Diagnosis {
         FailureClass::WalReplay
     } else if contains("not a valid DuckDB database file") {
         FailureClass::NotADatabase
-    } else if contains("Corrupt database file") || contains("checksum mismatch") {
+    } else if contains("Corrupt database file")
+        || contains("checksum mismatch")
+        || contains("Could not read enough bytes from file")
+    {
         FailureClass::Corrupt
     } else {
         FailureClass::Other
@@ -134,6 +137,10 @@ mod tests {
             (
                 "IO Error: Cannot open file \"/d/x\": Permission denied",
                 FailureClass::PermissionDenied,
+            ),
+            (
+                "IO Error: Could not read enough bytes from file \"/d/x.duckdb\": attempted to read 262144 bytes from location 1060864",
+                FailureClass::Corrupt,
             ),
             (
                 "Catalog Error: Table with name missing does not exist!",

@@ -120,6 +120,27 @@ pub enum OpenError {
         #[source]
         source: duckdb::Error,
     },
+    /// The database file is shorter than the blocks DuckDB says are in use (cut short: an
+    /// interrupted copy, a truncation): it would open and fail at the first query that reaches a
+    /// missing block. Nothing was changed; restore the file from a backup or its pre-migration
+    /// snapshot.
+    #[error(
+        "{} is cut short: {used_blocks} blocks of {block_size} bytes are in use, but its {file_bytes} \
+         bytes hold {blocks_in_file}; restore it from a backup or its pre-migration snapshot",
+        path.display()
+    )]
+    CutShort {
+        /// The path given.
+        path: PathBuf,
+        /// The file's length.
+        file_bytes: u64,
+        /// DuckDB's block size for this file.
+        block_size: u64,
+        /// Blocks DuckDB says are in use.
+        used_blocks: u64,
+        /// Whole blocks the file holds after its headers.
+        blocks_in_file: u64,
+    },
     /// The WAL reader found damage after the WAL's last whole commit (a tail DuckDB would drop
     /// without a word, or an entry DuckDB would fail on), and the recovery policy does not
     /// recover from it (or every step failed): the open refuses rather than lose data silently.
@@ -149,6 +170,7 @@ impl OpenError {
             | OpenError::Snapshot { class, .. } => *class,
             OpenError::Migrate { source, .. } => source.class(),
             OpenError::Init { source, .. } => crate::classify(source),
+            OpenError::CutShort { .. } => FailureClass::Corrupt,
             OpenError::WalTail { tail, .. } => {
                 tail.failure_class().unwrap_or(FailureClass::WalCorrupt)
             }
@@ -167,7 +189,8 @@ impl OpenError {
             | OpenError::Setting { path, .. }
             | OpenError::InstanceMismatch { path, .. }
             | OpenError::Init { path, .. }
-            | OpenError::WalTail { path, .. } => path,
+            | OpenError::WalTail { path, .. }
+            | OpenError::CutShort { path, .. } => path,
         }
     }
 

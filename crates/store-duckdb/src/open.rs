@@ -21,6 +21,10 @@ use crate::options::DuckDbOptions;
 use crate::recovery;
 use crate::registry::{self, DuckDbConnection, Shared};
 
+/// DuckDB's file starts with a main header and two database headers of 4 KiB each
+/// (`Storage::FILE_HEADER_SIZE` in `storage_info.hpp`); blocks follow.
+const HEADERS_BYTES: u64 = 3 * 4096;
+
 impl DuckDbOptions {
     /// Opens the database: checks the path, shares an instance of it already open in this
     /// process (refused with [`OpenError::InstanceMismatch`] if that one was started with another
@@ -122,6 +126,7 @@ impl DuckDbOptions {
                         }
                     },
                 };
+                self.check_blocks_in_file(&connection)?;
                 if !self.settings.is_empty() {
                     report
                         .notes
@@ -220,6 +225,37 @@ impl DuckDbOptions {
         durability_of_fsync_mode(&answered).ok_or_else(|| OpenError::UnknownFsyncMode {
             path: self.path.clone(),
             answered,
+        })
+    }
+
+    /// Refuses a database file cut short (an interrupted copy): DuckDB reads blocks lazily, so
+    /// such a file opens and fails at the first query that reaches a missing block. A healthy file
+    /// is its headers and whole blocks, and every block in use lies inside it (DuckDB trims only
+    /// free blocks from the end); a file holding fewer whole blocks than DuckDB says are in use
+    /// is `OpenError::CutShort`.
+    fn check_blocks_in_file(&self, connection: &duckdb::Connection) -> Result<(), OpenError> {
+        let (block_size, used_blocks): (u64, u64) = connection
+            .query_row(
+                "SELECT block_size, used_blocks FROM pragma_database_size() \
+                 WHERE database_name = current_database()",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|source| self.engine_error(source))?;
+        let Ok(metadata) = std::fs::metadata(&self.path) else {
+            return Ok(());
+        };
+        let file_bytes = metadata.len();
+        let blocks_in_file = file_bytes.saturating_sub(HEADERS_BYTES) / block_size.max(1);
+        if used_blocks <= blocks_in_file {
+            return Ok(());
+        }
+        Err(OpenError::CutShort {
+            path: self.path.clone(),
+            file_bytes,
+            block_size,
+            used_blocks,
+            blocks_in_file,
         })
     }
 

@@ -148,3 +148,57 @@ fn a_read_only_location() {
         assert_eq!(tables, 0);
     });
 }
+
+/// Promise: a database file cut short (an interrupted copy) is refused at open with a typed
+/// `CutShort` (class `Corrupt`) that names the blocks in use and the blocks the file holds, and
+/// nothing changes; without the check it opened, and its first query that reached a missing
+/// block failed ("Could not read enough bytes from file").
+#[test]
+fn a_database_file_cut_short_is_refused_at_open() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("cut.duckdb");
+    {
+        let (connection, _) = DuckDbOptions::new(&path)
+            .migrations(crate::schema())
+            .open()?;
+        for id in 1..=100 {
+            connection.execute("INSERT INTO items (id, payload) VALUES (?, 'x')", [id])?;
+        }
+    }
+    let length = std::fs::metadata(&path)?.len();
+    for fraction in [0.95, 0.5, 0.3] {
+        let cut = directory.path().join(format!("cut-{fraction}.duckdb"));
+        std::fs::copy(&path, &cut)?;
+        let keep = (length as f64 * fraction) as u64;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&cut)?
+            .set_len(keep)?;
+        let error = open_fails_without_change(directory.path(), &cut)?;
+        assert_eq!(error.class(), FailureClass::Corrupt, "{error:?}");
+        match error {
+            OpenError::CutShort {
+                file_bytes,
+                used_blocks,
+                blocks_in_file,
+                ..
+            } => {
+                assert_eq!(file_bytes, keep);
+                assert!(
+                    used_blocks > blocks_in_file,
+                    "{used_blocks} <= {blocks_in_file}"
+                );
+            }
+            // Cut into its metadata, DuckDB cannot even open it: still Corrupt, still typed.
+            OpenError::Engine { .. } => {}
+            other => panic!("{fraction}: expected CutShort, got {other:?}"),
+        }
+    }
+    // The whole file still opens, with its rows.
+    let (connection, _) = DuckDbOptions::new(&path)
+        .migrations(crate::schema())
+        .open()?;
+    let rows: i64 = connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
+    assert_eq!(rows, 100);
+    Ok(())
+}
