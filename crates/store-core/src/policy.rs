@@ -268,7 +268,8 @@ pub struct RecoveryLadder {
 impl RecoveryLadder {
     /// The full ladder, least loss first: [`RecoveryStep::SalvageWal`], then
     /// [`RecoveryStep::DiscardWal`], then [`RecoveryStep::RestoreSnapshot`]; on
-    /// [`FailureClass::WalReplay`] and [`FailureClass::WalCorrupt`].
+    /// [`FailureClass::WalReplay`] and [`FailureClass::WalCorrupt`], and on
+    /// [`FailureClass::Corrupt`] (a damaged database file), where only the restore applies.
     pub fn standard() -> Self {
         RecoveryLadder {
             name: "default".to_owned(),
@@ -277,7 +278,11 @@ impl RecoveryLadder {
                 RecoveryStep::DiscardWal,
                 RecoveryStep::RestoreSnapshot,
             ],
-            recovers_from: vec![FailureClass::WalReplay, FailureClass::WalCorrupt],
+            recovers_from: vec![
+                FailureClass::WalReplay,
+                FailureClass::WalCorrupt,
+                FailureClass::Corrupt,
+            ],
         }
     }
 
@@ -441,6 +446,7 @@ mod tests {
         );
         assert!(policy.recovers_from(FailureClass::WalReplay));
         assert!(policy.recovers_from(FailureClass::WalCorrupt));
+        assert!(policy.recovers_from(FailureClass::Corrupt));
         assert!(!policy.recovers_from(FailureClass::Locked));
         assert!(!policy.recovers_from(FailureClass::NotADatabase));
     }

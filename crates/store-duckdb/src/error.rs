@@ -140,6 +140,10 @@ pub enum OpenError {
         used_blocks: u64,
         /// Whole blocks the file holds after its headers.
         blocks_in_file: u64,
+        /// Each recovery step tried, and why it did not work.
+        recovery_failures: Vec<(RecoveryStep, String)>,
+        /// Files moved aside by steps that failed after moving them.
+        moved_aside: Vec<MovedAside>,
     },
     /// The WAL reader found damage after the WAL's last whole commit (a tail DuckDB would drop
     /// without a word, or an entry DuckDB would fail on), and the recovery policy does not
@@ -199,7 +203,8 @@ impl OpenError {
         match self {
             OpenError::Engine { moved_aside, .. }
             | OpenError::Snapshot { moved_aside, .. }
-            | OpenError::WalTail { moved_aside, .. } => moved_aside,
+            | OpenError::WalTail { moved_aside, .. }
+            | OpenError::CutShort { moved_aside, .. } => moved_aside,
             _ => &[],
         }
     }

@@ -128,7 +128,15 @@ impl DuckDbOptions {
                         }
                     },
                 };
-                self.check_blocks_in_file(&connection)?;
+                let connection = match self.check_blocks_in_file(&connection) {
+                    Ok(()) => connection,
+                    Err(cut_short) if self.read_only => return Err(cut_short),
+                    Err(cut_short) => {
+                        // The instance closes before the ladder moves its file.
+                        drop(connection);
+                        recovery::recover(self, recovery::Trigger::CutShort(cut_short), report)?
+                    }
+                };
                 if !self.settings.is_empty() {
                     report
                         .notes
@@ -263,6 +271,8 @@ impl DuckDbOptions {
             block_size,
             used_blocks,
             blocks_in_file,
+            recovery_failures: Vec::new(),
+            moved_aside: Vec::new(),
         })
     }
 

@@ -115,6 +115,9 @@ pub(crate) enum Trigger {
     /// loss said), or damage DuckDB would fail on (recovered from without first paying for the
     /// open that fails).
     WalDamage(WalTail),
+    /// The database file is shorter than the blocks in use (`OpenError::CutShort`): only a
+    /// restore applies.
+    CutShort(OpenError),
 }
 
 impl Trigger {
@@ -124,6 +127,11 @@ impl Trigger {
             Trigger::WalDamage(tail) => Diagnosis {
                 class: tail.failure_class().unwrap_or(FailureClass::WalCorrupt),
                 bad_wal_entry_offset: tail.damage_offset(),
+                foreign_wal: false,
+            },
+            Trigger::CutShort(_) => Diagnosis {
+                class: FailureClass::Corrupt,
+                bad_wal_entry_offset: None,
                 foreign_wal: false,
             },
         }
@@ -136,6 +144,7 @@ impl Trigger {
                 format!("the WAL ends in {tail}, which DuckDB would drop without a word")
             }
             Trigger::WalDamage(tail) => format!("the WAL has {tail}, which DuckDB fails on"),
+            Trigger::CutShort(error) => error.to_string(),
         }
     }
 
@@ -155,6 +164,23 @@ impl Trigger {
                 moved_aside,
                 source,
             },
+            Trigger::CutShort(OpenError::CutShort {
+                path,
+                file_bytes,
+                block_size,
+                used_blocks,
+                blocks_in_file,
+                ..
+            }) => OpenError::CutShort {
+                path,
+                file_bytes,
+                block_size,
+                used_blocks,
+                blocks_in_file,
+                recovery_failures,
+                moved_aside,
+            },
+            Trigger::CutShort(other) => other,
             Trigger::WalDamage(tail) => OpenError::WalTail {
                 path: options.path.clone(),
                 tail,
@@ -228,6 +254,10 @@ pub(crate) fn recover(
     };
     for step in policy.steps() {
         let outcome = match step {
+            // The WAL steps cannot mend a damaged database file.
+            RecoveryStep::SalvageWal | RecoveryStep::DiscardWal if !class.is_wal() => Err(
+                StepFailure::skipped("the damage is in the database file, not in its WAL"),
+            ),
             RecoveryStep::SalvageWal => salvage_wal(options, &diagnosis, &intent),
             RecoveryStep::DiscardWal => discard_wal(options, &intent),
             RecoveryStep::RestoreSnapshot => restore_snapshot(options, &intent),

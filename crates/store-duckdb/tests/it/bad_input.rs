@@ -149,12 +149,17 @@ fn a_read_only_location() {
     });
 }
 
-/// Promise: a database file cut short (an interrupted copy) is refused at open with a typed
-/// `CutShort` (class `Corrupt`) that names the blocks in use and the blocks the file holds, and
-/// nothing changes; without the check it opened, and its first query that reached a missing
-/// block failed ("Could not read enough bytes from file").
+/// Promise: a database file cut short (an interrupted copy) is caught at open, not at its first
+/// read: under the strict policy it is refused with a typed `CutShort` (class `Corrupt`) naming
+/// the blocks in use and the blocks the file holds, and nothing changes; under the default policy
+/// it goes down the recovery ladder, where only the restore applies: the pre-migration snapshot
+/// comes back, the cut file is kept aside byte for byte, and the loss is said. Without the check
+/// it opened, and its first query that reached a missing block failed ("Could not read enough
+/// bytes from file").
 #[test]
-fn a_database_file_cut_short_is_refused_at_open() -> TestResult {
+fn a_database_file_cut_short_is_caught_at_open() -> TestResult {
+    use store_core::{DataLoss, RecoveryLadder, RecoveryStep};
+
     let directory = tempfile::tempdir()?;
     let path = directory.path().join("cut.duckdb");
     {
@@ -166,39 +171,55 @@ fn a_database_file_cut_short_is_refused_at_open() -> TestResult {
         }
     }
     let length = std::fs::metadata(&path)?.len();
-    for fraction in [0.95, 0.5, 0.3] {
-        let cut = directory.path().join(format!("cut-{fraction}.duckdb"));
-        std::fs::copy(&path, &cut)?;
-        let keep = (length as f64 * fraction) as u64;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&cut)?
-            .set_len(keep)?;
-        let error = open_fails_without_change(directory.path(), &cut)?;
-        assert_eq!(error.class(), FailureClass::Corrupt, "{error:?}");
-        match error {
-            OpenError::CutShort {
-                file_bytes,
-                used_blocks,
-                blocks_in_file,
-                ..
-            } => {
-                assert_eq!(file_bytes, keep);
-                assert!(
-                    used_blocks > blocks_in_file,
-                    "{used_blocks} <= {blocks_in_file}"
-                );
-            }
-            // Cut into its metadata, DuckDB cannot even open it: still Corrupt, still typed.
-            OpenError::Engine { .. } => {}
-            other => panic!("{fraction}: expected CutShort, got {other:?}"),
+    let keep = length / 2 + 1;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)?
+        .set_len(keep)?;
+
+    let error = assert_unchanged(directory.path(), || {
+        DuckDbOptions::new(&path)
+            .migrations(crate::schema())
+            .recovery_policy(RecoveryLadder::strict())
+            .open()
+            .unwrap_err()
+    });
+    assert_eq!(error.class(), FailureClass::Corrupt, "{error:?}");
+    match error {
+        OpenError::CutShort {
+            file_bytes,
+            used_blocks,
+            blocks_in_file,
+            ..
+        } => {
+            assert_eq!(file_bytes, keep);
+            assert!(
+                used_blocks > blocks_in_file,
+                "{used_blocks} <= {blocks_in_file}"
+            );
         }
+        other => panic!("expected CutShort, got {other:?}"),
     }
-    // The whole file still opens, with its rows.
-    let (connection, _) = DuckDbOptions::new(&path)
+
+    let (connection, report) = DuckDbOptions::new(&path)
         .migrations(crate::schema())
         .open()?;
+    let recovery = report.recovery.as_ref().expect("recovered");
+    assert_eq!(recovery.class, FailureClass::Corrupt, "{report}");
+    assert_eq!(recovery.step, RecoveryStep::RestoreSnapshot, "{report}");
+    assert!(
+        matches!(recovery.lost, DataLoss::EverythingSinceSnapshot { .. }),
+        "{report}"
+    );
+    let cut_aside = recovery
+        .moved_aside
+        .iter()
+        .find(|moved| moved.from == path)
+        .expect("the cut file kept aside");
+    assert_eq!(std::fs::metadata(&cut_aside.to)?.len(), keep);
+    // The snapshot was taken before the schema existed: the schema is back, the rows written
+    // after the snapshot are what the report says was lost.
     let rows: i64 = connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
-    assert_eq!(rows, 100);
+    assert_eq!(rows, 0);
     Ok(())
 }
