@@ -318,32 +318,26 @@ impl WalReading {
     /// Reads a WAL's bytes once, start to end.
     pub fn read(bytes: &[u8]) -> Result<WalReading, UnknownWal> {
         let file_bytes = bytes.len() as u64;
+        // A WAL with no whole commit: its header and nothing, then `tail`.
+        let no_commit = |tail| WalReading {
+            version: KNOWN_WAL_VERSION,
+            header_bytes: 0,
+            last_commit_end: 0,
+            commits: 0,
+            entries: 0,
+            has_checkpoint_marker: false,
+            tail,
+        };
         if bytes.is_empty() {
             // DuckDB takes an empty WAL for none: nothing to replay, nothing dropped.
-            return Ok(WalReading {
-                version: KNOWN_WAL_VERSION,
-                header_bytes: 0,
-                last_commit_end: 0,
-                commits: 0,
-                entries: 0,
-                has_checkpoint_marker: false,
-                tail: WalTail::Clean,
-            });
+            return Ok(no_commit(WalTail::Clean));
         }
         let Some((version, header_bytes)) = read_header(bytes)? else {
-            return Ok(WalReading {
-                version: KNOWN_WAL_VERSION,
-                header_bytes: 0,
-                last_commit_end: 0,
-                commits: 0,
+            return Ok(no_commit(WalTail::Torn {
+                offset: 0,
                 entries: 0,
-                has_checkpoint_marker: false,
-                tail: WalTail::Torn {
-                    offset: 0,
-                    entries: 0,
-                    bytes: file_bytes,
-                },
-            });
+                bytes: file_bytes,
+            }));
         };
         let mut reading = WalReading {
             version,
