@@ -89,6 +89,18 @@ pub enum MigrationsError {
         /// What this release knows.
         latest_version: u32,
     },
+    /// The database stayed at an older version than this release's latest after its
+    /// migrations ran: a migration did not record its version.
+    #[error(
+        "database schema version {database_version} is older than this release's latest, \
+         {latest_version}, after migrating"
+    )]
+    DatabaseOlder {
+        /// What the database says.
+        database_version: u32,
+        /// What this release knows.
+        latest_version: u32,
+    },
 }
 
 /// An ordered, validated list of migrations.
@@ -159,6 +171,33 @@ impl Migrations {
             .list
             .partition_point(|migration| migration.version <= current_version);
         Ok(&self.list[first_pending..])
+    }
+
+    /// Whether a database that has just been migrated stands at this list's latest version: the
+    /// error that says which way it is off, newer or older.
+    ///
+    /// ```
+    /// use store_core::{Migration, Migrations, MigrationsError};
+    ///
+    /// let migrations = Migrations::new(vec![Migration::new(1, "t", "CREATE TABLE t (x INTEGER)")])?;
+    /// assert_eq!(migrations.check_migrated(1), Ok(()));
+    /// assert!(matches!(migrations.check_migrated(0), Err(MigrationsError::DatabaseOlder { .. })));
+    /// assert!(matches!(migrations.check_migrated(2), Err(MigrationsError::DatabaseNewer { .. })));
+    /// # Ok::<(), MigrationsError>(())
+    /// ```
+    pub fn check_migrated(&self, database_version: u32) -> Result<(), MigrationsError> {
+        let latest_version = self.latest_version();
+        match database_version.cmp(&latest_version) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Greater => Err(MigrationsError::DatabaseNewer {
+                database_version,
+                latest_version,
+            }),
+            std::cmp::Ordering::Less => Err(MigrationsError::DatabaseOlder {
+                database_version,
+                latest_version,
+            }),
+        }
     }
 }
 

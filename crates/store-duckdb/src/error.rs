@@ -63,7 +63,8 @@ pub enum OpenError {
         /// What `current_setting('fsync_mode')` answered.
         answered: String,
     },
-    /// The snapshot chosen for restoring is unusable; nothing was moved.
+    /// The snapshot chosen for restoring is unusable. The restore moved nothing; earlier steps
+    /// may have, and `moved_aside` lists what they moved.
     #[error("cannot restore {} from snapshot {}", path.display(), snapshot.display())]
     Snapshot {
         /// The path given.

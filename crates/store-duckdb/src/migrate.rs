@@ -153,13 +153,8 @@ pub(crate) fn apply(
     }
     checkpoint(connection, "checkpoint after migrating")?;
     report.schema_version = schema_version(connection).map_err(step("read the schema version"))?;
-    if report.schema_version != migrations.latest_version() {
-        return Err(MigrateError::Mismatch {
-            source: store_core::MigrationsError::DatabaseNewer {
-                database_version: report.schema_version,
-                latest_version: migrations.latest_version(),
-            },
-        });
-    }
+    migrations
+        .check_migrated(report.schema_version)
+        .map_err(|source| MigrateError::Mismatch { source })?;
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::registry::InstanceConfig;
 /// let (connection, report) = DuckDbOptions::new("/var/lib/app/system.duckdb")
 ///     .migrations(migrations)
 ///     .recovery_policy(RecoveryLadder::default())
-///     .retention(3)
+///     .retention(std::num::NonZeroUsize::new(3).unwrap())
 ///     .open()?;
 /// if let Some(recovery) = &report.recovery {
 ///     eprintln!("recovered by {}: lost {}", recovery.step, recovery.lost);
@@ -74,7 +74,7 @@ impl DuckDbOptions {
             label: None,
             migrations: Migrations::none(),
             recovery_policy: Arc::new(RecoveryLadder::default()),
-            retention: Some(3),
+            retention: None,
             read_only: false,
             settings: BTreeMap::new(),
             filesystem: None,
@@ -103,14 +103,16 @@ impl DuckDbOptions {
     }
 
     /// How many groups of moved-aside files to keep per reason (`broken`, `discarded-wal`,
-    /// `salvaged-wal`) after a recovery; older groups are deleted, so that a crash loop cannot fill
-    /// the disk. Default: 3. [`DuckDbOptions::keep_everything`] turns pruning off.
-    pub fn retention(mut self, groups: usize) -> DuckDbOptions {
-        self.retention = Some(groups.max(1));
+    /// `salvaged-wal`) after a recovery; older groups are deleted, so that a crash loop cannot
+    /// fill the disk. The only deletion store ever makes, and only when asked: at least one group
+    /// is always kept (the type says so). Default: keep everything; each recovery warns with the
+    /// count and bytes of the moved-aside files beside the database.
+    pub fn retention(mut self, groups: std::num::NonZeroUsize) -> DuckDbOptions {
+        self.retention = Some(groups.get());
         self
     }
 
-    /// Never delete moved-aside files.
+    /// Never delete moved-aside files (the default).
     pub fn keep_everything(mut self) -> DuckDbOptions {
         self.retention = None;
         self

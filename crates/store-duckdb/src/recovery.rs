@@ -324,8 +324,27 @@ pub(crate) fn recover(
     Err(trigger.into_error(options, class, failures, moved))
 }
 
+/// Prunes moved-aside groups when the user set a retention; otherwise (the default, keep
+/// everything) says what lies beside the database, so that a crash loop filling the disk is seen
+/// long before the disk is full.
 fn apply_retention(options: &DuckDbOptions) {
     let Some(keep) = options.retention else {
+        let kept = files::moved_aside_files(&options.path).unwrap_or_default();
+        let bytes: u64 = kept
+            .iter()
+            .filter_map(|file| fs::metadata(&file.path).ok())
+            .map(|metadata| metadata.len())
+            .sum();
+        tracing::warn!(
+            target: "store::recovery",
+            path = %options.path.display(),
+            files = kept.len(),
+            bytes,
+            "{} moved-aside file(s), {bytes} bytes, are kept beside {}: nothing is deleted unless a \
+             retention is set (DuckDbOptions::retention)",
+            kept.len(),
+            options.path.display()
+        );
         return;
     };
     for reason in [REASON_SALVAGED, REASON_DISCARDED, REASON_BROKEN] {

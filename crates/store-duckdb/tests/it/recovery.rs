@@ -415,7 +415,9 @@ fn retention_caps_moved_aside_files() -> TestResult {
             write_uncheckpointed_rows(&other, 0, 1)?;
             other
         })?;
-        let (_connection, report) = DuckDbOptions::new(&path).retention(2).open()?;
+        let (_connection, report) = DuckDbOptions::new(&path)
+            .retention(std::num::NonZeroUsize::new(2).expect("two"))
+            .open()?;
         assert_eq!(
             report.recovery.map(|r| r.step),
             Some(RecoveryStep::DiscardWal)
@@ -676,6 +678,53 @@ fn salvage_keeps_every_commit_before_the_damage_at_twenty_seeded_offsets() -> Te
             rows.unsigned_abs(),
             kept.len() as u64,
             "case {case}: damage at byte {offset}"
+        );
+    }
+    Ok(())
+}
+
+/// Promise: by default recovery never deletes: four recoveries in a row leave all four groups of
+/// moved-aside files beside the database, and each recovery warns with how many moved-aside files
+/// there are (the count it warns grows with them).
+#[test]
+fn by_default_every_moved_aside_file_is_kept_and_counted() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
+    let mut counted = Vec::new();
+    for _ in 0..4 {
+        write_uncheckpointed_rows(&path, 0, 1)?;
+        replace_wal_with_foreign(&path, &{
+            let other = directory.path().join("other.duckdb");
+            let _ = std::fs::remove_file(&other);
+            let _ = std::fs::remove_file(wal_path(&other));
+            write_uncheckpointed_rows(&other, 0, 1)?;
+            other
+        })?;
+        let (opened, events) = logs::capture(|| DuckDbOptions::new(&path).open());
+        let (_connection, report) = opened?;
+        assert_eq!(
+            report.recovery.map(|r| r.step),
+            Some(RecoveryStep::DiscardWal)
+        );
+        let warning = logs::at_level(&events, tracing::Level::WARN)
+            .into_iter()
+            .find(|event| event.text.contains("moved-aside file(s)"))
+            .expect("a warning naming the moved-aside files")
+            .text
+            .clone();
+        counted.push(warning);
+    }
+    assert_eq!(
+        names_starting_with(directory.path(), "system.duckdb.discarded-wal.").len(),
+        4,
+        "nothing deleted"
+    );
+    // The WAL each recovery moved aside is counted: one more file each time.
+    for (recovery, warning) in counted.iter().enumerate() {
+        assert!(
+            warning.starts_with(&format!("{} moved-aside file(s)", recovery + 1)),
+            "{warning}"
         );
     }
     Ok(())
