@@ -27,6 +27,35 @@ const HEADERS_BYTES: u64 = 3 * 4096;
 /// DuckDB's default block allocation size (`DEFAULT_BLOCK_ALLOC_SIZE`).
 const DEFAULT_BLOCK_BYTES: u64 = 256 * 1024;
 
+/// A database file that holds fewer whole blocks than DuckDB has in use: cut short.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlocksMissing {
+    file_bytes: u64,
+    block_size: u64,
+    used_blocks: u64,
+    blocks_in_file: u64,
+}
+
+impl BlocksMissing {
+    /// The open's error, with what a recovery tried and moved.
+    pub(crate) fn into_error(
+        self,
+        path: &Path,
+        recovery_failures: Vec<(store_core::RecoveryStep, String)>,
+        moved_aside: Vec<store_core::MovedAside>,
+    ) -> OpenError {
+        OpenError::CutShort {
+            path: path.to_owned(),
+            file_bytes: self.file_bytes,
+            block_size: self.block_size,
+            used_blocks: self.used_blocks,
+            blocks_in_file: self.blocks_in_file,
+            recovery_failures,
+            moved_aside,
+        }
+    }
+}
+
 impl DuckDbOptions {
     /// Opens the database: checks the path, shares an instance of it already open in this
     /// process (refused with [`OpenError::InstanceMismatch`] if that one was started with another
@@ -128,13 +157,15 @@ impl DuckDbOptions {
                         }
                     },
                 };
-                let connection = match self.check_blocks_in_file(&connection) {
-                    Ok(()) => connection,
-                    Err(cut_short) if self.read_only => return Err(cut_short),
-                    Err(cut_short) => {
+                let connection = match self.blocks_missing(&connection)? {
+                    None => connection,
+                    Some(missing) if self.read_only => {
+                        return Err(missing.into_error(&self.path, Vec::new(), Vec::new()));
+                    }
+                    Some(missing) => {
                         // The instance closes before the ladder moves its file.
                         drop(connection);
-                        recovery::recover(self, recovery::Trigger::CutShort(cut_short), report)?
+                        recovery::recover(self, recovery::Trigger::CutShort(missing), report)?
                     }
                 };
                 if !self.settings.is_empty() {
@@ -242,16 +273,20 @@ impl DuckDbOptions {
     /// such a file opens and fails at the first query that reaches a missing block. A healthy file
     /// is its headers and whole blocks, and every block in use lies inside it (DuckDB trims only
     /// free blocks from the end); a file holding fewer whole blocks than DuckDB says are in use
-    /// is `OpenError::CutShort`. A cut exactly at a block boundary goes unseen here.
-    fn check_blocks_in_file(&self, connection: &duckdb::Connection) -> Result<(), OpenError> {
+    /// is cut short ([`BlocksMissing`]; an error only when DuckDB cannot be asked). A cut exactly
+    /// at a block boundary goes unseen here.
+    fn blocks_missing(
+        &self,
+        connection: &duckdb::Connection,
+    ) -> Result<Option<BlocksMissing>, OpenError> {
         let Ok(metadata) = std::fs::metadata(&self.path) else {
-            return Ok(());
+            return Ok(None);
         };
         let file_bytes = metadata.len();
         // A file of whole default-size blocks is asked nothing more: the query below cost 7% of
         // an open (`cargo xtask bench`), and a cut at a random byte is almost never aligned.
         if file_bytes.saturating_sub(HEADERS_BYTES) % DEFAULT_BLOCK_BYTES == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let (block_size, used_blocks): (u64, u64) = connection
             .query_row(
@@ -262,18 +297,12 @@ impl DuckDbOptions {
             )
             .map_err(|source| self.engine_error(source))?;
         let blocks_in_file = file_bytes.saturating_sub(HEADERS_BYTES) / block_size.max(1);
-        if used_blocks <= blocks_in_file {
-            return Ok(());
-        }
-        Err(OpenError::CutShort {
-            path: self.path.clone(),
+        Ok((used_blocks > blocks_in_file).then_some(BlocksMissing {
             file_bytes,
             block_size,
             used_blocks,
             blocks_in_file,
-            recovery_failures: Vec::new(),
-            moved_aside: Vec::new(),
-        })
+        }))
     }
 
     /// A plain open of the database file with this open's access mode and settings.

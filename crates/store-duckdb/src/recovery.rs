@@ -21,7 +21,7 @@ use crate::SIDECAR_SUFFIXES;
 use crate::classify::{Diagnosis, diagnose};
 use crate::error::{OpenError, StepError};
 use crate::migrate::{self, SNAPSHOT_SUFFIX};
-use crate::open::connect;
+use crate::open::{BlocksMissing, connect};
 use crate::options::DuckDbOptions;
 use crate::wal::{WalReading, WalTail};
 
@@ -117,7 +117,7 @@ pub(crate) enum Trigger {
     WalDamage(WalTail),
     /// The database file is shorter than the blocks in use (`OpenError::CutShort`): only a
     /// restore applies.
-    CutShort(OpenError),
+    CutShort(BlocksMissing),
 }
 
 impl Trigger {
@@ -137,14 +137,16 @@ impl Trigger {
         }
     }
 
-    fn cause(&self) -> String {
+    fn cause(&self, database: &Path) -> String {
         match self {
             Trigger::Engine(error) => error.to_string(),
             Trigger::WalDamage(tail) if tail.is_dropped_silently() => {
                 format!("the WAL ends in {tail}, which DuckDB would drop without a word")
             }
             Trigger::WalDamage(tail) => format!("the WAL has {tail}, which DuckDB fails on"),
-            Trigger::CutShort(error) => error.to_string(),
+            Trigger::CutShort(missing) => missing
+                .into_error(database, Vec::new(), Vec::new())
+                .to_string(),
         }
     }
 
@@ -164,23 +166,9 @@ impl Trigger {
                 moved_aside,
                 source,
             },
-            Trigger::CutShort(OpenError::CutShort {
-                path,
-                file_bytes,
-                block_size,
-                used_blocks,
-                blocks_in_file,
-                ..
-            }) => OpenError::CutShort {
-                path,
-                file_bytes,
-                block_size,
-                used_blocks,
-                blocks_in_file,
-                recovery_failures,
-                moved_aside,
-            },
-            Trigger::CutShort(other) => other,
+            Trigger::CutShort(missing) => {
+                missing.into_error(&options.path, recovery_failures, moved_aside)
+            }
             Trigger::WalDamage(tail) => OpenError::WalTail {
                 path: options.path.clone(),
                 tail,
@@ -233,7 +221,7 @@ pub(crate) fn recover(
             other => other.into_error(options, class, Vec::new(), Vec::new()),
         });
     }
-    let cause = trigger.cause();
+    let cause = trigger.cause(&options.path);
     if WarnOnce::global().first(&report.label, "recovery") {
         tracing::warn!(
             target: "store::recovery",

@@ -401,20 +401,25 @@ fn a_strict_policy_never_recovers() -> TestResult {
     Ok(())
 }
 
+/// One more commit in `path`'s WAL, then the WAL replaced by a fresh one of another database
+/// beside it: the foreign-WAL fault, which the default ladder recovers from by discarding.
+fn commit_then_foreign_wal(path: &std::path::Path) -> TestResult {
+    write_uncheckpointed_rows(path, 0, 1)?;
+    let other = store_core::files::parent_directory(path).join("other.duckdb");
+    let _ = std::fs::remove_file(&other);
+    let _ = std::fs::remove_file(wal_path(&other));
+    write_uncheckpointed_rows(&other, 0, 1)?;
+    replace_wal_with_foreign(path, &other)?;
+    Ok(())
+}
+
 #[test]
 fn retention_caps_moved_aside_files() -> TestResult {
     let directory = tempfile::tempdir()?;
     let path = directory.path().join("system.duckdb");
     drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
     for _ in 0..4 {
-        write_uncheckpointed_rows(&path, 0, 1)?;
-        replace_wal_with_foreign(&path, &{
-            let other = directory.path().join("other.duckdb");
-            let _ = std::fs::remove_file(&other);
-            let _ = std::fs::remove_file(wal_path(&other));
-            write_uncheckpointed_rows(&other, 0, 1)?;
-            other
-        })?;
+        commit_then_foreign_wal(&path)?;
         let (_connection, report) = DuckDbOptions::new(&path)
             .retention(std::num::NonZeroUsize::new(2).expect("two"))
             .open()?;
@@ -693,14 +698,7 @@ fn by_default_every_moved_aside_file_is_kept_and_counted() -> TestResult {
     drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
     let mut counted = Vec::new();
     for _ in 0..4 {
-        write_uncheckpointed_rows(&path, 0, 1)?;
-        replace_wal_with_foreign(&path, &{
-            let other = directory.path().join("other.duckdb");
-            let _ = std::fs::remove_file(&other);
-            let _ = std::fs::remove_file(wal_path(&other));
-            write_uncheckpointed_rows(&other, 0, 1)?;
-            other
-        })?;
+        commit_then_foreign_wal(&path)?;
         let (opened, events) = logs::capture(|| DuckDbOptions::new(&path).open());
         let (_connection, report) = opened?;
         assert_eq!(
