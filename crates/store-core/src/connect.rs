@@ -85,6 +85,56 @@ impl fmt::Display for ConnectionLimit {
     }
 }
 
+/// The per-connection initialisation an engine's options collect (user pragmas, functions,
+/// macros), run in order on every connection an open and its database handle make.
+///
+/// ```
+/// use store_core::connect::OnConnect;
+///
+/// let mut on_connect: OnConnect<Vec<&str>, String> = OnConnect::default();
+/// on_connect.push(|seen: &Vec<&str>| if seen.is_empty() { Err("empty".into()) } else { Ok(()) });
+/// assert_eq!(on_connect.run(&vec!["a"]), Ok(()));
+/// assert_eq!(on_connect.run(&vec![]), Err("empty".to_owned()));
+/// ```
+pub struct OnConnect<C, E> {
+    inits: Vec<Arc<InitFn<C, E>>>,
+}
+
+/// One initialisation of an [`OnConnect`].
+type InitFn<C, E> = dyn Fn(&C) -> Result<(), E> + Send + Sync;
+
+impl<C, E> OnConnect<C, E> {
+    /// Adds `init`, run after those added before it.
+    pub fn push(&mut self, init: impl Fn(&C) -> Result<(), E> + Send + Sync + 'static) {
+        self.inits.push(Arc::new(init));
+    }
+
+    /// Runs every initialisation on `connection`, in order, stopping at the first that fails.
+    pub fn run(&self, connection: &C) -> Result<(), E> {
+        self.inits.iter().try_for_each(|init| init(connection))
+    }
+}
+
+impl<C, E> Default for OnConnect<C, E> {
+    fn default() -> Self {
+        OnConnect { inits: Vec::new() }
+    }
+}
+
+impl<C, E> Clone for OnConnect<C, E> {
+    fn clone(&self) -> Self {
+        OnConnect {
+            inits: self.inits.clone(),
+        }
+    }
+}
+
+impl<C, E> fmt::Debug for OnConnect<C, E> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "OnConnect({} initialisations)", self.inits.len())
+    }
+}
+
 /// An error that falls into a [`FailureClass`]: what policies, retries and monitoring decide on.
 pub trait Classify {
     /// The class of this failure.

@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use store_core::connect::OnConnect;
 use store_core::{ConnectionLimit, Engine, FailureClass, OpenReport};
 
 use crate::error::{ConnectError, OpenError};
-use crate::options::{ConnectionInit, DuckDbOptions, run_on_connect};
+use crate::options::DuckDbOptions;
 use crate::registry::DuckDbConnection;
 
 /// An opened DuckDB database: the process's one instance of the file, kept alive while the handle
@@ -66,7 +67,7 @@ struct Inner {
     /// uses it.
     spare: Mutex<DuckDbConnection>,
     /// The options' per-connection initialisation, run on every connection made.
-    on_connect: Vec<ConnectionInit>,
+    on_connect: OnConnect<duckdb::Connection, duckdb::Error>,
 }
 
 impl std::fmt::Debug for DuckDbDatabase {
@@ -114,12 +115,13 @@ impl DuckDbDatabase {
             source,
         })?;
         drop(spare);
-        run_on_connect(&self.inner.on_connect, &connection).map_err(|source| {
-            ConnectError::Init {
+        self.inner
+            .on_connect
+            .run(&connection)
+            .map_err(|source| ConnectError::Init {
                 path: self.inner.path.clone(),
                 source,
-            }
-        })?;
+            })?;
         Ok(connection)
     }
 

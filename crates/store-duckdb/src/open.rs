@@ -183,12 +183,12 @@ impl DuckDbOptions {
         if !self.read_only {
             report.durability = Some(self.durability(&connection)?);
         }
-        crate::options::run_on_connect(&self.on_connect, &connection).map_err(|source| {
-            OpenError::Init {
+        self.on_connect
+            .run(&connection)
+            .map_err(|source| OpenError::Init {
                 path: self.path.clone(),
                 source,
-            }
-        })?;
+            })?;
         if self.read_only {
             report.schema_version =
                 migrate::schema_version(&connection).map_err(|source| self.engine_error(source))?;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use store_core::connect::OnConnect;
 use store_core::{FsKind, Migrations, RecoveryLadder, RecoveryPolicy};
 
 use crate::registry::InstanceConfig;
@@ -41,29 +42,7 @@ pub struct DuckDbOptions {
     pub(crate) settings: BTreeMap<String, String>,
     /// The filesystem kind to report instead of the detected one.
     pub(crate) filesystem: Option<FsKind>,
-    pub(crate) on_connect: Vec<ConnectionInit>,
-}
-
-/// A user's per-connection initialisation, run on every connection an open and its database
-/// handle make.
-#[derive(Clone)]
-pub(crate) struct ConnectionInit(pub(crate) Arc<InitFn>);
-
-/// What [`DuckDbOptions::on_connect`] takes.
-pub(crate) type InitFn = dyn Fn(&duckdb::Connection) -> duckdb::Result<()> + Send + Sync;
-
-/// Runs each initialisation on `connection`, in order, stopping at the first that fails.
-pub(crate) fn run_on_connect(
-    inits: &[ConnectionInit],
-    connection: &duckdb::Connection,
-) -> duckdb::Result<()> {
-    inits.iter().try_for_each(|init| (init.0)(connection))
-}
-
-impl std::fmt::Debug for ConnectionInit {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("ConnectionInit(..)")
-    }
+    pub(crate) on_connect: OnConnect<duckdb::Connection, duckdb::Error>,
 }
 
 impl DuckDbOptions {
@@ -78,7 +57,7 @@ impl DuckDbOptions {
             read_only: false,
             settings: BTreeMap::new(),
             filesystem: None,
-            on_connect: Vec::new(),
+            on_connect: OnConnect::default(),
         }
     }
 
@@ -185,7 +164,7 @@ impl DuckDbOptions {
         mut self,
         init: impl Fn(&duckdb::Connection) -> duckdb::Result<()> + Send + Sync + 'static,
     ) -> DuckDbOptions {
-        self.on_connect.push(ConnectionInit(Arc::new(init)));
+        self.on_connect.push(init);
         self
     }
 

@@ -273,12 +273,13 @@ impl SqliteDatabase {
                 });
             }
         }
-        for init in &options.on_connect {
-            (init.0)(&connection).map_err(|source| ConnectError::Init {
+        options
+            .on_connect
+            .run(&connection)
+            .map_err(|source| ConnectError::Init {
                 path: path.clone(),
                 source,
             })?;
-        }
         Ok(connection)
     }
 

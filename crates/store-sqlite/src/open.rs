@@ -601,13 +601,12 @@ impl SqliteOptions {
 
     /// The options' per-connection initialisation, on the open's own connection.
     fn run_on_connect(&self, connection: &Connection) -> Result<(), OpenError> {
-        for init in &self.on_connect {
-            (init.0)(connection).map_err(|source| OpenError::Init {
+        self.on_connect
+            .run(connection)
+            .map_err(|source| OpenError::Init {
                 path: self.path.clone(),
                 source,
-            })?;
-        }
-        Ok(())
+            })
     }
 
     fn engine_error(&self, stage: Stage, source: rusqlite::Error) -> OpenError {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
+use store_core::connect::OnConnect;
 use store_core::{
     Durability, FsKind, JournalLadder, JournalMode, JournalPolicy, Migrations, SyncLevel,
 };
@@ -192,21 +193,7 @@ pub struct SqliteOptions {
     pub(crate) migrations: Migrations,
     pub(crate) read_only: bool,
     pub(crate) filesystem: Option<FsKind>,
-    pub(crate) on_connect: Vec<ConnectionInit>,
-}
-
-/// A user's per-connection initialisation (pragmas, functions), run on every connection a
-/// database handle makes.
-#[derive(Clone)]
-pub(crate) struct ConnectionInit(pub(crate) Arc<InitFn>);
-
-/// What [`SqliteOptions::on_connect`] takes.
-pub(crate) type InitFn = dyn Fn(&Connection) -> rusqlite::Result<()> + Send + Sync;
-
-impl fmt::Debug for ConnectionInit {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("ConnectionInit(..)")
-    }
+    pub(crate) on_connect: OnConnect<Connection, rusqlite::Error>,
 }
 
 impl SqliteOptions {
@@ -221,7 +208,7 @@ impl SqliteOptions {
             migrations: Migrations::none(),
             read_only: false,
             filesystem: None,
-            on_connect: Vec::new(),
+            on_connect: OnConnect::default(),
         }
     }
 
@@ -294,7 +281,7 @@ impl SqliteOptions {
         mut self,
         init: impl Fn(&Connection) -> rusqlite::Result<()> + Send + Sync + 'static,
     ) -> SqliteOptions {
-        self.on_connect.push(ConnectionInit(Arc::new(init)));
+        self.on_connect.push(init);
         self
     }
 
