@@ -44,6 +44,12 @@ const DUCKDB_WAL_ROWS: u32 = 20;
 /// Of which, in the snapshot cells, this many stand when the pre-migration snapshot is taken: at
 /// least 50, so that a restore to an empty (or a much older) database cannot pass.
 const SNAPSHOT_ROWS: u32 = 60;
+/// The seeded-damage cell's WAL: this many single-row commits...
+const SEEDED_WAL_COMMITS: u32 = 1_000;
+/// ...damaged at this many seeded offsets, each on a fresh copy of the database and its WAL.
+const SEEDED_DAMAGE_CASES: u32 = 20;
+/// The seed of those offsets: fixed, so that a failing case can be run again.
+const SEEDED_DAMAGE_SEED: u64 = 18;
 /// The database file of a SQLite cell.
 const SQLITE_FILE: &str = "cell.db";
 /// The database file of a DuckDB cell.
@@ -335,6 +341,15 @@ const CELLS: &[Cell] = &[
         Recovered(RecoveryStep::SalvageWal),
         Keep::BeforeDamage,
     ),
+    // A WAL of 1,000 commits, one byte flipped at each of 20 seeded offsets (each on its own copy):
+    // every salvage keeps each commit before the damaged entry, and the loss it reports starts
+    // exactly where the last of them ends, never inside or after the damaged entry.
+    duckdb(
+        "wal-flipped-byte-seeded",
+        "default",
+        Recovered(RecoveryStep::SalvageWal),
+        Keep::BeforeDamage,
+    ),
     duckdb(
         "locked-by-process",
         "default",
@@ -383,6 +398,19 @@ struct Rows {
 }
 
 impl Rows {
+    /// The counts of two cases together.
+    fn plus(self, other: Rows) -> Rows {
+        Rows {
+            acknowledged: self.acknowledged + other.acknowledged,
+            required: self.required + other.required,
+            kept: self.kept + other.kept,
+            required_missing: self.required_missing + other.required_missing,
+            lost_reported: self.lost_reported + other.lost_reported,
+            lost_silent: self.lost_silent + other.lost_silent,
+            unexpected: self.unexpected + other.unexpected,
+        }
+    }
+
     fn fields(&self) -> [(&'static str, u64); 7] {
         [
             ("acknowledged", self.acknowledged),
@@ -424,14 +452,19 @@ enum CheckKind {
     SchemaAfterReopen,
     /// The reopen applied exactly the migrations that had not committed before the kill.
     MigrationsAppliedOnce,
+    /// A salvage's reported loss starts exactly where the last commit before the damaged WAL
+    /// entry ends: never inside or after that entry (the row count cannot see that, since no
+    /// commit ends inside an entry).
+    LossBoundary,
 }
 
 impl CheckKind {
-    const ALL: [CheckKind; 4] = [
+    const ALL: [CheckKind; 5] = [
         CheckKind::MovedAside,
         CheckKind::SchemaAfterKill,
         CheckKind::SchemaAfterReopen,
         CheckKind::MigrationsAppliedOnce,
+        CheckKind::LossBoundary,
     ];
 
     fn as_str(self) -> &'static str {
@@ -440,12 +473,14 @@ impl CheckKind {
             CheckKind::SchemaAfterKill => "schema-after-kill",
             CheckKind::SchemaAfterReopen => "schema-after-reopen",
             CheckKind::MigrationsAppliedOnce => "migrations-applied-once",
+            CheckKind::LossBoundary => "loss-boundary",
         }
     }
 
     fn verdict(self) -> Verdict {
         match self {
             CheckKind::MovedAside => Verdict::MovedAside,
+            CheckKind::LossBoundary => Verdict::LossBoundary,
             CheckKind::SchemaAfterKill
             | CheckKind::SchemaAfterReopen
             | CheckKind::MigrationsAppliedOnce => Verdict::Schema,
@@ -529,6 +564,27 @@ fn unescape(text: &str) -> String {
 }
 
 impl Observed {
+    /// This observation and a later case's of the same cell, as one: rows summed, moved files
+    /// and checks joined, the directory unchanged only if both were; the later outcome (and its
+    /// detail) wins when it is not the one expected, so that one case that differs fails the
+    /// cell, and so do rows that could not be read in any case.
+    fn and(mut self, cell: &Cell, later: Observed) -> Observed {
+        self.rows = match (self.rows, later.rows) {
+            (Some(rows), Some(more)) => Some(rows.plus(more)),
+            _ => None,
+        };
+        self.moved_aside.extend(later.moved_aside);
+        self.checks.extend(later.checks);
+        self.directory_unchanged &= later.directory_unchanged;
+        self.skipped = self.skipped.or(later.skipped);
+        self.setup_failure = self.setup_failure.or(later.setup_failure);
+        if self.outcome == Some(cell.expected) && later.outcome != Some(cell.expected) {
+            self.outcome = later.outcome;
+            self.detail = later.detail;
+        }
+        self
+    }
+
     /// A cell that could not set itself up.
     fn setup_failed(reason: String) -> Observed {
         Observed {
@@ -663,6 +719,9 @@ enum Verdict {
     MovedAside,
     /// The schema version or a migration's effects are wrong after a kill or a reopen.
     Schema,
+    /// A salvage reported a loss starting elsewhere than the end of the last commit before the
+    /// damage.
+    LossBoundary,
 }
 
 impl Verdict {
@@ -682,6 +741,7 @@ impl Verdict {
             Verdict::SilentLoss => "SILENT",
             Verdict::MovedAside => "MOVED",
             Verdict::Schema => "SCHEMA",
+            Verdict::LossBoundary => "BOUND",
         }
     }
 }
@@ -1750,6 +1810,9 @@ fn snapshot_history(path: &Path, ledger: &mut Ledger) -> Result<Vec<u64>, CellEr
 }
 
 fn duckdb_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
+    if cell.fault == "wal-flipped-byte-seeded" {
+        return seeded_damage_cell(cell, directory);
+    }
     if cell.fault == "disk-full" {
         fault_or_skip(mounts::mount_small_tmpfs(directory, 4 * 1024 * 1024))?;
     }
@@ -1799,6 +1862,104 @@ fn duckdb_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
         }
     }
     let required = required_rows(cell.keep, &ledger, damage_at_wal_byte);
+    let prepared = Prepared {
+        engine: Engine::Duckdb,
+        path,
+        ledger,
+        required,
+        kill,
+        checks,
+    };
+    open_duckdb_cell(cell, directory, prepared)
+}
+
+/// The seeded-damage cell: a WAL of [`SEEDED_WAL_COMMITS`] commits, one byte flipped at each of
+/// [`SEEDED_DAMAGE_CASES`] seeded offsets, each on a copy of its own in `case-K/`, each opened and
+/// judged as a cell of its own; the observations add up (rows summed, checks and moved files
+/// joined), and an outcome other than the expected one in any case is the cell's.
+fn seeded_damage_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
+    let original_directory = directory.join("original");
+    std::fs::create_dir(&original_directory)?;
+    let original = original_directory.join(DUCKDB_FILE);
+    let mut ledger = Ledger::default();
+    drop(
+        DuckDbOptions::new(&original)
+            .migrations(duckdb_schema())
+            .open()?,
+    );
+    let checkpointed = ROWS_BEFORE as u32 - DUCKDB_WAL_ROWS;
+    let commit_ends = write_duckdb_rows(&original, &mut ledger, checkpointed, SEEDED_WAL_COMMITS)?;
+    let wal = std::fs::read(duckdb_faults::wal_path(&original))?;
+    let first_end = commit_ends[0];
+    let mut random = store_testkit::random::SplitMix64::new(SEEDED_DAMAGE_SEED);
+    let mut merged: Option<Observed> = None;
+    for case in 0..SEEDED_DAMAGE_CASES {
+        // Past the first commit, so that there is always one to keep.
+        let damage = first_end + random.below(wal.len() as u64 - first_end);
+        let case_directory = directory.join(format!("case-{case}"));
+        std::fs::create_dir(&case_directory)?;
+        let path = case_directory.join(DUCKDB_FILE);
+        std::fs::copy(&original, &path)?;
+        std::fs::write(duckdb_faults::wal_path(&path), &wal)?;
+        duckdb_faults::flip_wal_byte(&path, damage)?;
+        // No commit ends inside an entry: the last commit ending at or before the damaged byte
+        // is the last one before the damaged entry, and the salvage's cut.
+        let cut = commit_ends
+            .iter()
+            .copied()
+            .filter(|end| *end <= damage)
+            .max()
+            .expect("the first commit ends before the damage");
+        let prepared = Prepared {
+            engine: Engine::Duckdb,
+            path,
+            required: required_rows(cell.keep, &ledger, Some(damage)),
+            ledger: ledger.clone(),
+            kill: None,
+            checks: Vec::new(),
+        };
+        let (mut observed, loss) = open_duckdb_case(cell, &case_directory, prepared)?;
+        let reported = match loss {
+            Some(
+                DataLoss::CommitsAfterWalByte { byte_offset }
+                | DataLoss::DroppedWalTail { byte_offset, .. },
+            ) => Some(byte_offset),
+            _ => None,
+        };
+        observed.checks.push(Check::new(
+            CheckKind::LossBoundary,
+            reported == Some(cut),
+            format!(
+                "case {case}: byte {damage} flipped; the last commit before it ends at {cut}; \
+                 the report's loss starts at {reported:?}"
+            ),
+        ));
+        observed.detail = format!("case {case} (byte {damage}): {}", observed.detail);
+        merged = Some(match merged {
+            None => observed,
+            Some(so_far) => so_far.and(cell, observed),
+        });
+    }
+    Ok(merged.expect("at least one case"))
+}
+
+/// Opens a prepared DuckDB cell under its fault and policy and judges what it finds.
+fn open_duckdb_cell(
+    cell: &Cell,
+    directory: &Path,
+    prepared: Prepared,
+) -> Result<Observed, CellError> {
+    open_duckdb_case(cell, directory, prepared).map(|(observed, _)| observed)
+}
+
+/// [`open_duckdb_cell`], also returning the loss the report named.
+fn open_duckdb_case(
+    cell: &Cell,
+    directory: &Path,
+    prepared: Prepared,
+) -> Result<(Observed, Option<DataLoss>), CellError> {
+    let path = prepared.path.clone();
+    let kill = prepared.kill;
     if cell.fault == "read-only-filesystem" {
         fault_or_skip(mounts::remount_read_only(directory))?;
     }
@@ -1849,15 +2010,8 @@ fn duckdb_cell(cell: &Cell, directory: &Path) -> Result<Observed, CellError> {
     };
     drop(holder);
     let after = DirectorySnapshot::take(directory)?;
-    let prepared = Prepared {
-        engine: Engine::Duckdb,
-        path,
-        ledger,
-        required,
-        kill,
-        checks,
-    };
-    Ok(finish(cell, prepared, &before, &after, opening))
+    let loss = opening.loss.clone();
+    Ok((finish(cell, prepared, &before, &after, opening), loss))
 }
 
 /// Where a killed cell's migrating child dies.
@@ -2743,6 +2897,36 @@ mod tests {
             ..at_three
         };
         assert!(schema_consistent(engine, &gap).is_err());
+    }
+
+    /// Promise: the seeded-damage cell fails when one case's salvage reports its loss starting
+    /// anywhere but the end of the last commit before the damage, even with every row accounted
+    /// for; and one case whose outcome differs makes the merged cell's outcome differ.
+    #[test]
+    fn the_seeded_damage_cell_fails_on_a_wrong_loss_boundary_or_one_differing_case() {
+        let cell = cell("duckdb/wal-flipped-byte-seeded/default");
+        let case = |boundary_holds: bool| Observed {
+            checks: vec![Check::new(
+                CheckKind::LossBoundary,
+                boundary_holds,
+                "the report's loss starts at Some(4242)",
+            )],
+            ..as_expected(cell, all_kept())
+        };
+        let right = case(true).and(cell, case(true));
+        assert_eq!(judge(cell, &right).verdict, Verdict::AsExpected);
+        let wrong = case(true).and(cell, case(false));
+        assert_eq!(judge(cell, &wrong).verdict, Verdict::LossBoundary);
+        let differing = Observed {
+            outcome: Some(Outcome::Opened(None)),
+            ..case(true)
+        };
+        let merged = case(true).and(cell, differing).and(cell, case(true));
+        assert_eq!(judge(cell, &merged).verdict, Verdict::Differs);
+        assert_eq!(
+            merged.rows.map(|rows| rows.acknowledged),
+            Some(all_kept().acknowledged * 3)
+        );
     }
 
     #[test]
