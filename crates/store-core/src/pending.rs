@@ -487,6 +487,11 @@ fn encode_loss(lost: &DataLoss) -> String {
             bytes,
             entries,
         } => format!("dropped-wal-tail {byte_offset},{bytes},{entries}"),
+        DataLoss::CheckpointWalTail {
+            byte_offset,
+            bytes,
+            entries,
+        } => format!("checkpoint-wal-tail {byte_offset},{bytes},{entries}"),
         DataLoss::UncheckpointedCommits => "uncheckpointed-commits".to_owned(),
         DataLoss::EverythingSinceSnapshot { taken_at } => {
             format!("everything-since-snapshot {}", encode_time(*taken_at))
@@ -510,25 +515,39 @@ fn parse_loss(text: &str) -> Option<DataLoss> {
             })
         }
         ("dropped-wal-tail", Some(numbers)) => {
-            let mut numbers = numbers.split(',').map(|number| {
-                number
-                    .bytes()
-                    .all(|byte| byte.is_ascii_digit())
-                    .then(|| number.parse::<u64>().ok())
-                    .flatten()
-            });
-            let loss = DataLoss::DroppedWalTail {
-                byte_offset: numbers.next()??,
-                bytes: numbers.next()??,
-                entries: numbers.next()??,
-            };
-            numbers.next().is_none().then_some(loss)
+            let [byte_offset, bytes, entries] = three_numbers(numbers)?;
+            Some(DataLoss::DroppedWalTail {
+                byte_offset,
+                bytes,
+                entries,
+            })
+        }
+        ("checkpoint-wal-tail", Some(numbers)) => {
+            let [byte_offset, bytes, entries] = three_numbers(numbers)?;
+            Some(DataLoss::CheckpointWalTail {
+                byte_offset,
+                bytes,
+                entries,
+            })
         }
         ("everything-since-snapshot", Some(time)) => Some(DataLoss::EverythingSinceSnapshot {
             taken_at: parse_time(time)?,
         }),
         _ => None,
     }
+}
+
+/// Exactly three decimal numbers separated by commas.
+fn three_numbers(text: &str) -> Option<[u64; 3]> {
+    let mut numbers = text.split(',').map(|number| {
+        number
+            .bytes()
+            .all(|byte| byte.is_ascii_digit())
+            .then(|| number.parse::<u64>().ok())
+            .flatten()
+    });
+    let three = [numbers.next()??, numbers.next()??, numbers.next()??];
+    numbers.next().is_none().then_some(three)
 }
 
 fn escape(text: &str) -> String {
@@ -591,6 +610,11 @@ mod tests {
                 byte_offset: 4096,
                 bytes: 77,
                 entries: 2,
+            },
+            DataLoss::CheckpointWalTail {
+                byte_offset: 37,
+                bytes: 140,
+                entries: 3,
             },
             DataLoss::UncheckpointedCommits,
             DataLoss::EverythingSinceSnapshot {

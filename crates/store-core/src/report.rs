@@ -68,6 +68,18 @@ pub enum DataLoss {
         /// Whole entries in them (a cut entry not counted).
         entries: u64,
     },
+    /// The tail of DuckDB's checkpoint WAL (`.wal.checkpoint`: the commits logged while a
+    /// checkpoint ran, replayed after the WAL) after its last whole commit: `bytes` bytes from
+    /// `byte_offset`, holding `entries` whole entries before a cut or damaged one. The engine
+    /// would have dropped a cut tail without a word and failed on a damaged one.
+    CheckpointWalTail {
+        /// Offset in the original checkpoint WAL where its last whole commit ends.
+        byte_offset: u64,
+        /// Bytes from there to the end of the original checkpoint WAL.
+        bytes: u64,
+        /// Whole entries in them of no complete commit.
+        entries: u64,
+    },
     /// Every commit since the last checkpoint.
     UncheckpointedCommits,
     /// Everything written since the snapshot was taken.
@@ -92,6 +104,15 @@ impl fmt::Display for DataLoss {
                 formatter,
                 "the WAL's tail after byte {byte_offset} ({bytes} bytes, {entries} whole entries of \
                  no complete commit)"
+            ),
+            DataLoss::CheckpointWalTail {
+                byte_offset,
+                bytes,
+                entries,
+            } => write!(
+                formatter,
+                "the checkpoint WAL's tail after byte {byte_offset} ({bytes} bytes, {entries} \
+                 whole entries of no complete commit)"
             ),
             DataLoss::UncheckpointedCommits => formatter.write_str("uncheckpointed commits"),
             DataLoss::EverythingSinceSnapshot { taken_at } => write!(

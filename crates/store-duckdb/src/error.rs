@@ -146,14 +146,17 @@ pub enum OpenError {
         /// Files moved aside by steps that failed after moving them.
         moved_aside: Vec<MovedAside>,
     },
-    /// The WAL reader found damage after the WAL's last whole commit (a tail DuckDB would drop
-    /// without a word, or an entry DuckDB would fail on), and the recovery policy does not
+    /// The WAL reader found damage after the last whole commit of the WAL, or of the checkpoint
+    /// WAL DuckDB replays after it (a tail DuckDB would drop without a word, or an entry DuckDB
+    /// would fail on), and the recovery policy does not
     /// recover from it (or every step failed): the open refuses rather than lose data silently.
-    #[error("{}'s WAL has {tail}", path.display())]
+    #[error("{}: {file} has {tail}", path.display())]
     WalTail {
         /// The path given.
         path: PathBuf,
-        /// What the WAL reader found after the last whole commit.
+        /// The log the damage is in: the WAL, or the checkpoint WAL replayed after it.
+        file: crate::wal::WalFile,
+        /// What the WAL reader found after the log's last whole commit.
         tail: crate::wal::WalTail,
         /// Each recovery step tried, and why it did not work.
         recovery_failures: Vec<(RecoveryStep, String)>,

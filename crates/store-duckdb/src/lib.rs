@@ -46,6 +46,7 @@
 mod classify;
 mod database;
 mod error;
+mod header;
 mod migrate;
 mod open;
 mod options;

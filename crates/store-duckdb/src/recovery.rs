@@ -23,7 +23,7 @@ use crate::error::{OpenError, StepError};
 use crate::migrate::{self, SNAPSHOT_SUFFIX};
 use crate::open::{BlocksMissing, connect};
 use crate::options::DuckDbOptions;
-use crate::wal::{WalReading, WalTail};
+use crate::wal::{WalDamage, WalFile, WalReading, WalTail};
 
 /// The reasons moved-aside files are named by, one per step.
 pub(crate) const REASON_SALVAGED: &str = "salvaged-wal";
@@ -114,7 +114,7 @@ pub(crate) enum Trigger {
     /// tail DuckDB would drop without a word (recovered from, so that it is kept aside and its
     /// loss said), or damage DuckDB would fail on (recovered from without first paying for the
     /// open that fails).
-    WalDamage(WalTail),
+    WalDamage(WalDamage),
     /// The database file is shorter than the blocks in use (`OpenError::CutShort`): only a
     /// restore applies.
     CutShort(BlocksMissing),
@@ -124,9 +124,12 @@ impl Trigger {
     fn diagnosis(&self) -> Diagnosis {
         match self {
             Trigger::Engine(error) => diagnose(error),
-            Trigger::WalDamage(tail) => Diagnosis {
-                class: tail.failure_class().unwrap_or(FailureClass::WalCorrupt),
-                bad_wal_entry_offset: tail.damage_offset(),
+            Trigger::WalDamage(damage) => Diagnosis {
+                class: damage
+                    .tail
+                    .failure_class()
+                    .unwrap_or(FailureClass::WalCorrupt),
+                bad_wal_entry_offset: damage.tail.damage_offset(),
                 foreign_wal: false,
             },
             Trigger::CutShort(_) => Diagnosis {
@@ -140,10 +143,10 @@ impl Trigger {
     fn cause(&self, database: &Path) -> String {
         match self {
             Trigger::Engine(error) => error.to_string(),
-            Trigger::WalDamage(tail) if tail.is_dropped_silently() => {
-                format!("the WAL ends in {tail}, which DuckDB would drop without a word")
+            Trigger::WalDamage(damage) if damage.tail.is_dropped_silently() => {
+                format!("{damage}, which DuckDB would drop without a word")
             }
-            Trigger::WalDamage(tail) => format!("the WAL has {tail}, which DuckDB fails on"),
+            Trigger::WalDamage(damage) => format!("{damage}, which DuckDB fails on"),
             Trigger::CutShort(missing) => missing
                 .into_error(database, Vec::new(), Vec::new())
                 .to_string(),
@@ -169,9 +172,10 @@ impl Trigger {
             Trigger::CutShort(missing) => {
                 missing.into_error(&options.path, recovery_failures, moved_aside)
             }
-            Trigger::WalDamage(tail) => OpenError::WalTail {
+            Trigger::WalDamage(damage) => OpenError::WalTail {
                 path: options.path.clone(),
-                tail,
+                file: damage.file,
+                tail: damage.tail,
                 recovery_failures,
                 moved_aside,
             },
@@ -179,24 +183,44 @@ impl Trigger {
     }
 }
 
-/// What the WAL reader finds after the last whole commit of the database's WAL, if it is not
-/// clean: read before DuckDB replays the WAL (a read-only open, which changes nothing, does not
-/// look). A WAL the reader does not know is left to DuckDB, as before the reader, with a note in
-/// the report.
-pub(crate) fn damaged_tail(options: &DuckDbOptions, report: &mut OpenReport) -> Option<WalTail> {
+/// What the WAL reader finds wrong before DuckDB replays the database's logs: damage after the
+/// last whole commit of the WAL, else, when the WAL ends in a checkpoint marker (so that DuckDB
+/// replays the checkpoint WAL after it), of the checkpoint WAL. A read-only open, which changes
+/// nothing, does not look. A log the reader does not know is left to DuckDB, as before the
+/// reader, with a note in the report.
+pub(crate) fn damaged_tail(options: &DuckDbOptions, report: &mut OpenReport) -> Option<WalDamage> {
     if options.read_only {
         return None;
     }
-    let bytes = fs::read(sibling(&options.path, ".wal")).ok()?;
+    let wal = read_log(options, WalFile::Wal, report)?;
+    if wal.tail != WalTail::Clean {
+        return Some(WalDamage {
+            file: WalFile::Wal,
+            tail: wal.tail,
+        });
+    }
+    if !wal.has_checkpoint_marker {
+        return None;
+    }
+    let checkpoint_wal = read_log(options, WalFile::CheckpointWal, report)?;
+    (checkpoint_wal.tail != WalTail::Clean).then_some(WalDamage {
+        file: WalFile::CheckpointWal,
+        tail: checkpoint_wal.tail,
+    })
+}
+
+/// Reads one of the database's logs; `None` when it is missing, empty or of a version the reader
+/// does not know (said in the report).
+fn read_log(options: &DuckDbOptions, file: WalFile, report: &mut OpenReport) -> Option<WalReading> {
+    let bytes = fs::read(sibling(&options.path, file.suffix())).ok()?;
     if bytes.is_empty() {
         return None;
     }
     match WalReading::read(&bytes) {
-        Ok(reading) if reading.tail == WalTail::Clean => None,
-        Ok(reading) => Some(reading.tail),
+        Ok(reading) => Some(reading),
         Err(unknown) => {
             report.notes.push(format!(
-                "the WAL was not read before replay ({unknown}): a tail DuckDB drops would go \
+                "{file} was not read before replay ({unknown}): a tail DuckDB drops would go \
                  unreported"
             ));
             None
@@ -213,6 +237,10 @@ pub(crate) fn recover(
     report: &mut OpenReport,
 ) -> Result<duckdb::Connection, OpenError> {
     let diagnosis = trigger.diagnosis();
+    let damaged_file = match &trigger {
+        Trigger::WalDamage(damage) => damage.file,
+        _ => WalFile::Wal,
+    };
     let class = diagnosis.class;
     let policy = &options.recovery_policy;
     if !(class.may_be_recovered() && policy.recovers_from(class)) {
@@ -246,7 +274,7 @@ pub(crate) fn recover(
             RecoveryStep::SalvageWal | RecoveryStep::DiscardWal if !class.is_wal() => Err(
                 StepFailure::skipped("the damage is in the database file, not in its WAL"),
             ),
-            RecoveryStep::SalvageWal => salvage_wal(options, &diagnosis, &intent),
+            RecoveryStep::SalvageWal => salvage_wal(options, &diagnosis, damaged_file, &intent),
             RecoveryStep::DiscardWal => discard_wal(options, &intent),
             RecoveryStep::RestoreSnapshot => restore_snapshot(options, &intent),
             other => Err(StepFailure::skipped(format!(
@@ -359,51 +387,62 @@ impl Drop for Scratch {
     }
 }
 
-/// Keeps every commit before the first bad WAL entry: the WAL reader names where the last whole,
-/// valid commit ends (for a WAL it does not know, the longest prefix that replays is found on
-/// copies in a scratch directory opened read-only, never on the original: the entry DuckDB named
-/// first, else by bisection); then the original WAL is set aside with the prefix taking its
-/// name (at no instant is there no WAL), and the database opens, replaying it once, and
-/// checkpoints.
+/// Keeps every commit before the first bad entry of the damaged log: the WAL reader names where
+/// the last whole, valid commit ends (for a WAL it does not know, the longest prefix that
+/// replays is found on copies in a scratch directory opened read-only, never on the original:
+/// the entry DuckDB named first, else by bisection); then the original log is set aside with the
+/// prefix taking its name (at no instant is there no log), and the database opens, replaying it
+/// once, and checkpoints. A damaged WAL takes its sidecars aside with it (they belong to the log
+/// being replaced); a damaged checkpoint WAL goes aside alone, the WAL before it being whole.
 fn salvage_wal(
     options: &DuckDbOptions,
     diagnosis: &Diagnosis,
+    file: WalFile,
     intent: &Intent<'_>,
 ) -> Result<Recovered, StepFailure> {
     let path = &options.path;
-    let wal = sibling(path, ".wal");
+    let log = sibling(path, file.suffix());
     if diagnosis.foreign_wal {
         return Err(StepFailure::skipped(
             "the WAL belongs to another database file: nothing in it can be replayed here",
         ));
     }
-    let wal_bytes = fs::read(&wal)
-        .map_err(|error| StepFailure::skipped(format!("cannot read {}: {error}", wal.display())))?;
+    let log_bytes = fs::read(&log)
+        .map_err(|error| StepFailure::skipped(format!("cannot read {}: {error}", log.display())))?;
     let scratch = Scratch::new(path).map_err(|error| {
         StepFailure::skipped(format!("cannot make a scratch directory: {error}"))
     })?;
-    let reading = WalReading::read(&wal_bytes);
-    let (length, boundary) = match reading.clone() {
+    let reading = WalReading::read(&log_bytes);
+    let (length, boundary) = match (reading.clone(), file) {
         // One pass over the framing names the end of the last whole, valid commit; the open of
         // the prefix below is its one replay (a prefix that does not open fails the step after
-        // the original WAL is set aside, and the ladder goes on).
-        Ok(reading) if reading.commits > 0 => {
+        // the original log is set aside, and the ladder goes on).
+        (Ok(reading), _) if reading.commits > 0 => {
             tracing::debug!(
                 target: "store::recovery",
+                %file,
                 commits = reading.commits,
                 kept_bytes = reading.last_commit_end,
                 tail = %reading.tail,
-                "salvage cut read from the WAL's framing"
+                "salvage cut read from the log's framing"
             );
             (reading.last_commit_end as usize, SalvageBoundary::WalReader)
         }
-        Ok(reading) => {
+        // DuckDB replays an empty checkpoint WAL as none: every commit of the WAL before it
+        // stays.
+        (Ok(_), WalFile::CheckpointWal) => (0, SalvageBoundary::WalReader),
+        (Ok(reading), _) => {
             return Err(StepFailure::skipped(format!(
-                "the WAL holds no whole commit before {}",
+                "{file} holds no whole commit before {}",
                 reading.tail
             )));
         }
-        Err(unknown) => {
+        (Err(unknown), WalFile::CheckpointWal) => {
+            return Err(StepFailure::skipped(format!(
+                "{file} cannot be cut: {unknown}"
+            )));
+        }
+        (Err(unknown), _) => {
             tracing::info!(
                 target: "store::recovery",
                 reason = %unknown,
@@ -417,48 +456,59 @@ fn salvage_wal(
             })?;
             let replays = |length: usize| -> bool {
                 let copy_wal = sibling(&copy, ".wal");
-                if fs::write(&copy_wal, &wal_bytes[..length]).is_err() {
+                if fs::write(&copy_wal, &log_bytes[..length]).is_err() {
                     return false;
                 }
                 connect(&copy, true, &options.settings).is_ok()
             };
-            bisect(&wal_bytes, diagnosis, replays)?
+            let (length, boundary) = bisect(&log_bytes, diagnosis, replays)?;
+            if length == 0 {
+                return Err(StepFailure::skipped("no prefix of the WAL replays"));
+            }
+            (length, boundary)
         }
     };
-    if length == 0 {
-        return Err(StepFailure::skipped("no prefix of the WAL replays"));
-    }
     let prefix = scratch.0.join("prefix.wal");
-    fs::write(&prefix, &wal_bytes[..length])
-        .map_err(|error| StepFailure::skipped(format!("cannot write the salvaged WAL: {error}")))?;
-    let lost = match reading {
+    fs::write(&prefix, &log_bytes[..length])
+        .map_err(|error| StepFailure::skipped(format!("cannot write the salvaged log: {error}")))?;
+    let (byte_offset, bytes) = (length as u64, (log_bytes.len() - length) as u64);
+    let entries = match reading.as_ref().map(|reading| reading.tail) {
+        Ok(
+            WalTail::Torn { entries, .. }
+            | WalTail::Uncommitted { entries, .. }
+            | WalTail::ChecksumMismatch { entries, .. },
+        ) => entries,
+        _ => 0,
+    };
+    let lost = match (file, reading) {
+        (WalFile::CheckpointWal, _) => DataLoss::CheckpointWalTail {
+            byte_offset,
+            bytes,
+            entries,
+        },
         // What DuckDB would have dropped without a word: said in bytes and entries.
-        Ok(reading)
+        (_, Ok(reading))
             if boundary == SalvageBoundary::WalReader && reading.tail.is_dropped_silently() =>
         {
-            let entries = match reading.tail {
-                WalTail::Torn { entries, .. } | WalTail::Uncommitted { entries, .. } => entries,
-                _ => 0,
-            };
             DataLoss::DroppedWalTail {
-                byte_offset: length as u64,
-                bytes: wal_bytes.len() as u64 - length as u64,
+                byte_offset,
+                bytes,
                 entries,
             }
         }
-        _ => DataLoss::CommitsAfterWalByte {
-            byte_offset: length as u64,
-        },
+        _ => DataLoss::CommitsAfterWalByte { byte_offset },
     };
     intent.record(RecoveryStep::SalvageWal, &lost, REASON_SALVAGED)?;
-    // The WAL's sidecars go with it: they belong to the log being replaced.
-    let replaced: Vec<SetAside<'_>> = SIDECAR_SUFFIXES
-        .iter()
-        .map(|suffix| match *suffix {
-            ".wal" => SetAside::replaced_by(suffix, &prefix),
-            _ => SetAside::emptied(suffix),
-        })
-        .collect();
+    let replaced: Vec<SetAside<'_>> = match file {
+        WalFile::CheckpointWal => vec![SetAside::replaced_by(file.suffix(), &prefix)],
+        _ => SIDECAR_SUFFIXES
+            .iter()
+            .map(|suffix| match *suffix {
+                ".wal" => SetAside::replaced_by(suffix, &prefix),
+                _ => SetAside::emptied(suffix),
+            })
+            .collect(),
+    };
     let moved =
         files::set_aside(path, REASON_SALVAGED, &replaced).map_err(|error| StepFailure {
             reason: format!(

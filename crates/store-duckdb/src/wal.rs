@@ -180,6 +180,54 @@ impl fmt::Display for WalTail {
     }
 }
 
+/// Which of a database's logs: DuckDB commits to `<database>.wal`; while a checkpoint runs, it
+/// commits to `<database>.wal.checkpoint` instead, and when a checkpoint marker ends the WAL (the
+/// checkpoint never finished), its next open replays that sidecar after the WAL
+/// (`WriteAheadLogReplayer::ReplayLog` in `src/storage/wal_replay.cpp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WalFile {
+    /// `<database>.wal`.
+    Wal,
+    /// `<database>.wal.checkpoint`, replayed after a WAL that ends in a checkpoint marker.
+    CheckpointWal,
+}
+
+impl WalFile {
+    /// What the file's name adds to the database's.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            WalFile::Wal => ".wal",
+            WalFile::CheckpointWal => ".wal.checkpoint",
+        }
+    }
+}
+
+impl fmt::Display for WalFile {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WalFile::Wal => formatter.write_str("the WAL"),
+            WalFile::CheckpointWal => formatter.write_str("the checkpoint WAL (.wal.checkpoint)"),
+        }
+    }
+}
+
+/// What the WAL reader found wrong before a replay: which log, and what follows its last whole
+/// commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalDamage {
+    /// The log the damage is in.
+    pub file: WalFile,
+    /// What follows its last whole, valid commit (never [`WalTail::Clean`]).
+    pub tail: WalTail,
+}
+
+impl fmt::Display for WalDamage {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{} has {}", self.file, self.tail)
+    }
+}
+
 /// A WAL this reader cannot walk: store then falls back to asking DuckDB.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

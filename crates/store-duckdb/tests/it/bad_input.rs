@@ -150,14 +150,27 @@ fn a_read_only_location() {
 }
 
 /// Promise: a database file cut short (an interrupted copy) is caught at open, not at its first
-/// read: under the strict policy it is refused with a typed `CutShort` (class `Corrupt`) naming
-/// the blocks in use and the blocks the file holds, and nothing changes; under the default policy
-/// it goes down the recovery ladder, where only the restore applies: the pre-migration snapshot
+/// read, wherever the cut falls (mid-block, or exactly at a block boundary, one block short):
+/// under the strict policy it is refused with a typed `CutShort` (class `Corrupt`) naming the
+/// blocks in use and the blocks the file holds, and nothing changes; under the default policy it
+/// goes down the recovery ladder, where only the restore applies: the pre-migration snapshot
 /// comes back, the cut file is kept aside byte for byte, and the loss is said. Without the check
 /// it opened, and its first query that reached a missing block failed ("Could not read enough
 /// bytes from file").
 #[test]
 fn a_database_file_cut_short_is_caught_at_open() -> TestResult {
+    const HEADERS_BYTES: u64 = 3 * 4096;
+    const BLOCK_BYTES: u64 = 256 * 1024;
+    let mid_block = |length: u64| length / 2 + 1;
+    let one_block_short =
+        |length: u64| HEADERS_BYTES + ((length - HEADERS_BYTES) / BLOCK_BYTES - 1) * BLOCK_BYTES;
+    for cut in [mid_block, one_block_short] {
+        cut_short_is_caught_at_open(cut)?;
+    }
+    Ok(())
+}
+
+fn cut_short_is_caught_at_open(cut: impl Fn(u64) -> u64) -> TestResult {
     use store_core::{DataLoss, RecoveryLadder, RecoveryStep};
 
     let directory = tempfile::tempdir()?;
@@ -171,7 +184,7 @@ fn a_database_file_cut_short_is_caught_at_open() -> TestResult {
         }
     }
     let length = std::fs::metadata(&path)?.len();
-    let keep = length / 2 + 1;
+    let keep = cut(length);
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)?

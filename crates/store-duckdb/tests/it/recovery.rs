@@ -4,11 +4,12 @@
 
 use store_core::pending::{self, InterruptedRecovery, PendingRecovery};
 use store_core::{DataLoss, FailureClass, RecoveryLadder, RecoveryStep, SalvageBoundary};
-use store_duckdb::wal::WalTail;
+use store_duckdb::wal::{WalFile, WalTail};
 use store_duckdb::{DuckDbOptions, OpenError, StepError};
 use store_testkit::faults::duckdb::{
-    LockHolder, WAL_GARBAGE, append_garbage_to_wal, flip_wal_byte, replace_wal_with_foreign,
-    serve_lock_holder, truncate_wal, wal_path, write_uncheckpointed_rows,
+    LockHolder, WAL_GARBAGE, append_garbage_to_wal, checkpoint_wal_path, flip_wal_byte,
+    interrupted_checkpoint_with_sidecar, replace_wal_with_foreign, serve_lock_holder, truncate_wal,
+    wal_path, write_uncheckpointed_rows,
 };
 use store_testkit::{DirectorySnapshot, logs};
 
@@ -725,5 +726,96 @@ fn by_default_every_moved_aside_file_is_kept_and_counted() -> TestResult {
             "{warning}"
         );
     }
+    Ok(())
+}
+
+/// Promise: the checkpoint WAL (`.wal.checkpoint`, the commits logged while a checkpoint ran,
+/// replayed after a WAL that ends in the checkpoint's marker) is read before the replay as the
+/// WAL is. Whole, it opens with no recovery and every commit of both logs. Torn, which DuckDB
+/// drops without a word (seen below on a raw open), the strict policy refuses naming the
+/// checkpoint WAL and changes nothing; the default salvages it: the original set aside byte for
+/// byte, the loss typed as the checkpoint WAL's tail, every commit before the cut kept. A byte
+/// flipped in it, which DuckDB fails on, is salvaged the same way.
+#[test]
+fn the_checkpoint_wal_is_read_before_replay_and_its_torn_tail_reported() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let original = directory.path().join("original.duckdb");
+    drop(DuckDbOptions::new(&original).migrations(schema()).open()?);
+    let ends = interrupted_checkpoint_with_sidecar(&original, 10, 5, 4)?;
+    let wal = std::fs::read(wal_path(&original))?;
+    let sidecar = std::fs::read(checkpoint_wal_path(&original))?;
+    assert!(store_duckdb::wal::WalReading::read(&wal)?.has_checkpoint_marker);
+    let copy = |name: &str, sidecar: &[u8]| -> Result<std::path::PathBuf, std::io::Error> {
+        let path = directory.path().join(format!("{name}.duckdb"));
+        std::fs::copy(&original, &path)?;
+        std::fs::write(wal_path(&path), &wal)?;
+        std::fs::write(checkpoint_wal_path(&path), sidecar)?;
+        Ok(path)
+    };
+
+    let whole = copy("whole", &sidecar)?;
+    let (connection, report) = DuckDbOptions::new(&whole).migrations(schema()).open()?;
+    assert!(report.recovery.is_none(), "{report}");
+    drop(connection);
+    assert_eq!(items(&whole)?, 19);
+
+    let cut = ends[2] + 5;
+    let raw = copy("raw", &sidecar[..cut as usize])?;
+    assert_eq!(
+        items(&raw)?,
+        18,
+        "DuckDB drops the torn commit without a word"
+    );
+
+    let torn = copy("torn", &sidecar[..cut as usize])?;
+    let refused = store_testkit::snapshot::assert_unchanged(directory.path(), || {
+        DuckDbOptions::new(&torn)
+            .migrations(schema())
+            .recovery_policy(RecoveryLadder::strict())
+            .open()
+            .map(drop)
+    });
+    match refused {
+        Err(OpenError::WalTail { file, tail, .. }) => {
+            assert_eq!(file, WalFile::CheckpointWal);
+            assert_eq!(tail.damage_offset(), Some(ends[2]));
+        }
+        other => panic!("expected OpenError::WalTail, got {other:?}"),
+    }
+    let (connection, report) = DuckDbOptions::new(&torn).migrations(schema()).open()?;
+    let recovery = report.recovery.as_ref().expect("a recovery");
+    assert_eq!(recovery.step, RecoveryStep::SalvageWal, "{report}");
+    assert_eq!(
+        recovery.lost,
+        DataLoss::CheckpointWalTail {
+            byte_offset: ends[2],
+            bytes: 5,
+            entries: 0
+        },
+        "{report}"
+    );
+    assert_eq!(recovery.moved_aside.len(), 1, "{report}");
+    assert_eq!(recovery.moved_aside[0].from, checkpoint_wal_path(&torn));
+    assert_eq!(
+        std::fs::read(&recovery.moved_aside[0].to)?,
+        &sidecar[..cut as usize],
+        "the original checkpoint WAL, torn tail and all"
+    );
+    drop(connection);
+    assert_eq!(items(&torn)?, 18);
+
+    let mut flipped_bytes = sidecar.clone();
+    let damage = usize::try_from(ends[1] + 20)?;
+    flipped_bytes[damage] = !flipped_bytes[damage];
+    let flipped = copy("flipped", &flipped_bytes)?;
+    let (connection, report) = DuckDbOptions::new(&flipped).migrations(schema()).open()?;
+    let recovery = report.recovery.as_ref().expect("a recovery");
+    assert_eq!(recovery.step, RecoveryStep::SalvageWal, "{report}");
+    assert!(
+        matches!(recovery.lost, DataLoss::CheckpointWalTail { byte_offset, .. } if byte_offset == ends[1]),
+        "{report}"
+    );
+    drop(connection);
+    assert_eq!(items(&flipped)?, 17);
     Ok(())
 }

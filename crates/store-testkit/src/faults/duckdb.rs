@@ -68,6 +68,74 @@ pub fn write_uncheckpointed_rows(
     Ok(commit_ends)
 }
 
+/// The checkpoint sidecar of `database`: `<database>.wal.checkpoint`, where DuckDB logs the
+/// commits made while a checkpoint runs.
+pub fn checkpoint_wal_path(database: &Path) -> PathBuf {
+    sibling(database, ".wal.checkpoint")
+}
+
+/// A checkpoint interrupted while commits went to its sidecar, as a crash in the middle of a
+/// checkpoint under concurrent writes leaves it (DuckDB's `StorageManager::WALStartCheckpoint`):
+/// `checkpointed` rows in the file and `before` more committed in the WAL (as
+/// [`write_uncheckpointed_rows`]), then a checkpoint that wrote its marker at the end of the WAL
+/// and died before the database header (`debug_checkpoint_abort = 'before_header'`), and a
+/// `.wal.checkpoint` sidecar holding `during` more single-row commits. DuckDB's next open merges
+/// the two logs and replays both. Returns where each of the sidecar's commits ends in it.
+///
+/// The sidecar is made, not raced for: the same commits logged by a copy of the database whose
+/// checkpoint succeeded, so its header carries the next checkpoint iteration and the database's
+/// identifier, as the sidecar of the interrupted checkpoint would.
+pub fn interrupted_checkpoint_with_sidecar(
+    database: &Path,
+    checkpointed: u32,
+    before: u32,
+    during: u32,
+) -> Result<Vec<u64>, SidecarError> {
+    write_uncheckpointed_rows(database, checkpointed, before)?;
+    let scratch = tempfile::tempdir_in(database.parent().unwrap_or(Path::new(".")))?;
+    let copy = scratch.path().join("copy.duckdb");
+    fs::copy(database, &copy)?;
+    fs::copy(wal_path(database), wal_path(&copy))?;
+    // The copy checkpoints for real, then logs the sidecar's commits.
+    let sidecar_commit_ends = write_uncheckpointed_rows(&copy, 0, during)?;
+    let sidecar = fs::read(wal_path(&copy))?;
+    let connection = duckdb::Connection::open(database)?;
+    connection.execute_batch(
+        "SET checkpoint_threshold = '1TB';
+         PRAGMA disable_checkpoint_on_shutdown;
+         SET debug_checkpoint_abort = 'before_header';",
+    )?;
+    let wal_before = fs::metadata(wal_path(database))?.len();
+    if connection.execute_batch("CHECKPOINT").is_ok() {
+        return Err(SidecarError::NotInterrupted(
+            "the checkpoint did not abort before its header",
+        ));
+    }
+    drop(connection);
+    if fs::metadata(wal_path(database))?.len() <= wal_before {
+        return Err(SidecarError::NotInterrupted(
+            "the aborted checkpoint wrote no marker to the WAL",
+        ));
+    }
+    fs::write(checkpoint_wal_path(database), sidecar)?;
+    Ok(sidecar_commit_ends)
+}
+
+/// [`interrupted_checkpoint_with_sidecar`] could not make its files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SidecarError {
+    /// DuckDB refused a step.
+    #[error("duckdb refused a step of the interrupted checkpoint")]
+    Engine(#[from] duckdb::Error),
+    /// A file could not be copied, read or written.
+    #[error("cannot make the interrupted checkpoint's files")]
+    Io(#[from] io::Error),
+    /// The checkpoint was not interrupted as it must be.
+    #[error("{0}")]
+    NotInterrupted(&'static str),
+}
+
 /// The bytes [`append_garbage_to_wal`] appends: 64 bytes of 0xFF.
 pub const WAL_GARBAGE: [u8; 64] = [0xFF; 64];
 

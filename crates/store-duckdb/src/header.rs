@@ -1,0 +1,93 @@
+//! The blocks a DuckDB file's own headers name, read without DuckDB: a filter that spares the
+//! open its query of the blocks in use when the file plainly holds them all.
+//!
+//! The layout, from the bundled DuckDB's `src/storage/single_file_block_manager.cpp`
+//! (`DatabaseHeader::Write`, `SingleFileBlockManager::WriteHeader`): a main header of 4 KiB, then
+//! two database headers of 4 KiB each at bytes 4096 and 8192 (written in turns, the one with the
+//! higher iteration is current), each an 8-byte checksum followed by little-endian `u64`s:
+//! iteration, meta block, free list, block count, block allocation size (0 in old files: the
+//! default), vector size, storage version. Blocks start at byte 12288.
+//!
+//! A header's block count is the file's size at that checkpoint; DuckDB may trim free blocks from
+//! the end of the file after writing it, so a file shorter than a header names is not proof of a
+//! cut: only DuckDB's count of blocks in use decides that. A file holding every block both
+//! headers name needs no asking.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::path::Path;
+
+/// Bytes before the first block: the main header and the two database headers.
+pub(crate) const HEADERS_BYTES: u64 = 3 * 4096;
+/// DuckDB's default block allocation size (`DEFAULT_BLOCK_ALLOC_SIZE`).
+pub(crate) const DEFAULT_BLOCK_BYTES: u64 = 256 * 1024;
+/// Where each database header starts.
+const DATABASE_HEADER_OFFSETS: [usize; 2] = [4096, 8192];
+/// A database header's checksum, before its fields.
+const CHECKSUM_BYTES: usize = 8;
+
+/// The bytes a file must hold for every block its database headers name: the most either header
+/// names (so that it does not matter which is current), or `None` when the headers cannot be
+/// read (a file too short for them, or one the OS refuses): the caller then asks DuckDB.
+pub(crate) fn bytes_named(path: &Path) -> Option<u64> {
+    let mut headers = [0u8; HEADERS_BYTES as usize];
+    File::open(path).ok()?.read_exact(&mut headers).ok()?;
+    DATABASE_HEADER_OFFSETS
+        .iter()
+        .map(|offset| {
+            let field = |index: usize| {
+                let start = offset + CHECKSUM_BYTES + 8 * index;
+                u64::from_le_bytes(headers[start..start + 8].try_into().expect("8 bytes"))
+            };
+            let (block_count, block_bytes) = (field(3), field(4));
+            let block_bytes = if block_bytes == 0 {
+                DEFAULT_BLOCK_BYTES
+            } else {
+                block_bytes
+            };
+            block_count
+                .checked_mul(block_bytes)
+                .and_then(|blocks| blocks.checked_add(HEADERS_BYTES))
+        })
+        .try_fold(0u64, |most, named| Some(most.max(named?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Promise: the bytes named are those of the header naming the most blocks, in the header's
+    /// own block size (the default where it says 0), and a header whose product overflows names
+    /// nothing readable: the caller asks DuckDB.
+    #[test]
+    fn the_most_blocks_either_header_names_at_its_block_size() -> Result<(), std::io::Error> {
+        let directory = tempfile::tempdir()?;
+        let path = directory.path().join("headers");
+        let write = |first: (u64, u64), second: (u64, u64)| -> Result<(), std::io::Error> {
+            let mut bytes = vec![0u8; HEADERS_BYTES as usize];
+            for (offset, (blocks, block_bytes)) in
+                DATABASE_HEADER_OFFSETS.iter().zip([first, second])
+            {
+                let at = offset + CHECKSUM_BYTES + 24;
+                bytes[at..at + 8].copy_from_slice(&blocks.to_le_bytes());
+                bytes[at + 8..at + 16].copy_from_slice(&block_bytes.to_le_bytes());
+            }
+            std::fs::write(&path, bytes)
+        };
+        write((1, 0), (3, 0))?;
+        assert_eq!(
+            bytes_named(&path),
+            Some(HEADERS_BYTES + 3 * DEFAULT_BLOCK_BYTES)
+        );
+        write((5, 16384), (2, 0))?;
+        assert_eq!(
+            bytes_named(&path),
+            Some(HEADERS_BYTES + 2 * DEFAULT_BLOCK_BYTES)
+        );
+        write((u64::MAX, 2), (1, 0))?;
+        assert_eq!(bytes_named(&path), None);
+        std::fs::write(&path, [0u8; 100])?;
+        assert_eq!(bytes_named(&path), None);
+        Ok(())
+    }
+}
