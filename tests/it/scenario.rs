@@ -90,7 +90,7 @@ where
     let text = home.path().join("notes.txt");
     std::fs::write(&text, "plain text that is not a database header")?;
     let cases: [(&Path, FailureClass); 4] = [
-        (home.path(), FailureClass::Other),
+        (home.path(), FailureClass::NotAFile),
         (&other, FailureClass::NotADatabase),
         (&empty, FailureClass::NotADatabase),
         (&text, FailureClass::NotADatabase),

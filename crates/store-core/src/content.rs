@@ -146,6 +146,21 @@ pub enum PathError {
         /// The engine that was to open it.
         expected: Engine,
     },
+    /// A file the engine keeps beside the database (its WAL, its journal) is a symbolic link,
+    /// a directory or another file that is not a regular file: the engine would follow it, or
+    /// fail on it, somewhere other than beside the database.
+    #[error(
+        "{} is not a regular file (a symbolic link, a directory or a special file), so {} cannot \
+         be opened through it: put the file it stands for in its place",
+        sidecar.display(),
+        path.display()
+    )]
+    SidecarNotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// The file beside it.
+        sidecar: PathBuf,
+    },
     /// The path could not be examined.
     #[error("cannot examine {}", path.display())]
     Inspect {
@@ -159,13 +174,21 @@ pub enum PathError {
 
 impl PathError {
     /// The class: [`FailureClass::NotADatabase`] for files that are not `expected`'s,
-    /// [`FailureClass::Other`] for the rest.
+    /// [`FailureClass::NotAFile`] for a directory, a special file or a sidecar that is no regular
+    /// file, [`FailureClass::NotFound`] for what does not exist, and the operating system's
+    /// answer for a path that could not be examined.
     pub fn class(&self) -> FailureClass {
         match self {
             PathError::EmptyFile { .. }
             | PathError::OtherEngine { .. }
             | PathError::NotADatabase { .. } => FailureClass::NotADatabase,
-            _ => FailureClass::Other,
+            PathError::IsADirectory { .. }
+            | PathError::NotAFile { .. }
+            | PathError::SidecarNotAFile { .. } => FailureClass::NotAFile,
+            PathError::MissingDirectory { .. } | PathError::NotFound { .. } => {
+                FailureClass::NotFound
+            }
+            PathError::Inspect { source, .. } => FailureClass::from_io_error(source),
         }
     }
 
@@ -179,24 +202,37 @@ impl PathError {
             | PathError::EmptyFile { path, .. }
             | PathError::OtherEngine { path, .. }
             | PathError::NotADatabase { path, .. }
+            | PathError::SidecarNotAFile { path, .. }
             | PathError::Inspect { path, .. } => path,
         }
     }
 }
 
 /// Checks that `path` can be opened as a database of `expected`: an existing database of that
-/// engine, or nothing yet in an existing directory (unless `must_exist`). Reads at most the first
-/// 100 bytes; changes nothing.
+/// engine, or nothing yet in an existing directory (unless `must_exist`), and that each of its
+/// `sidecars` (the suffixes of the files the engine keeps beside it) is a regular file where
+/// one exists. Reads at most the first 100 bytes; changes nothing.
 pub fn check_database_path(
     path: &Path,
     expected: Engine,
     must_exist: bool,
+    sidecars: &[&str],
 ) -> Result<FileContent, PathError> {
     let content = FileContent::inspect(path).map_err(|source| PathError::Inspect {
         path: path.to_owned(),
         source,
     })?;
     let path_buf = || path.to_owned();
+    for suffix in sidecars {
+        let sidecar = crate::files::sibling(path, suffix);
+        // Not following links: a symbolic link is refused whatever it points to.
+        if std::fs::symlink_metadata(&sidecar).is_ok_and(|metadata| !metadata.is_file()) {
+            return Err(PathError::SidecarNotAFile {
+                path: path_buf(),
+                sidecar,
+            });
+        }
+    }
     match content {
         FileContent::Missing if must_exist => Err(PathError::NotFound { path: path_buf() }),
         FileContent::Missing => {
@@ -290,13 +326,13 @@ mod tests {
         let directory = tempfile::tempdir()?;
         let missing = directory.path().join("new.db");
         assert_eq!(
-            check_database_path(&missing, Engine::Sqlite, false).ok(),
+            check_database_path(&missing, Engine::Sqlite, false, &[]).ok(),
             Some(FileContent::Missing)
         );
-        let error = check_database_path(&missing, Engine::Sqlite, true).unwrap_err();
+        let error = check_database_path(&missing, Engine::Sqlite, true, &[]).unwrap_err();
         assert!(matches!(error, PathError::NotFound { .. }), "{error}");
         let orphan = directory.path().join("no/such/dir/new.db");
-        let error = check_database_path(&orphan, Engine::Duckdb, false).unwrap_err();
+        let error = check_database_path(&orphan, Engine::Duckdb, false, &[]).unwrap_err();
         assert!(
             matches!(error, PathError::MissingDirectory { .. }),
             "{error}"
@@ -307,7 +343,7 @@ mod tests {
         duckdb_header.extend_from_slice(b"DUCK");
         duckdb_header.resize(64, 0);
         std::fs::write(&missing, &duckdb_header)?;
-        let error = check_database_path(&missing, Engine::Sqlite, false).unwrap_err();
+        let error = check_database_path(&missing, Engine::Sqlite, false, &[]).unwrap_err();
         assert_eq!(
             error.to_string(),
             format!(
@@ -317,7 +353,7 @@ mod tests {
         );
         assert_eq!(error.class(), FailureClass::NotADatabase);
         assert_eq!(
-            check_database_path(&missing, Engine::Duckdb, false).ok(),
+            check_database_path(&missing, Engine::Duckdb, false, &[]).ok(),
             Some(FileContent::Duckdb)
         );
         Ok(())

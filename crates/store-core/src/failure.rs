@@ -36,13 +36,20 @@ pub enum FailureClass {
     NotADatabase,
     /// The operating system refused access.
     PermissionDenied,
+    /// The path is a directory, a socket or another file that is not a regular file, or a file
+    /// the engine keeps beside the database (its WAL, its journal) is a symbolic link or not a
+    /// regular file.
+    NotAFile,
+    /// The directory that should hold the database does not exist, or a read-only open's
+    /// database does not.
+    NotFound,
     /// Anything else.
     Other,
 }
 
 impl FailureClass {
     /// Every class, for tables and exhaustive tests.
-    pub const ALL: [FailureClass; 12] = [
+    pub const ALL: [FailureClass; 14] = [
         FailureClass::WalUnsupported,
         FailureClass::WalReplay,
         FailureClass::WalCorrupt,
@@ -54,6 +61,8 @@ impl FailureClass {
         FailureClass::Corrupt,
         FailureClass::NotADatabase,
         FailureClass::PermissionDenied,
+        FailureClass::NotAFile,
+        FailureClass::NotFound,
         FailureClass::Other,
     ];
 
@@ -71,6 +80,8 @@ impl FailureClass {
             FailureClass::Corrupt => "Corrupt",
             FailureClass::NotADatabase => "NotADatabase",
             FailureClass::PermissionDenied => "PermissionDenied",
+            FailureClass::NotAFile => "NotAFile",
+            FailureClass::NotFound => "NotFound",
             FailureClass::Other => "Other",
         }
     }

@@ -107,7 +107,12 @@ impl DuckDbOptions {
     }
 
     fn open_reporting(&self, report: &mut OpenReport) -> Result<DuckDbConnection, OpenError> {
-        let content = check_database_path(&self.path, Engine::Duckdb, self.read_only)?;
+        let content = check_database_path(
+            &self.path,
+            Engine::Duckdb,
+            self.read_only,
+            crate::SIDECAR_SUFFIXES,
+        )?;
         // One open of a file at a time in this process: one starts the instance, the others
         // share it.
         let key = store_core::connect::database_key(&self.path);

@@ -634,7 +634,7 @@ fn restore_snapshot(
         moved_aside: Vec::new(),
         fatal: Some((class, error)),
     };
-    if check_database_path(&snapshot, Engine::Duckdb, true).is_err() {
+    if check_database_path(&snapshot, Engine::Duckdb, true, &[]).is_err() {
         return Err(fatal(
             FailureClass::NotADatabase,
             StepError::SnapshotNotADatabase,

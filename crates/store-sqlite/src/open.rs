@@ -194,7 +194,12 @@ impl SqliteOptions {
     }
 
     fn open_reporting(&self, report: &mut OpenReport) -> Result<Connection, OpenError> {
-        let content = check_database_path(&self.path, Engine::Sqlite, self.read_only)?;
+        let content = check_database_path(
+            &self.path,
+            Engine::Sqlite,
+            self.read_only,
+            crate::SIDECAR_SUFFIXES,
+        )?;
         if self.read_only {
             return self.open_read_only(content, report);
         }

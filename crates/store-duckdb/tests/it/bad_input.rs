@@ -31,6 +31,7 @@ fn a_directory_a_missing_parent_a_text_file_and_an_empty_file() -> TestResult {
         matches!(error, OpenError::Path(PathError::IsADirectory { .. })),
         "{error:?}"
     );
+    assert_eq!(error.class(), FailureClass::NotAFile);
 
     let orphan = directory.path().join("missing/system.duckdb");
     let error = open_fails_without_change(directory.path(), &orphan)?;
@@ -38,6 +39,7 @@ fn a_directory_a_missing_parent_a_text_file_and_an_empty_file() -> TestResult {
         matches!(error, OpenError::Path(PathError::MissingDirectory { .. })),
         "{error:?}"
     );
+    assert_eq!(error.class(), FailureClass::NotFound);
 
     let text = directory.path().join("notes.duckdb");
     std::fs::write(&text, "not a database\n")?;
@@ -55,6 +57,33 @@ fn a_directory_a_missing_parent_a_text_file_and_an_empty_file() -> TestResult {
         "{error:?}"
     );
     assert_eq!(error.class(), FailureClass::NotADatabase);
+    Ok(())
+}
+
+/// Promise: a symbolic link in place of the WAL is refused before DuckDB follows it (it would
+/// replay, or recreate, a WAL somewhere else), with its own class and a message naming the link;
+/// nothing changes, the link and what it points to included.
+#[test]
+fn a_symlink_in_place_of_the_wal() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    drop(
+        DuckDbOptions::new(&path)
+            .migrations(crate::schema())
+            .open()?,
+    );
+    store_testkit::faults::duckdb::write_uncheckpointed_rows(&path, 1, 2)?;
+    let wal = directory.path().join("system.duckdb.wal");
+    let elsewhere = directory.path().join("elsewhere.wal");
+    std::fs::rename(&wal, &elsewhere)?;
+    std::os::unix::fs::symlink(&elsewhere, &wal)?;
+    let error = open_fails_without_change(directory.path(), &path)?;
+    match &error {
+        OpenError::Path(PathError::SidecarNotAFile { sidecar, .. }) => assert_eq!(sidecar, &wal),
+        other => panic!("expected SidecarNotAFile, got {other:?}"),
+    }
+    assert_eq!(error.class(), FailureClass::NotAFile);
+    assert!(error.to_string().contains("system.duckdb.wal"), "{error}");
     Ok(())
 }
 

@@ -32,6 +32,7 @@ fn a_directory_as_path() -> TestResult {
         matches!(error, OpenError::Path(PathError::IsADirectory { .. })),
         "{error:?}"
     );
+    assert_eq!(error.class(), FailureClass::NotAFile);
     Ok(())
 }
 
@@ -44,7 +45,28 @@ fn a_missing_parent_directory() -> TestResult {
         matches!(error, OpenError::Path(PathError::MissingDirectory { .. })),
         "{error:?}"
     );
+    assert_eq!(error.class(), FailureClass::NotFound);
     assert!(!directory.path().join("missing").exists());
+    Ok(())
+}
+
+/// Promise: a symbolic link in place of the WAL (to a WAL elsewhere, or dangling) is refused
+/// before SQLite follows or trips on it, with its own class and a message naming the link and
+/// what to do; nothing changes, the link included.
+#[test]
+fn a_symlink_in_place_of_the_wal() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("state.db");
+    drop(SqliteOptions::new(&path).open()?);
+    let wal = directory.path().join("state.db-wal");
+    std::os::unix::fs::symlink(directory.path().join("elsewhere-wal"), &wal)?;
+    let error = open_fails_without_change(directory.path(), &path)?;
+    match &error {
+        OpenError::Path(PathError::SidecarNotAFile { sidecar, .. }) => assert_eq!(sidecar, &wal),
+        other => panic!("expected SidecarNotAFile, got {other:?}"),
+    }
+    assert_eq!(error.class(), FailureClass::NotAFile);
+    assert!(error.to_string().contains("state.db-wal"), "{error}");
     Ok(())
 }
 
@@ -123,6 +145,7 @@ fn a_missing_database_opened_read_only() -> TestResult {
         matches!(error, OpenError::Path(PathError::NotFound { .. })),
         "{error:?}"
     );
+    assert_eq!(error.class(), FailureClass::NotFound);
     assert!(!path.exists());
     Ok(())
 }
