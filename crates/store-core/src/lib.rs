@@ -41,6 +41,7 @@ pub mod fs;
 pub mod journal;
 pub mod locks;
 pub mod migration;
+pub mod opening;
 pub mod pending;
 pub mod policy;
 pub mod report;

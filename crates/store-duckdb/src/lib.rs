@@ -43,10 +43,11 @@
 //! [`DuckDbOptions::database`] does the same and returns a [`DuckDbDatabase`], to take cheap
 //! connections from (one per thread, or a pool's).
 
+mod blocks;
 mod classify;
 mod database;
 mod error;
-mod header;
+mod instance;
 mod migrate;
 mod open;
 mod options;
@@ -54,11 +55,13 @@ mod recovery;
 mod registry;
 pub mod wal;
 
+pub use blocks::{BlocksMissing, blocks_missing};
 pub use classify::{Diagnosis, classify, diagnose};
 pub use database::DuckDbDatabase;
 pub use error::{ConnectError, MigrateError, OpenError, StepError};
 pub use migrate::{SNAPSHOT_SUFFIX, schema_version};
 pub use options::DuckDbOptions;
+pub use recovery::applicable_steps;
 pub use registry::{DuckDbConnection, InstanceConfig, is_open};
 pub use {duckdb, store_core};
 

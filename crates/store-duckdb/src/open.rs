@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::PoisonError;
-use std::time::Instant;
 
-use duckdb::{AccessMode, Config};
-use store_core::files::{Placed, place_new_file, private_sibling, sibling};
+use duckdb::Config;
+use store_core::opening::{CreateFailure, create_atomically};
 use store_core::pending::{self, InterruptedRecovery};
 use store_core::{
-    Durability, Engine, FileContent, Filesystem, OpenFailure, OpenReport, SyncLevel, WarnOnce,
-    check_database_path, record_open_failure,
+    Durability, Engine, FileContent, Filesystem, OpenReport, SyncLevel, WarnOnce,
+    check_database_path,
 };
 
 use crate::classify::classify;
@@ -21,36 +20,8 @@ use crate::options::DuckDbOptions;
 use crate::recovery;
 use crate::registry::{self, DuckDbConnection, Shared};
 
-use crate::header::{self, HEADERS_BYTES};
-
-/// A database file that holds fewer whole blocks than DuckDB has in use: cut short.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BlocksMissing {
-    file_bytes: u64,
-    block_size: u64,
-    used_blocks: u64,
-    blocks_in_file: u64,
-}
-
-impl BlocksMissing {
-    /// The open's error, with what a recovery tried and moved.
-    pub(crate) fn into_error(
-        self,
-        path: &Path,
-        recovery_failures: Vec<(store_core::RecoveryStep, String)>,
-        moved_aside: Vec<store_core::MovedAside>,
-    ) -> OpenError {
-        OpenError::CutShort {
-            path: path.to_owned(),
-            file_bytes: self.file_bytes,
-            block_size: self.block_size,
-            used_blocks: self.used_blocks,
-            blocks_in_file: self.blocks_in_file,
-            recovery_failures,
-            moved_aside,
-        }
-    }
-}
+use crate::blocks::{self, BlocksMissing};
+use crate::instance::connect;
 
 impl DuckDbOptions {
     /// Opens the database: checks the path, shares an instance of it already open in this
@@ -67,43 +38,15 @@ impl DuckDbOptions {
     /// [`store_core::FailureClass::Locked`]. A failure is recorded as the process's last open
     /// error and logged at WARN once per label and class.
     pub fn open(&self) -> Result<(DuckDbConnection, OpenReport), OpenError> {
-        let started = Instant::now();
-        let label = self.label_or_file_name();
-        let span = tracing::info_span!(
-            target: "store::duckdb",
-            "open",
-            engine = "duckdb",
-            path = %self.path.display(),
-            label = %label
-        );
-        let _entered = span.enter();
-        let mut report = OpenReport::new(Engine::Duckdb, &self.path, label.clone());
-        report.filesystem = Filesystem::detect_unless_set(&self.path, self.filesystem);
-        match self.open_reporting(&mut report) {
-            Ok(connection) => {
-                report.elapsed = started.elapsed();
-                tracing::debug!(target: "store::duckdb", report = %report, "opened");
-                Ok((connection, report))
-            }
-            Err(error) => {
-                let cause = error.cause_chain();
-                record_open_failure(
-                    OpenFailure::new(Engine::Duckdb, &self.path, &label, error.class(), &cause)
-                        .on_filesystem(report.filesystem.clone()),
-                );
-                let topic = format!("open-failed-{}", error.class());
-                if WarnOnce::global().first(&label, &topic) {
-                    tracing::warn!(
-                        target: "store::duckdb",
-                        label = %label,
-                        path = %self.path.display(),
-                        class = %error.class(),
-                        "{label}: database not available: {cause}"
-                    );
-                }
-                Err(error)
-            }
-        }
+        store_core::opening::reporting(
+            Engine::Duckdb,
+            &self.path,
+            self.label_or_file_name(),
+            |report| {
+                report.filesystem = Filesystem::detect_unless_set(&self.path, self.filesystem);
+                self.open_reporting(report)
+            },
+        )
     }
 
     fn open_reporting(&self, report: &mut OpenReport) -> Result<DuckDbConnection, OpenError> {
@@ -270,41 +213,13 @@ impl DuckDbOptions {
         })
     }
 
-    /// Refuses a database file cut short (an interrupted copy): DuckDB reads blocks lazily, so
-    /// such a file opens and fails at the first query that reaches a missing block. A healthy file
-    /// is its headers and whole blocks, and every block in use lies inside it (DuckDB trims only
-    /// free blocks from the end); a file holding fewer whole blocks than DuckDB says are in use
-    /// is cut short ([`BlocksMissing`]; an error only when DuckDB cannot be asked). A cut exactly
-    /// at a block boundary goes unseen here.
+    /// Whether the database file is cut short ([`blocks::blocks_missing`]); an error only when
+    /// DuckDB cannot be asked.
     fn blocks_missing(
         &self,
         connection: &duckdb::Connection,
     ) -> Result<Option<BlocksMissing>, OpenError> {
-        let Ok(metadata) = std::fs::metadata(&self.path) else {
-            return Ok(None);
-        };
-        let file_bytes = metadata.len();
-        // A file holding every block its own headers name is asked nothing more: the query
-        // below cost 7% of an open (`cargo xtask bench`). One holding fewer is cut short or was
-        // trimmed of free blocks after its last checkpoint; DuckDB's count of blocks in use tells.
-        if header::bytes_named(&self.path).is_some_and(|named| file_bytes >= named) {
-            return Ok(None);
-        }
-        let (block_size, used_blocks): (u64, u64) = connection
-            .query_row(
-                "SELECT block_size, used_blocks FROM pragma_database_size() \
-                 WHERE database_name = current_database()",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map_err(|source| self.engine_error(source))?;
-        let blocks_in_file = file_bytes.saturating_sub(HEADERS_BYTES) / block_size.max(1);
-        Ok((used_blocks > blocks_in_file).then_some(BlocksMissing {
-            file_bytes,
-            block_size,
-            used_blocks,
-            blocks_in_file,
-        }))
+        blocks::blocks_missing(connection, &self.path).map_err(|source| self.engine_error(source))
     }
 
     /// A plain open of the database file with this open's access mode and settings.
@@ -385,72 +300,32 @@ fn durability_of_fsync_mode(fsync_mode: &str) -> Option<Durability> {
     }
 }
 
-/// Opens `path` read-write or read-only with `settings`. The settings are in the configuration
-/// the instance starts with, so they hold while it replays the WAL: a memory limit set after the
-/// open would come too late for a WAL bigger than memory.
-pub(crate) fn connect(
-    path: &Path,
-    read_only: bool,
-    settings: &BTreeMap<String, String>,
-) -> duckdb::Result<duckdb::Connection> {
-    let mode = if read_only {
-        AccessMode::ReadOnly
-    } else {
-        AccessMode::ReadWrite
-    };
-    let mut config = Config::default().access_mode(mode)?;
-    for (name, value) in settings {
-        config = config.with(name, value)?;
-    }
-    duckdb::Connection::open_with_flags(path, config)
-}
-
 /// Creates a new database so that `path` is either absent or a complete DuckDB file at every
 /// instant: initialised and checkpointed under a temporary name, renamed into place without
 /// replacing anything. If another process created it meanwhile, theirs is kept.
 fn create_database(path: &Path, settings: &BTreeMap<String, String>) -> Result<(), OpenError> {
-    let temporary = private_sibling(path, "creating");
-    let remove_temporary = || {
-        // Ours alone: a name no one else uses, made a moment ago.
-        for suffix in ["", ".wal"] {
-            let _ = std::fs::remove_file(sibling(&temporary, suffix));
-        }
-    };
-    let initialised = connect(&temporary, false, settings).and_then(|connection| {
+    create_atomically(path, Engine::Duckdb, crate::SIDECAR_SUFFIXES, |temporary| {
+        let connection = connect(temporary, false, settings)?;
         connection.execute_batch(migrate::SCHEMA_VERSION_DDL)?;
         connection.execute_batch("CHECKPOINT")?;
         connection.close().map_err(|(_, error)| error)
-    });
-    if let Err(source) = initialised {
-        remove_temporary();
-        return Err(OpenError::Create {
+    })
+    .map_err(|failure| match failure {
+        CreateFailure::Initialise(source) => OpenError::Create {
             path: path.to_owned(),
             class: classify(&source),
             source: StepError::Duckdb(source),
-        });
-    }
-    match place_new_file(&temporary, path) {
-        Ok(Placed::Placed) => {
-            tracing::debug!(target: "store::duckdb", path = %path.display(), "created");
-            Ok(())
-        }
-        Ok(_) => {
-            remove_temporary();
-            Ok(())
-        }
-        Err(source) => {
-            remove_temporary();
-            Err(OpenError::Create {
+        },
+        CreateFailure::Place(source) => OpenError::Create {
+            path: path.to_owned(),
+            class: store_core::FailureClass::from_io_error(&source),
+            source: StepError::Io {
+                operation: "move into place",
                 path: path.to_owned(),
-                class: store_core::FailureClass::from_io_error(&source),
-                source: StepError::Io {
-                    operation: "move into place",
-                    path: path.to_owned(),
-                    source,
-                },
-            })
-        }
-    }
+                source,
+            },
+        },
+    })
 }
 
 #[cfg(test)]

@@ -13,17 +13,18 @@ use store_core::pending::{self, InterruptedRecovery, PendingRecovery};
 
 use store_core::files::{self, SetAside, private_sibling, prune_moved_aside, sibling};
 use store_core::{
-    DataLoss, Engine, FailureClass, MovedAside, OpenReport, Recovery, RecoveryStep,
+    DataLoss, Engine, FailureClass, MovedAside, OpenReport, Recovery, RecoveryPolicy, RecoveryStep,
     SalvageBoundary, WarnOnce, cause_chain, check_database_path,
 };
 
 use crate::SIDECAR_SUFFIXES;
+use crate::blocks::BlocksMissing;
 use crate::classify::{Diagnosis, diagnose};
 use crate::error::{OpenError, StepError};
+use crate::instance::connect;
 use crate::migrate::{self, SNAPSHOT_SUFFIX};
-use crate::open::{BlocksMissing, connect};
 use crate::options::DuckDbOptions;
-use crate::wal::{WalDamage, WalFile, WalReading, WalTail};
+use crate::wal::{self, WalDamage, WalFile, WalReading, WalTail};
 
 /// The reasons moved-aside files are named by, one per step.
 pub(crate) const REASON_SALVAGED: &str = "salvaged-wal";
@@ -192,39 +193,47 @@ pub(crate) fn damaged_tail(options: &DuckDbOptions, report: &mut OpenReport) -> 
     if options.read_only {
         return None;
     }
-    let wal = read_log(options, WalFile::Wal, report)?;
-    if wal.tail != WalTail::Clean {
-        return Some(WalDamage {
-            file: WalFile::Wal,
-            tail: wal.tail,
-        });
-    }
-    if !wal.has_checkpoint_marker {
-        return None;
-    }
-    let checkpoint_wal = read_log(options, WalFile::CheckpointWal, report)?;
-    (checkpoint_wal.tail != WalTail::Clean).then_some(WalDamage {
-        file: WalFile::CheckpointWal,
-        tail: checkpoint_wal.tail,
+    wal::damage_before_replay(&options.path).unwrap_or_else(|unread| {
+        report
+            .notes
+            .push(format!("{unread}: a tail DuckDB drops would go unreported"));
+        None
     })
 }
 
-/// Reads one of the database's logs; `None` when it is missing, empty or of a version the reader
-/// does not know (said in the report).
-fn read_log(options: &DuckDbOptions, file: WalFile, report: &mut OpenReport) -> Option<WalReading> {
-    let bytes = fs::read(sibling(&options.path, file.suffix())).ok()?;
-    if bytes.is_empty() {
-        return None;
+/// The steps of `policy` an open would try on damage of `class` to the DuckDB database at
+/// `path`, in the ladder's order (each may still fail on what it finds); none for a class
+/// recovery never acts on, or one the policy does not recover from. Changes nothing: for tools
+/// that tell what an open would do.
+pub fn applicable_steps(
+    policy: &dyn RecoveryPolicy,
+    class: FailureClass,
+    path: &Path,
+) -> Vec<RecoveryStep> {
+    if !(class.may_be_recovered() && policy.recovers_from(class)) {
+        return Vec::new();
     }
-    match WalReading::read(&bytes) {
-        Ok(reading) => Some(reading),
-        Err(unknown) => {
-            report.notes.push(format!(
-                "{file} was not read before replay ({unknown}): a tail DuckDB drops would go \
-                 unreported"
-            ));
-            None
+    policy
+        .steps()
+        .into_iter()
+        .filter(|step| inapplicable(*step, class, path).is_none())
+        .collect()
+}
+
+/// Why `step` cannot act on damage of `class` to the database at `path`, if it cannot: the WAL
+/// steps cannot mend a damaged database file, a restore needs a snapshot, and the other steps
+/// are SQLite's.
+fn inapplicable(step: RecoveryStep, class: FailureClass, path: &Path) -> Option<String> {
+    match step {
+        RecoveryStep::SalvageWal | RecoveryStep::DiscardWal if !class.is_wal() => {
+            Some("the damage is in the database file, not in its WAL".to_owned())
         }
+        RecoveryStep::SalvageWal | RecoveryStep::DiscardWal => None,
+        RecoveryStep::RestoreSnapshot => {
+            let snapshot = sibling(path, SNAPSHOT_SUFFIX);
+            (!snapshot.exists()).then(|| format!("there is no snapshot at {}", snapshot.display()))
+        }
+        other => Some(format!("{other} is not a DuckDB recovery step")),
     }
 }
 
@@ -269,17 +278,13 @@ pub(crate) fn recover(
         cause: &cause,
     };
     for step in policy.steps() {
-        let outcome = match step {
-            // The WAL steps cannot mend a damaged database file.
-            RecoveryStep::SalvageWal | RecoveryStep::DiscardWal if !class.is_wal() => Err(
-                StepFailure::skipped("the damage is in the database file, not in its WAL"),
-            ),
-            RecoveryStep::SalvageWal => salvage_wal(options, &diagnosis, damaged_file, &intent),
-            RecoveryStep::DiscardWal => discard_wal(options, &intent),
-            RecoveryStep::RestoreSnapshot => restore_snapshot(options, &intent),
-            other => Err(StepFailure::skipped(format!(
-                "{other} is not a DuckDB recovery step"
-            ))),
+        let outcome = match (step, inapplicable(step, class, &options.path)) {
+            (_, Some(reason)) => Err(StepFailure::skipped(reason)),
+            (RecoveryStep::SalvageWal, None) => {
+                salvage_wal(options, &diagnosis, damaged_file, &intent)
+            }
+            (RecoveryStep::DiscardWal, None) => discard_wal(options, &intent),
+            (_, None) => restore_snapshot(options, &intent),
         };
         match outcome {
             Ok(recovered) => {
@@ -623,12 +628,6 @@ fn restore_snapshot(
 ) -> Result<Recovered, StepFailure> {
     let path = &options.path;
     let snapshot = sibling(path, SNAPSHOT_SUFFIX);
-    if !snapshot.exists() {
-        return Err(StepFailure::skipped(format!(
-            "there is no snapshot at {}",
-            snapshot.display()
-        )));
-    }
     let fatal = |class: FailureClass, error: StepError| StepFailure {
         reason: error.to_string(),
         moved_aside: Vec::new(),

@@ -44,6 +44,7 @@
 //! ```
 
 use std::fmt;
+use std::path::Path;
 
 /// The WAL versions this reader knows: 2, plain with checksums. Version 1 (no checksums) and 3
 /// (encrypted) are reported as [`UnknownWal::Version`].
@@ -226,6 +227,55 @@ impl fmt::Display for WalDamage {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{} has {}", self.file, self.tail)
     }
+}
+
+/// What a read-write open finds wrong in `database`'s logs before DuckDB replays them: damage
+/// after the last whole commit of the WAL, else, when the WAL ends in a checkpoint marker (so
+/// that DuckDB replays the checkpoint WAL after it), of the checkpoint WAL. `None` when both are
+/// whole, missing or empty. A log this reader does not know is an error: DuckDB then replays it
+/// unread, and a tail it drops goes unreported. Reads the files; changes nothing.
+pub fn damage_before_replay(database: &Path) -> Result<Option<WalDamage>, UnreadLog> {
+    let Some(wal) = read_log(database, WalFile::Wal)? else {
+        return Ok(None);
+    };
+    if wal.tail != WalTail::Clean {
+        return Ok(Some(WalDamage {
+            file: WalFile::Wal,
+            tail: wal.tail,
+        }));
+    }
+    if !wal.has_checkpoint_marker {
+        return Ok(None);
+    }
+    Ok(read_log(database, WalFile::CheckpointWal)?
+        .filter(|checkpoint_wal| checkpoint_wal.tail != WalTail::Clean)
+        .map(|checkpoint_wal| WalDamage {
+            file: WalFile::CheckpointWal,
+            tail: checkpoint_wal.tail,
+        }))
+}
+
+/// One of `database`'s logs, read; `None` when it is missing or empty.
+fn read_log(database: &Path, file: WalFile) -> Result<Option<WalReading>, UnreadLog> {
+    let Ok(bytes) = std::fs::read(store_core::files::sibling(database, file.suffix())) else {
+        return Ok(None);
+    };
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    WalReading::read(&bytes)
+        .map(Some)
+        .map_err(|reason| UnreadLog { file, reason })
+}
+
+/// A log [`damage_before_replay`] could not read: which, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file} was not read before replay ({reason})")]
+pub struct UnreadLog {
+    /// The log.
+    pub file: WalFile,
+    /// Why the reader cannot walk it.
+    pub reason: UnknownWal,
 }
 
 /// A WAL this reader cannot walk: store then falls back to asking DuckDB.

@@ -18,8 +18,8 @@ use store_core::{ConnectionLimit, Durability, Filesystem, JournalMode};
 
 use crate::classify::{Stage, classify_at};
 use crate::error::{ConnectError, ExclusivelyHeld};
-use crate::open::{pragma_answer, set_locking_mode};
 use crate::options::{SqliteOptions, Synchronous};
+use crate::pragma::{pragma_answer, set_locking_mode};
 
 /// A database file in this process: (device, inode, read-only). A file deleted and made anew is
 /// another database, and a read-only decision is not a read-write one.

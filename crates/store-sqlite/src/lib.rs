@@ -39,6 +39,10 @@
 //! 6. Applies migrations, each once, inside `BEGIN IMMEDIATE`.
 //! 7. Returns the connection and an [`store_core::OpenReport`]; on failure, records the
 //!    process's last open error for [`store_core::unavailable_message`].
+//!
+//! [`probe_journal_mode`] asks whether a journal mode works in a directory without any of an
+//! open's side effects (no last open error, no per-directory WAL verdict): for tools such as the
+//! doctor.
 
 mod classify;
 mod database;
@@ -46,6 +50,8 @@ mod error;
 mod migrate;
 mod open;
 mod options;
+mod pragma;
+mod probe;
 
 pub use classify::{classify, extended_code};
 pub use database::SqliteDatabase;
@@ -54,6 +60,7 @@ pub use error::{
 };
 pub use migrate::schema_version;
 pub use options::{ParseSynchronousError, SqliteOptions, Synchronous};
+pub use probe::{ProbeError, probe_journal_mode};
 pub use rusqlite;
 pub use store_core;
 

@@ -10,11 +10,11 @@ use std::sync::{Arc, OnceLock};
 
 use rusqlite::{Connection, OpenFlags};
 use store_core::connect::deciding_lock;
-use store_core::files::{Placed, place_new_file, private_sibling, sibling};
 use store_core::locks::LockHolder;
+use store_core::opening::{CreateFailure, create_atomically};
 use store_core::{
     ConnectionLimit, Durability, Engine, FailureClass, Fallback, FileContent, Filesystem, FsKind,
-    JournalMode, OpenFailure, OpenReport, WarnOnce, check_database_path, record_open_failure,
+    JournalMode, OpenReport, WarnOnce, check_database_path,
 };
 
 use crate::classify::{Stage, classify_at};
@@ -22,6 +22,7 @@ use crate::database::{Decided, SqliteDatabase, decision_key, exclusive_holder, l
 use crate::error::{CreateError, ExclusivelyHeld, JournalError, OpenError};
 use crate::migrate;
 use crate::options::{SqliteOptions, Synchronous};
+use crate::pragma::{pragma_answer, set_locking_mode};
 
 /// How often a transient I/O error while switching journals is retried before it counts.
 const TRANSIENT_RETRIES: u32 = 2;
@@ -89,47 +90,12 @@ impl SqliteOptions {
     }
 
     /// Runs an open inside its span, fills in the elapsed time, and records a failure as the
-    /// process's last open error.
+    /// process's last open error ([`store_core::opening::reporting`]).
     fn reporting<T>(
         &self,
         body: impl FnOnce(&mut OpenReport) -> Result<T, OpenError>,
     ) -> Result<(T, OpenReport), OpenError> {
-        let started = Instant::now();
-        let label = self.label_or_file_name();
-        let span = tracing::info_span!(
-            target: "store::sqlite",
-            "open",
-            engine = "sqlite",
-            path = %self.path.display(),
-            label = %label
-        );
-        let _entered = span.enter();
-        let mut report = OpenReport::new(Engine::Sqlite, &self.path, label.clone());
-        match body(&mut report) {
-            Ok(opened) => {
-                report.elapsed = started.elapsed();
-                tracing::debug!(target: "store::sqlite", report = %report, "opened");
-                Ok((opened, report))
-            }
-            Err(error) => {
-                let cause = error.cause_chain();
-                record_open_failure(
-                    OpenFailure::new(Engine::Sqlite, &self.path, &label, error.class(), &cause)
-                        .on_filesystem(report.filesystem.clone()),
-                );
-                let topic = format!("open-failed-{}", error.class());
-                if WarnOnce::global().first(&label, &topic) {
-                    tracing::warn!(
-                        target: "store::sqlite",
-                        label = %label,
-                        path = %self.path.display(),
-                        class = %error.class(),
-                        "{label}: database not available: {cause}"
-                    );
-                }
-                Err(error)
-            }
-        }
+        store_core::opening::reporting(Engine::Sqlite, &self.path, self.label_or_file_name(), body)
     }
 
     /// Decides for the database, or reuses the live decision of this process for it.
@@ -627,24 +593,6 @@ fn probe(connection: &Connection) -> rusqlite::Result<()> {
     connection.query_row(PROBE_SQL, [], |_| Ok(()))
 }
 
-pub(crate) fn set_locking_mode(connection: &Connection, mode: &str) -> rusqlite::Result<()> {
-    pragma_answer(connection, &format!("PRAGMA locking_mode={mode}")).map(drop)
-}
-
-/// Runs a pragma to completion and returns its first answer. A pragma that writes (the journal
-/// mode's header change) commits when the statement finishes: `query_row` would stop after the
-/// row and let the statement's reset swallow a failed commit.
-pub(crate) fn pragma_answer(connection: &Connection, sql: &str) -> rusqlite::Result<String> {
-    let mut statement = connection.prepare(sql)?;
-    let mut rows = statement.query([])?;
-    let answer = match rows.next()? {
-        Some(row) => row.get(0)?,
-        None => String::new(),
-    };
-    while rows.next()?.is_some() {}
-    Ok(answer)
-}
-
 /// SQLite's busy wait (a growing sleep until `timeout` per locking event), except that the first
 /// refusal of each event asks who holds the database: a process holding it in exclusive locking
 /// mode will not let go before the timeout, so the wait stops at once with the holder in `held`.
@@ -682,60 +630,31 @@ fn pragma_text(mode: JournalMode) -> String {
     }
 }
 
-/// Creates a new database so that `path` is either absent or a valid SQLite file at every instant:
-/// the file is initialised under a temporary name and renamed into place without replacing
-/// anything. If another process created it meanwhile, theirs is kept and ours discarded.
+/// Creates a new database atomically ([`store_core::opening::create_atomically`]): `path` is
+/// either absent or a valid SQLite file at every instant.
 fn create_database(path: &Path) -> Result<(), OpenError> {
-    let temporary = private_sibling(path, "creating");
-    let remove_temporary = || {
-        // Ours alone, never the user's: a name no one else uses, made a moment ago.
-        for suffix in ["", "-journal"] {
-            let _ = std::fs::remove_file(sibling(&temporary, suffix));
-        }
-    };
-    let initialised = Connection::open_with_flags(
-        &temporary,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .and_then(|connection| {
-        connection.execute_batch(migrate::SCHEMA_VERSION_DDL)?;
-        connection.close().map_err(|(_, error)| error)
-    });
-    if let Err(source) = initialised {
-        remove_temporary();
-        return Err(OpenError::Create {
+    create_atomically(path, Engine::Sqlite, crate::SIDECAR_SUFFIXES, |temporary| {
+        Connection::open_with_flags(
+            temporary,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|connection| {
+            connection.execute_batch(migrate::SCHEMA_VERSION_DDL)?;
+            connection.close().map_err(|(_, error)| error)
+        })
+    })
+    .map_err(|failure| match failure {
+        CreateFailure::Initialise(source) => OpenError::Create {
             path: path.to_owned(),
             class: classify_at(&source, Stage::Open, Some(path)).class,
             source: CreateError::Sqlite { source },
-        });
-    }
-    debug_assert!(matches!(
-        FileContent::inspect(&temporary),
-        Ok(FileContent::Sqlite { wal: false })
-    ));
-    match place_new_file(&temporary, path) {
-        Ok(Placed::Placed) => {
-            tracing::debug!(target: "store::sqlite", path = %path.display(), "created");
-            Ok(())
-        }
-        Ok(_) => {
-            remove_temporary();
-            tracing::debug!(
-                target: "store::sqlite",
-                path = %path.display(),
-                "another process created the database first; using theirs"
-            );
-            Ok(())
-        }
-        Err(source) => {
-            remove_temporary();
-            Err(OpenError::Create {
-                path: path.to_owned(),
-                class: FailureClass::from_io_error(&source),
-                source: CreateError::Rename { source },
-            })
-        }
-    }
+        },
+        CreateFailure::Place(source) => OpenError::Create {
+            path: path.to_owned(),
+            class: FailureClass::from_io_error(&source),
+            source: CreateError::Rename { source },
+        },
+    })
 }

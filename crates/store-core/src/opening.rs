@@ -1,0 +1,131 @@
+//! What every open does around its engine's work, for both engines: a tracing span, the elapsed
+//! time in the report, and on failure the process's last open error
+//! ([`crate::unavailable_message`]) and one warning per label and failure class.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::connect::Classify;
+use crate::diagnostics::{OpenFailure, WarnOnce, cause_chain, record_open_failure};
+use crate::report::{Engine, OpenReport};
+
+/// An event at `$level` on the engine's tracing target (`store::sqlite`, `store::duckdb`):
+/// tracing needs the target as a literal.
+macro_rules! engine_event {
+    ($engine:expr, $level:ident, $($rest:tt)*) => {
+        match $engine {
+            Engine::Sqlite => tracing::$level!(target: "store::sqlite", $($rest)*),
+            _ => tracing::$level!(target: "store::duckdb", $($rest)*),
+        }
+    };
+}
+
+/// Runs `body`, an engine's open of `path` under `label`, inside its span, with a fresh report;
+/// fills in the elapsed time; records a failure as the process's last open error (with the
+/// filesystem the body detected, if it got that far) and warns once per label and class.
+pub fn reporting<T, E>(
+    engine: Engine,
+    path: &Path,
+    label: String,
+    body: impl FnOnce(&mut OpenReport) -> Result<T, E>,
+) -> Result<(T, OpenReport), E>
+where
+    E: Classify + std::error::Error,
+{
+    let started = Instant::now();
+    let span = match engine {
+        Engine::Sqlite => {
+            tracing::info_span!(target: "store::sqlite", "open", engine = %engine, path = %path.display(), label = %label)
+        }
+        _ => {
+            tracing::info_span!(target: "store::duckdb", "open", engine = %engine, path = %path.display(), label = %label)
+        }
+    };
+    let _entered = span.enter();
+    let mut report = OpenReport::new(engine, path, label.clone());
+    match body(&mut report) {
+        Ok(opened) => {
+            report.elapsed = started.elapsed();
+            engine_event!(engine, debug, report = %report, "opened");
+            Ok((opened, report))
+        }
+        Err(error) => {
+            let class = error.class();
+            let cause = cause_chain(&error);
+            record_open_failure(
+                OpenFailure::new(engine, path, &label, class, &cause)
+                    .on_filesystem(report.filesystem.clone()),
+            );
+            if WarnOnce::global().first(&label, &format!("open-failed-{class}")) {
+                engine_event!(
+                    engine,
+                    warn,
+                    label = %label,
+                    path = %path.display(),
+                    class = %class,
+                    "{label}: database not available: {cause}"
+                );
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Why [`create_atomically`] created nothing: the two steps it takes.
+#[derive(Debug)]
+pub enum CreateFailure<E> {
+    /// The engine could not initialise the database under its temporary name.
+    Initialise(E),
+    /// The initialised file could not be moved into place.
+    Place(std::io::Error),
+}
+
+/// Creates a new database so that `path` is either absent or a whole, initialised database of
+/// `engine` at every instant: `initialise` makes it under a temporary name of our own beside
+/// `path` (with its `sidecars`), and it is renamed into place without replacing anything. If
+/// another process created the database meanwhile, theirs is kept and ours removed.
+pub fn create_atomically<E>(
+    path: &Path,
+    engine: Engine,
+    sidecars: &[&str],
+    initialise: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), CreateFailure<E>> {
+    let temporary = crate::files::private_sibling(path, "creating");
+    let remove_temporary = || {
+        // Ours alone, never the user's: a name no one else uses, made a moment ago.
+        for suffix in std::iter::once(&"").chain(sidecars) {
+            let _ = std::fs::remove_file(crate::files::sibling(&temporary, suffix));
+        }
+    };
+    if let Err(error) = initialise(&temporary) {
+        remove_temporary();
+        return Err(CreateFailure::Initialise(error));
+    }
+    debug_assert_eq!(
+        crate::FileContent::inspect(&temporary)
+            .ok()
+            .and_then(|content| content.engine()),
+        Some(engine),
+        "the initialised file is a database of its engine"
+    );
+    match crate::files::place_new_file(&temporary, path) {
+        Ok(crate::files::Placed::Placed) => {
+            engine_event!(engine, debug, path = %path.display(), "created");
+            Ok(())
+        }
+        Ok(_) => {
+            remove_temporary();
+            engine_event!(
+                engine,
+                debug,
+                path = %path.display(),
+                "another process created the database first; using theirs"
+            );
+            Ok(())
+        }
+        Err(source) => {
+            remove_temporary();
+            Err(CreateFailure::Place(source))
+        }
+    }
+}
