@@ -13,8 +13,11 @@ const ROWS_PER_WORKER: i64 = 250;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> Result<(), Error> {
     let directory = tempfile::tempdir()?;
     let (database, report) = SqliteOptions::new(directory.path().join("events.db")).database()?;
     println!("{report}");

@@ -115,10 +115,6 @@ mod asynchronous;
 
 pub mod pool;
 
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub mod doctor;
-
 /// The SQLite engine ([`store_sqlite`]).
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

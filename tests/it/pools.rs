@@ -193,52 +193,54 @@ fn an_r2d2_pool_of_a_wal_exclusive_database_has_one_connection() {
 /// each through a connection taken from the pool (and recycled, which runs the check), and every
 /// row is there; the pool never made more than 4 connections.
 #[cfg(feature = "deadpool")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deadpool_pool_serves_tokio_tasks() -> Result<(), Box<dyn std::error::Error>> {
-    const TASKS: u64 = 8;
-    const PER_TASK: u64 = 200;
-    let directory = tempfile::tempdir()?;
-    let path = directory.path().join("tasks.db");
-    let (database, _) = SqliteOptions::new(&path).database()?;
-    let pool = store::pool::deadpool::pool(database, 4)?;
-    assert_eq!(pool.status().max_size, 4);
-    pool.get()
-        .await?
-        .call(|c| c.execute_batch(CREATE_ITEMS))
-        .await?;
+#[test]
+fn a_deadpool_pool_serves_tokio_tasks() -> Result<(), Box<dyn std::error::Error>> {
+    crate::multi_thread_runtime(2).block_on(async {
+        const TASKS: u64 = 8;
+        const PER_TASK: u64 = 200;
+        let directory = tempfile::tempdir()?;
+        let path = directory.path().join("tasks.db");
+        let (database, _) = SqliteOptions::new(&path).database()?;
+        let pool = store::pool::deadpool::pool(database, 4)?;
+        assert_eq!(pool.status().max_size, 4);
+        pool.get()
+            .await?
+            .call(|c| c.execute_batch(CREATE_ITEMS))
+            .await?;
 
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|task| {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                for n in 1..=PER_TASK {
-                    let id = i64::try_from(task * PER_TASK + n).expect("a small id");
-                    let connection = pool.get().await.expect("a pooled connection");
-                    connection
-                        .call(move |c| {
-                            c.execute(
-                                "INSERT INTO items (id, payload) VALUES (?1, ?2)",
-                                (id, format!("task {task} row {n}")),
-                            )
-                        })
-                        .await
-                        .expect("an insert");
-                }
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    for n in 1..=PER_TASK {
+                        let id = i64::try_from(task * PER_TASK + n).expect("a small id");
+                        let connection = pool.get().await.expect("a pooled connection");
+                        connection
+                            .call(move |c| {
+                                c.execute(
+                                    "INSERT INTO items (id, payload) VALUES (?1, ?2)",
+                                    (id, format!("task {task} row {n}")),
+                                )
+                            })
+                            .await
+                            .expect("an insert");
+                    }
+                })
             })
-        })
-        .collect();
-    for task in tasks {
-        task.await?;
-    }
-    assert!(pool.status().size <= 4, "{:?}", pool.status());
-    let path_for_read = path.clone();
-    let written = pool
-        .get()
-        .await?
-        .call(move |c| sqlite_ids(c, &path_for_read))
-        .await?;
-    assert_eq!(written, all_ids(TASKS, PER_TASK));
-    Ok(())
+            .collect();
+        for task in tasks {
+            task.await?;
+        }
+        assert!(pool.status().size <= 4, "{:?}", pool.status());
+        let path_for_read = path.clone();
+        let written = pool
+            .get()
+            .await?
+            .call(move |c| sqlite_ids(c, &path_for_read))
+            .await?;
+        assert_eq!(written, all_ids(TASKS, PER_TASK));
+        Ok(())
+    })
 }
 
 /// An r2d2 pool serves threads on a healthy local database (a pool of 4, 8 threads, every row
@@ -305,103 +307,111 @@ fn an_r2d2_pool_serves_threads_and_checks_connections_before_lending_them() {
 /// both there through either pool, and the instance closes (the file is no longer open in the
 /// process) only once the handle and both pools are gone.
 #[cfg(all(feature = "r2d2", feature = "deadpool", feature = "duckdb"))]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_pools_share_the_one_instance() -> Result<(), Box<dyn std::error::Error>> {
-    use store::duckdb::DuckDbOptions;
-    use store_testkit::fixtures::duckdb_ids;
+#[test]
+fn duckdb_pools_share_the_one_instance() -> Result<(), Box<dyn std::error::Error>> {
+    crate::multi_thread_runtime(2).block_on(async {
+        use store::duckdb::DuckDbOptions;
+        use store_testkit::fixtures::duckdb_ids;
 
-    const WORKERS: u64 = 8;
-    const PER_WORKER: u64 = 50;
-    let directory = tempfile::tempdir()?;
-    let path = directory.path().join("pooled.duckdb");
-    let (database, report) = DuckDbOptions::new(&path).database()?;
-    assert_eq!(
-        store::Database::connection_limit(&database),
-        ConnectionLimit::Many
-    );
-    assert!(!report.reused_decision, "{report}");
-    database.connect()?.execute_batch(CREATE_ITEMS)?;
+        const WORKERS: u64 = 8;
+        const PER_WORKER: u64 = 50;
+        let directory = tempfile::tempdir()?;
+        let path = directory.path().join("pooled.duckdb");
+        let (database, report) = DuckDbOptions::new(&path).database()?;
+        assert_eq!(
+            store::Database::connection_limit(&database),
+            ConnectionLimit::Many
+        );
+        assert!(!report.reused_decision, "{report}");
+        database.connect()?.execute_batch(CREATE_ITEMS)?;
 
-    let threads_pool = store::pool::r2d2::pool(database.clone(), 4)?;
-    let writers: Vec<_> = (0..WORKERS)
-        .map(|worker| {
-            let pool = threads_pool.clone();
-            std::thread::spawn(move || {
-                let connection = pool.get().expect("a pooled connection");
-                for n in 1..=PER_WORKER {
-                    let id = i64::try_from(worker * PER_WORKER + n).expect("a small id");
-                    connection
-                        .execute(
-                            "INSERT INTO items (id, payload) VALUES (?1, ?2)",
-                            store::duckdb::duckdb::params![id, format!("thread {worker} row {n}")],
-                        )
-                        .expect("an insert");
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.join().expect("writer thread");
-    }
-
-    let tasks_pool = store::pool::deadpool::pool(database.clone(), 4)?;
-    let offset = WORKERS * PER_WORKER;
-    let tasks: Vec<_> = (0..WORKERS)
-        .map(|task| {
-            let pool = tasks_pool.clone();
-            tokio::spawn(async move {
-                let connection = pool.get().await.expect("a pooled connection");
-                connection
-                    .call(move |c| {
-                        for n in 1..=PER_WORKER {
-                            let id =
-                                i64::try_from(offset + task * PER_WORKER + n).expect("a small id");
-                            c.execute(
+        let threads_pool = store::pool::r2d2::pool(database.clone(), 4)?;
+        let writers: Vec<_> = (0..WORKERS)
+            .map(|worker| {
+                let pool = threads_pool.clone();
+                std::thread::spawn(move || {
+                    let connection = pool.get().expect("a pooled connection");
+                    for n in 1..=PER_WORKER {
+                        let id = i64::try_from(worker * PER_WORKER + n).expect("a small id");
+                        connection
+                            .execute(
                                 "INSERT INTO items (id, payload) VALUES (?1, ?2)",
-                                store::duckdb::duckdb::params![id, format!("task {task} row {n}")],
-                            )?;
-                        }
-                        Ok::<_, store::duckdb::duckdb::Error>(())
-                    })
-                    .await
-                    .expect("inserts");
+                                store::duckdb::duckdb::params![
+                                    id,
+                                    format!("thread {worker} row {n}")
+                                ],
+                            )
+                            .expect("an insert");
+                    }
+                })
             })
-        })
-        .collect();
-    for task in tasks {
-        task.await?;
-    }
+            .collect();
+        for writer in writers {
+            writer.join().expect("writer thread");
+        }
 
-    let expected = all_ids(2 * WORKERS, PER_WORKER);
-    let pooled = threads_pool.get()?;
-    let through_threads = duckdb_ids(&pooled, &path)?;
-    drop(pooled);
-    assert_eq!(through_threads, expected);
-    let path_for_read = path.clone();
-    let through_tasks = tasks_pool
-        .get()
-        .await?
-        .call(move |c| duckdb_ids(c, &path_for_read))
-        .await?;
-    assert_eq!(through_tasks, expected);
+        let tasks_pool = store::pool::deadpool::pool(database.clone(), 4)?;
+        let offset = WORKERS * PER_WORKER;
+        let tasks: Vec<_> = (0..WORKERS)
+            .map(|task| {
+                let pool = tasks_pool.clone();
+                tokio::spawn(async move {
+                    let connection = pool.get().await.expect("a pooled connection");
+                    connection
+                        .call(move |c| {
+                            for n in 1..=PER_WORKER {
+                                let id = i64::try_from(offset + task * PER_WORKER + n)
+                                    .expect("a small id");
+                                c.execute(
+                                    "INSERT INTO items (id, payload) VALUES (?1, ?2)",
+                                    store::duckdb::duckdb::params![
+                                        id,
+                                        format!("task {task} row {n}")
+                                    ],
+                                )?;
+                            }
+                            Ok::<_, store::duckdb::duckdb::Error>(())
+                        })
+                        .await
+                        .expect("inserts");
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await?;
+        }
 
-    assert!(store::duckdb::is_open(&path));
-    // A pooled AsyncConnection closes on its own thread after it drops; closing each one and
-    // waiting makes the instance's end observable here.
-    for connection in tasks_pool.retain(|_, _| false).removed {
-        connection.close().await?;
-    }
-    drop((threads_pool, tasks_pool));
-    assert!(
-        store::duckdb::is_open(&path),
-        "the handle keeps the instance"
-    );
-    drop(database);
-    assert!(
-        !store::duckdb::is_open(&path),
-        "the last user closed the instance"
-    );
-    let reopened = duckdb::Connection::open(&path)?;
-    assert_eq!(duckdb_ids(&reopened, &path)?, expected);
-    Ok(())
+        let expected = all_ids(2 * WORKERS, PER_WORKER);
+        let pooled = threads_pool.get()?;
+        let through_threads = duckdb_ids(&pooled, &path)?;
+        drop(pooled);
+        assert_eq!(through_threads, expected);
+        let path_for_read = path.clone();
+        let through_tasks = tasks_pool
+            .get()
+            .await?
+            .call(move |c| duckdb_ids(c, &path_for_read))
+            .await?;
+        assert_eq!(through_tasks, expected);
+
+        assert!(store::duckdb::is_open(&path));
+        // A pooled AsyncConnection closes on its own thread after it drops; closing each one and
+        // waiting makes the instance's end observable here.
+        for connection in tasks_pool.retain(|_, _| false).removed {
+            connection.close().await?;
+        }
+        drop((threads_pool, tasks_pool));
+        assert!(
+            store::duckdb::is_open(&path),
+            "the handle keeps the instance"
+        );
+        drop(database);
+        assert!(
+            !store::duckdb::is_open(&path),
+            "the last user closed the instance"
+        );
+        let reopened = duckdb::Connection::open(&path)?;
+        assert_eq!(duckdb_ids(&reopened, &path)?, expected);
+        Ok(())
+    })
 }

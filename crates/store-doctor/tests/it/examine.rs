@@ -1,28 +1,24 @@
-//! The doctor on a healthy, a fallen-back and a recovered database: what it says, and that it
-//! changes nothing.
+//! The checkup of a healthy, a fallen-back and a recovered database, of bad paths and of a pending
+//! recovery: what the doctor says, and that it changes nothing.
 
-use store::doctor::{self, ExamineError, Outlook, WalProbe};
-use store::{FailureClass, FileContent, JournalMode};
+use std::time::SystemTime;
+
+use store_core::pending::{self, InterruptedRecovery, PendingRecovery};
+use store_core::{DataLoss, FailureClass, FileContent, JournalMode, RecoveryStep};
+use store_doctor::{self as doctor, ExamineError, Outlook, Verdict, WalProbe};
+use store_sqlite::SqliteOptions;
 use store_testkit::isolated;
 use store_testkit::snapshot::assert_unchanged;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use crate::{TestResult, migrations};
 
-fn migrations() -> store::Migrations {
-    store::Migrations::new(vec![
-        store::Migration::new(1, "notes", "CREATE TABLE notes (text TEXT)"),
-        store::Migration::new(2, "notes index", "CREATE INDEX notes_text ON notes (text)"),
-    ])
-    .expect("valid migrations")
-}
-
+/// Promise: a healthy SQLite database is said to open in WAL mode at its schema version, its
+/// verdict is healthy, and examining it changes no file in its directory.
 #[test]
 fn a_healthy_sqlite_database_opens_in_wal_mode_and_the_doctor_changes_nothing() -> TestResult {
     let home = tempfile::tempdir()?;
     let path = home.path().join("state.db");
-    let (connection, _) = store::sqlite::SqliteOptions::new(&path)
-        .migrations(migrations())
-        .open()?;
+    let (connection, _) = SqliteOptions::new(&path).migrations(migrations()).open()?;
     connection.execute("INSERT INTO notes VALUES ('kept')", [])?;
     drop(connection);
 
@@ -41,21 +37,21 @@ fn a_healthy_sqlite_database_opens_in_wal_mode_and_the_doctor_changes_nothing() 
             schema_version: 2,
         }
     );
+    assert_eq!(database.verdict, Verdict::Healthy);
+    assert_eq!(checkup.verdict(), Verdict::Healthy);
     let text = checkup.to_string();
     assert!(text.contains("SQLite WAL: works here"), "{text}");
     assert!(text.contains("in wal mode; schema version 2"), "{text}");
     Ok(())
 }
 
-/// The same database while the application still has it open: the doctor reads it without
-/// touching the live `-wal` and `-shm`, and says that what it read may be older.
+/// Promise: a database the application still has open is read without touching its live `-wal`
+/// and `-shm`, and the doctor says that what it read may be older.
 #[test]
 fn a_database_in_use_is_read_without_disturbing_its_wal() -> TestResult {
     let home = tempfile::tempdir()?;
     let path = home.path().join("state.db");
-    let (connection, _) = store::sqlite::SqliteOptions::new(&path)
-        .migrations(migrations())
-        .open()?;
+    let (connection, _) = SqliteOptions::new(&path).migrations(migrations()).open()?;
     connection.execute("INSERT INTO notes VALUES ('in the wal')", [])?;
     let checkup = assert_unchanged(home.path(), || doctor::examine(&path))?;
     let database = &checkup.databases[0];
@@ -80,8 +76,9 @@ fn a_database_in_use_is_read_without_disturbing_its_wal() -> TestResult {
     Ok(())
 }
 
-/// "My app on NFS": a database store created under the no-shared-memory fault fell back to a
-/// rollback journal; the doctor, under the same fault, says why and that the next open will too.
+/// Promise: "my app on NFS": for a database store created under the no-shared-memory fault (it
+/// fell back to a rollback journal), the doctor, under the same fault, says why, that the next
+/// open falls back too, and gives the verdict falls-back.
 #[test]
 fn a_fallen_back_sqlite_database_is_explained() {
     isolated!(a_fallen_back_sqlite_database_is_explained, {
@@ -90,7 +87,7 @@ fn a_fallen_back_sqlite_database_is_explained() {
         let home = tempfile::tempdir().unwrap();
         let path = home.path().join("state.db");
         let _nfs = SqliteFault::NoSharedMemory.install().unwrap();
-        let (connection, report) = store::sqlite::SqliteOptions::new(&path).open().unwrap();
+        let (connection, report) = SqliteOptions::new(&path).open().unwrap();
         assert!(report.fell_back(), "{report}");
         drop(connection);
 
@@ -112,6 +109,7 @@ fn a_fallen_back_sqlite_database_is_explained() {
                 schema_version: 0,
             }
         );
+        assert_eq!(checkup.verdict(), Verdict::FallsBack);
         let text = checkup.to_string();
         assert!(text.contains("does not work here"), "{text}");
         assert!(text.contains("rollback-journal format"), "{text}");
@@ -122,17 +120,17 @@ fn a_fallen_back_sqlite_database_is_explained() {
     });
 }
 
-/// A DuckDB database whose WAL cannot be replayed: before recovery the doctor says an open would
-/// recover (and recovers nothing itself); after store's open it lists what was moved aside.
+/// Promise: for a DuckDB database whose WAL cannot be replayed, the doctor says an open would
+/// recover (verdict will-recover) and recovers nothing itself; after store's open it lists what
+/// was moved aside and the database is healthy.
 #[cfg(feature = "duckdb")]
 #[test]
 fn a_damaged_then_recovered_duckdb_database_is_explained() -> TestResult {
-    use store::RecoveryStep;
     use store_testkit::faults::duckdb::{append_garbage_to_wal, write_uncheckpointed_rows};
 
     let home = tempfile::tempdir()?;
     let path = home.path().join("system.duckdb");
-    let (connection, _) = store::duckdb::DuckDbOptions::new(&path)
+    let (connection, _) = store_duckdb::DuckDbOptions::new(&path)
         .migrations(migrations())
         .open()?;
     drop(connection);
@@ -161,8 +159,9 @@ fn a_damaged_then_recovered_duckdb_database_is_explained() -> TestResult {
         }
         other => panic!("expected a recovery outlook, got {other:?}"),
     }
+    assert_eq!(before.verdict(), Verdict::WillRecover);
 
-    let (connection, report) = store::duckdb::DuckDbOptions::new(&path)
+    let (connection, report) = store_duckdb::DuckDbOptions::new(&path)
         .migrations(migrations())
         .open()?;
     assert!(report.recovered(), "{report}");
@@ -186,12 +185,16 @@ fn a_damaged_then_recovered_duckdb_database_is_explained() -> TestResult {
             schema_version: 2,
         }
     );
+    assert_eq!(after.verdict(), Verdict::Healthy);
     let text = after.to_string();
     assert!(text.contains("moved aside (salvaged-wal, at "), "{text}");
     assert!(text.contains("modified "), "{text}");
     Ok(())
 }
 
+/// Promise: a path whose directory is missing is a typed error; a text file, an empty file, a
+/// missing file and an empty directory get plain answers (not a database: fails; nothing yet: no
+/// database; an empty directory: the WAL probe's verdict), and none of them is changed.
 #[test]
 fn bad_paths_are_typed_errors_or_plain_answers() -> TestResult {
     let home = tempfile::tempdir()?;
@@ -215,6 +218,7 @@ fn bad_paths_are_typed_errors_or_plain_answers() -> TestResult {
         let checkup = assert_unchanged(home.path(), || doctor::examine(path))?;
         assert_eq!(checkup.databases[0].content, content);
         assert_eq!(checkup.databases[0].outlook, Outlook::NotADatabase);
+        assert_eq!(checkup.verdict(), Verdict::Fails);
     }
 
     let new_file = home.path().join("new.db");
@@ -225,9 +229,11 @@ fn bad_paths_are_typed_errors_or_plain_answers() -> TestResult {
             journal_modes: vec![JournalMode::Wal, JournalMode::Delete]
         }
     );
+    assert_eq!(checkup.verdict(), Verdict::NoDatabase);
     // A directory with no database in it is examined, not refused.
     let checkup = assert_unchanged(home.path(), || doctor::examine(home.path()))?;
     assert!(checkup.databases.is_empty());
+    assert_eq!(checkup.verdict(), Verdict::Healthy);
     assert!(
         checkup
             .to_string()
@@ -236,14 +242,14 @@ fn bad_paths_are_typed_errors_or_plain_answers() -> TestResult {
     Ok(())
 }
 
-/// On a read-only mount (even root cannot write there) the probe is skipped, not failed, and the
-/// database is still read.
+/// Promise: on a read-only mount (even root cannot write there) the probe is skipped, not failed,
+/// and the database is still read and healthy.
 #[test]
 fn a_read_only_location_is_examined_without_a_probe() {
     isolated!(a_read_only_location_is_examined_without_a_probe, {
         let home = tempfile::tempdir().unwrap();
         let path = home.path().join("state.db");
-        drop(store::sqlite::SqliteOptions::new(&path).open().unwrap());
+        drop(SqliteOptions::new(&path).open().unwrap());
         store_testkit::faults::mounts::remount_read_only(home.path()).unwrap();
         let checkup = assert_unchanged(home.path(), || doctor::examine(&path)).unwrap();
         match &checkup.wal {
@@ -261,15 +267,15 @@ fn a_read_only_location_is_examined_without_a_probe() {
     });
 }
 
-/// A DuckDB database the application holds open read-write in this same process: the doctor
-/// says so and starts no second instance (a read-only one would be refused as a mismatch), and
-/// the application's connection keeps working.
+/// Promise: for a DuckDB database the application holds open read-write in this same process,
+/// the doctor says so and starts no second instance beside it, and the application's connection
+/// keeps working.
 #[cfg(feature = "duckdb")]
 #[test]
 fn a_duckdb_database_open_in_this_process_is_not_opened_twice() -> TestResult {
     let home = tempfile::tempdir()?;
     let path = home.path().join("system.duckdb");
-    let (connection, _) = store::duckdb::DuckDbOptions::new(&path)
+    let (connection, _) = store_duckdb::DuckDbOptions::new(&path)
         .migrations(migrations())
         .open()?;
     let checkup = doctor::examine(home.path())?;
@@ -283,5 +289,39 @@ fn a_duckdb_database_open_in_this_process_is_not_opened_twice() -> TestResult {
     );
     let one: i64 = connection.query_row("SELECT 1", [], |row| row.get(0))?;
     assert_eq!(one, 1);
+    Ok(())
+}
+
+/// Promise: a record left by an interrupted recovery gets its line, makes the verdict
+/// will-recover even though the database itself is missing nothing, and stays where it is.
+#[test]
+fn a_pending_recovery_record_gets_its_line_and_stays() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("state.db");
+    drop(SqliteOptions::new(&path).open()?);
+    let record = PendingRecovery {
+        step: RecoveryStep::RestoreSnapshot,
+        class: FailureClass::WalReplay,
+        cause: "Failure while replaying WAL file".into(),
+        lost: DataLoss::UncheckpointedCommits,
+        reason: "broken".into(),
+        started_at: SystemTime::now(),
+    };
+    pending::record(&path, &record)?;
+    let checkup = doctor::examine(&path)?;
+    assert_eq!(
+        checkup.databases[0].recovery_pending,
+        Some(InterruptedRecovery::Recorded(record))
+    );
+    assert_eq!(checkup.verdict(), Verdict::WillRecover);
+    let text = checkup.to_string();
+    assert!(
+        text.contains("recovery pending: a recovery by restore-snapshot (lost uncheckpointed commits) was interrupted"),
+        "{text}"
+    );
+    assert!(
+        pending::record_path(&path).exists(),
+        "the doctor changes nothing"
+    );
     Ok(())
 }

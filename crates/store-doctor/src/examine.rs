@@ -1,0 +1,176 @@
+//! The checkup of a path: which databases are there, and what is known of each whatever its
+//! engine (sidecars, moved-aside files, a pending recovery); the engines' modules say the rest.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use store_core::files::{self, MovedAsideFile};
+use store_core::{FileContent, Filesystem, FsKind, pending};
+
+use crate::checkup::{Checkup, DatabaseCheckup, FileFacts, MovedAsideFacts, Outlook};
+use crate::verdict::{EXIT_NO_INPUT, Verdict};
+use crate::{duckdb, sqlite};
+
+/// The path could not be examined at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExamineError {
+    /// Neither the path nor its parent directory exists.
+    #[error("{} does not exist, nor does its directory", path.display())]
+    Missing {
+        /// The path asked about.
+        path: PathBuf,
+    },
+    /// The path or its directory could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// What could not be read.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ExamineError {
+    /// The process exit code `store-doctor` ends with: [`EXIT_NO_INPUT`] (66).
+    pub fn exit_code(&self) -> u8 {
+        EXIT_NO_INPUT
+    }
+}
+
+/// Examines a database file, or every SQLite and DuckDB database directly in a directory.
+///
+/// Changes nothing of the user's and nothing of the application's: databases are read, never
+/// opened through store (a SQLite file is read as `immutable=1`, a DuckDB file opened read-only
+/// outside store's registry, unless it is open in this process); the WAL probe's scratch files
+/// are its own and removed; no open error is recorded and no "WAL failed here" verdict is left
+/// for later opens.
+pub fn examine(path: impl AsRef<Path>) -> Result<Checkup, ExamineError> {
+    let path = path.as_ref().to_owned();
+    let is_directory = path.is_dir();
+    let directory = if is_directory {
+        path.clone()
+    } else {
+        files::parent_directory(&path)
+    };
+    if !directory.is_dir() {
+        return Err(ExamineError::Missing { path });
+    }
+    let filesystem = Filesystem::detect(&directory).map_err(|error| error.to_string());
+    let wal = sqlite::probe_wal(&directory);
+    let database_paths = if is_directory {
+        databases_in(&directory)?
+    } else {
+        vec![path.clone()]
+    };
+    let kind = filesystem
+        .as_ref()
+        .map_or(FsKind::Unknown, |filesystem| filesystem.kind);
+    let databases = database_paths
+        .into_iter()
+        .map(|database| examine_database(&database, kind, &wal))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Checkup {
+        path,
+        directory,
+        filesystem,
+        wal,
+        databases,
+    })
+}
+
+/// The SQLite and DuckDB files in `directory`, without hidden files and without files named after
+/// another database (its snapshots and moved-aside files are reported with it).
+fn databases_in(directory: &Path) -> Result<Vec<PathBuf>, ExamineError> {
+    let read_error = |source| ExamineError::Read {
+        path: directory.to_owned(),
+        source,
+    };
+    let mut candidates = Vec::new();
+    for entry in std::fs::read_dir(directory).map_err(read_error)? {
+        let entry = entry.map_err(read_error)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_database =
+            FileContent::inspect(&entry.path()).is_ok_and(|content| content.engine().is_some());
+        if is_database && !name.starts_with('.') {
+            candidates.push(name);
+        }
+    }
+    let belongs_to_another = |name: &str| {
+        candidates
+            .iter()
+            .any(|other| other != name && name.starts_with(&format!("{other}.")))
+    };
+    let mut databases: Vec<PathBuf> = candidates
+        .iter()
+        .filter(|name| !belongs_to_another(name))
+        .map(|name| directory.join(name))
+        .collect();
+    databases.sort();
+    Ok(databases)
+}
+
+fn examine_database(
+    path: &Path,
+    filesystem: FsKind,
+    wal: &crate::WalProbe,
+) -> Result<DatabaseCheckup, ExamineError> {
+    let content = FileContent::inspect(path).map_err(|source| ExamineError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut checkup = DatabaseCheckup {
+        path: path.to_owned(),
+        content,
+        sidecars: Vec::new(),
+        snapshot: None,
+        moved_aside: moved_aside(path),
+        recovery_pending: pending::find(path),
+        outlook: Outlook::NotADatabase,
+        verdict: Verdict::Fails,
+    };
+    match content {
+        FileContent::Missing => checkup.outlook = sqlite::creation_outlook(path, filesystem),
+        FileContent::Sqlite { wal: existing_wal } => {
+            sqlite::examine(&mut checkup, filesystem, existing_wal, wal);
+        }
+        FileContent::Duckdb => duckdb::examine(&mut checkup),
+        _ => {}
+    }
+    checkup.verdict = Verdict::of_database(&checkup.outlook, checkup.recovery_pending.as_ref());
+    Ok(checkup)
+}
+
+/// Files store moved aside beside `path`, oldest first, with their sizes and ages.
+fn moved_aside(path: &Path) -> Vec<MovedAsideFacts> {
+    files::moved_aside_files(path)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(
+            |MovedAsideFile {
+                 path,
+                 reason,
+                 stamp,
+                 ..
+             }| {
+                let file = FileFacts::read(&path).ok()?;
+                Some(MovedAsideFacts {
+                    file,
+                    reason,
+                    stamp,
+                })
+            },
+        )
+        .collect()
+}
+
+/// The sidecars of `path` that exist, with sizes and ages (asked by the engines' modules).
+#[cfg(any(feature = "sqlite", feature = "duckdb"))]
+pub(crate) fn sidecars(path: &Path, suffixes: &[&str]) -> Vec<FileFacts> {
+    files::existing_sidecars(path, suffixes)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|sidecar| FileFacts::read(sidecar).ok())
+        .collect()
+}
