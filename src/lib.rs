@@ -12,7 +12,7 @@
 //! |------------|---------|------------------|-----------------------------------------------|
 //! | `sqlite`   | yes     | `sqlite`         | SQLite through rusqlite, bundled              |
 //! | `duckdb`   | no      | `duckdb`         | DuckDB through duckdb-rs, bundled             |
-//! | `tokio`    | no      | `tokio`          | [`AsyncConnection`](crate::tokio): async face |
+//! | `tokio`    | no      | `tokio`          | `AsyncConnection`: async face                 |
 //! | `r2d2`     | no      | `pool::r2d2`     | an r2d2 pool over a decided database          |
 //! | `deadpool` | no      | `pool::deadpool` | a deadpool pool of async connections (tokio)  |
 //!

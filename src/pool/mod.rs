@@ -5,8 +5,8 @@
 //!
 //! | feature    | module                 | for           | pooled object                          |
 //! |------------|------------------------|---------------|----------------------------------------|
-//! | `r2d2`     | [`r2d2`]                     | threads       | the engine's connection                |
-//! | `deadpool` | [`deadpool`]                 | tokio tasks   | an [`AsyncConnection`](crate::tokio::AsyncConnection) on its own thread |
+//! | `r2d2`     | `r2d2`                 | threads       | the engine's connection                |
+//! | `deadpool` | `deadpool`             | tokio tasks   | an `AsyncConnection` on its own thread |
 //!
 //! A pool never holds more connections than the database's decision allows
 //! ([`Database::connection_limit`]): a SQLite database kept in WAL format on a filesystem that

@@ -1,8 +1,8 @@
 //! Installing process-global faults, one at a time, removed when their guard drops.
 //!
-//! Every fault here makes the real engine fail the way a real deployment does: [`sqlite`] for
-//! SQLite's, [`duckdb`] for DuckDB's (WAL damage, a lock held elsewhere), [`mounts`] for the
-//! filesystem's (full, read-only).
+//! Every fault here makes the real engine fail the way a real deployment does: `sqlite` for
+//! SQLite's (feature `sqlite`), `duckdb` for DuckDB's (feature `duckdb`: WAL damage, a lock held
+//! elsewhere), [`mounts`] for the filesystem's (full, read-only).
 //!
 //! Process-global means every thread of the process sees the fault: install it in a child process
 //! ([`isolated!`](crate::isolated)), never in a test that shares its process with others.
@@ -62,7 +62,7 @@ pub enum FaultError {
 
 /// Every fault store-testkit produces for real, by name: the vocabulary shared by tests and the
 /// fault matrix. Each names how it is made and what the engine then says; the functions that
-/// make it live in [`sqlite`], [`duckdb`] and [`mounts`].
+/// make it live in `sqlite`, `duckdb` (each behind its feature) and [`mounts`].
 ///
 /// ```
 /// use store_testkit::faults::{Fault, Scope};
