@@ -22,6 +22,7 @@
 //! ```
 
 use std::ffi::OsString;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,7 @@ pub enum Replace {
 
 /// A durable copy made by [`snapshot_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// Where the copy is.
     pub path: PathBuf,
@@ -69,6 +71,28 @@ pub struct Snapshot {
     pub bytes: u64,
     /// When it was made.
     pub taken_at: SystemTime,
+    /// How its bytes were made: cloned by the filesystem, or copied.
+    pub copy: SnapshotCopy,
+}
+
+/// How [`snapshot_file`] made a copy's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotCopy {
+    /// The filesystem cloned the file (`FICLONE`: btrfs, XFS with reflink, bcachefs): the copy
+    /// shares the source's extents until either is written, and costs the same whatever the size.
+    Cloned,
+    /// The bytes were copied (`copy_file_range`: in the kernel, no round trip through user space).
+    Copied,
+}
+
+impl fmt::Display for SnapshotCopy {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            SnapshotCopy::Cloned => "cloned",
+            SnapshotCopy::Copied => "copied",
+        })
+    }
 }
 
 /// A snapshot could not be made. The destination is untouched; no temporary file is left behind.
@@ -137,8 +161,9 @@ fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> S
 /// Copies `source` to `destination` so that `destination` is, at every instant, either absent (or
 /// its previous content) or a complete copy: a temporary file in the destination's directory,
 /// written, checked for size, fsynced, given the source's permissions, renamed into place, and the
-/// directory fsynced. On Linux the copy uses `copy_file_range`, which reflinks where the filesystem
-/// can (btrfs, xfs) and copies in the kernel elsewhere.
+/// directory fsynced. The filesystem is asked to clone the file first (`FICLONE`: O(1) on btrfs
+/// and XFS), then the bytes are copied (`copy_file_range`, in the kernel); the snapshot says which
+/// ([`SnapshotCopy`]).
 ///
 /// The caller makes sure the source does not change meanwhile (a checkpointed, closed database).
 pub fn snapshot_file(
@@ -168,25 +193,30 @@ pub fn snapshot_file(
     let directory = parent_directory(destination);
     let temporary = private_sibling(destination, "tmp");
     let result = copy_durably(source, &temporary, metadata.len(), &metadata.permissions())
-        .and_then(|()| match replace {
-            Replace::Allowed => {
-                fs::rename(&temporary, destination).map_err(io_error("rename into", destination))
-            }
-            Replace::Refused => rename_no_replace(&temporary, destination).map_err(|error| {
-                if error.kind() == io::ErrorKind::AlreadyExists {
-                    SnapshotError::DestinationExists {
-                        path: destination.to_owned(),
+        .and_then(|copy| match replace {
+            Replace::Allowed => fs::rename(&temporary, destination)
+                .map(|()| copy)
+                .map_err(io_error("rename into", destination)),
+            Replace::Refused => rename_no_replace(&temporary, destination)
+                .map(|()| copy)
+                .map_err(|error| {
+                    if error.kind() == io::ErrorKind::AlreadyExists {
+                        SnapshotError::DestinationExists {
+                            path: destination.to_owned(),
+                        }
+                    } else {
+                        io_error("rename into", destination)(error)
                     }
-                } else {
-                    io_error("rename into", destination)(error)
-                }
-            }),
+                }),
         });
-    if let Err(error) = result {
-        // The temporary file is ours and incomplete; nothing of the user's is removed here.
-        let _ = fs::remove_file(&temporary);
-        return Err(error);
-    }
+    let copy = match result {
+        Ok(copy) => copy,
+        Err(error) => {
+            // The temporary file is ours and incomplete; nothing of the user's is removed here.
+            let _ = fs::remove_file(&temporary);
+            return Err(error);
+        }
+    };
     sync_directory(&directory).map_err(io_error("sync", &directory))?;
     let written = fs::metadata(destination).map_err(io_error("read back", destination))?;
     if written.len() != metadata.len() {
@@ -201,12 +231,14 @@ pub fn snapshot_file(
         source = %source.display(),
         destination = %destination.display(),
         bytes = metadata.len(),
+        %copy,
         "snapshot taken"
     );
     Ok(Snapshot {
         path: destination.to_owned(),
         bytes: metadata.len(),
         taken_at: SystemTime::now(),
+        copy,
     })
 }
 
@@ -215,11 +247,21 @@ fn copy_durably(
     temporary: &Path,
     expected_bytes: u64,
     permissions: &fs::Permissions,
-) -> Result<(), SnapshotError> {
+) -> Result<SnapshotCopy, SnapshotError> {
     let mut reader = File::open(source).map_err(io_error("open", source))?;
     let mut writer = create_private(temporary).map_err(io_error("create", temporary))?;
-    let copied_bytes =
-        io::copy(&mut reader, &mut writer).map_err(io_error("copy to", temporary))?;
+    let (copy, copied_bytes) = if clone_file(&reader, &writer) {
+        (
+            SnapshotCopy::Cloned,
+            writer
+                .metadata()
+                .map_err(io_error("read back", temporary))?
+                .len(),
+        )
+    } else {
+        let copied = io::copy(&mut reader, &mut writer).map_err(io_error("copy to", temporary))?;
+        (SnapshotCopy::Copied, copied)
+    };
     if copied_bytes != expected_bytes {
         return Err(SnapshotError::SizeMismatch {
             source_path: source.to_owned(),
@@ -231,7 +273,23 @@ fn copy_durably(
     writer
         .set_permissions(permissions.clone())
         .map_err(io_error("set permissions of", temporary))?;
-    writer.sync_all().map_err(io_error("sync", temporary))
+    writer.sync_all().map_err(io_error("sync", temporary))?;
+    Ok(copy)
+}
+
+/// Asks the filesystem to make `destination` (empty) a clone of `source`: whether it did. Any
+/// refusal (a filesystem that cannot clone, two filesystems, an old kernel) leaves `destination`
+/// empty, for the copy.
+#[cfg(target_os = "linux")]
+fn clone_file(source: &File, destination: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both descriptors are open for the duration of the call; FICLONE reads an int.
+    unsafe { libc::ioctl(destination.as_raw_fd(), libc::FICLONE, source.as_raw_fd()) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clone_file(_source: &File, _destination: &File) -> bool {
+    false
 }
 
 /// Creates a new file readable and writable by its owner only; fails if it exists.

@@ -54,7 +54,7 @@ pub use diagnostics::{
     last_open_error, record_open_failure, unavailable_message,
 };
 pub use failure::FailureClass;
-pub use files::{MoveAsideError, MovedAside, Replace, Snapshot, SnapshotError};
+pub use files::{MoveAsideError, MovedAside, Replace, Snapshot, SnapshotCopy, SnapshotError};
 pub use fs::{DetectError, Filesystem, FsKind, KindSource};
 pub use journal::{JournalMode, ParseJournalModeError};
 pub use migration::{Migration, Migrations, MigrationsError, SCHEMA_VERSION_TABLE};

@@ -348,8 +348,9 @@ pub struct OpenReport {
     /// when this open completed it; alone when its record could not be read; beside this open's
     /// own recovery when the database needed recovering again (what each lost is lost).
     pub interrupted_recovery: Option<InterruptedRecovery>,
-    /// The pre-migration snapshot taken by this open, if any.
-    pub snapshot: Option<PathBuf>,
+    /// The pre-migration snapshot taken by this open, if any: where, how big, and whether the
+    /// filesystem cloned it or its bytes were copied.
+    pub snapshot: Option<crate::files::Snapshot>,
     /// Migrations applied by this open, in order.
     pub migrations_applied: Vec<AppliedMigration>,
     /// The schema version after the open.
@@ -475,6 +476,15 @@ impl fmt::Display for OpenReport {
                 .map(|migration| migration.version.to_string())
                 .collect();
             write!(formatter, "; applied migrations {}", versions.join(", "))?;
+        }
+        if let Some(snapshot) = &self.snapshot {
+            write!(
+                formatter,
+                "; pre-migration snapshot {} ({} bytes, {})",
+                snapshot.path.display(),
+                snapshot.bytes,
+                snapshot.copy
+            )?;
         }
         for note in &self.notes {
             write!(formatter, "; {note}")?;

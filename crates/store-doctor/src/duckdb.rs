@@ -49,7 +49,10 @@ fn outlook(path: &Path) -> Outlook {
     // after the last whole commit (DuckDB would drop a torn tail without a word). A log the
     // reader does not know is left to DuckDB, as the open leaves it.
     if let Ok(Some(damage)) = wal::damage_before_replay(path) {
-        let class = damage.tail.failure_class().unwrap_or(FailureClass::WalCorrupt);
+        let class = damage
+            .tail
+            .failure_class()
+            .unwrap_or(FailureClass::WalCorrupt);
         return after_failure(class, damage.to_string());
     }
     let connection = match open_read_only(path) {

@@ -90,7 +90,7 @@ pub(crate) fn apply(
         version = before,
         "pre-migration snapshot taken"
     );
-    report.snapshot = Some(snapshot.path);
+    report.snapshot = Some(snapshot);
     for migration in pending {
         connection
             .execute_batch("BEGIN TRANSACTION")

@@ -23,7 +23,17 @@ fn pending_migrations_are_snapshotted_applied_and_checkpointed() -> TestResult {
     assert_eq!(applied, [1, 2, 3]);
     assert_eq!(report.schema_version, 3);
     let snapshot = store_core::files::sibling(&path, SNAPSHOT_SUFFIX);
-    assert_eq!(report.snapshot.as_deref(), Some(snapshot.as_path()));
+    assert_eq!(
+        report.snapshot.as_ref().map(|taken| taken.path.as_path()),
+        Some(snapshot.as_path())
+    );
+    // This directory is on ext4 (or tmpfs): no clone, the bytes were copied, and the report
+    // says so.
+    assert_eq!(
+        report.snapshot.as_ref().map(|taken| taken.copy),
+        Some(store_core::SnapshotCopy::Copied),
+        "{report}"
+    );
     // The snapshot was taken before migrating: it is at version 0.
     let snapshot_connection = duckdb::Connection::open(&snapshot)?;
     assert_eq!(schema_version(&snapshot_connection)?, 0);
@@ -167,4 +177,43 @@ fn a_process_killed_mid_migration_reopens_at_a_consistent_version() -> TestResul
     let status: String = connection.query_row("SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs' AND column_name = 'status'", [], |r| r.get(0))?;
     assert_eq!(status, "status");
     Ok(())
+}
+
+/// Promise: where the filesystem clones files (XFS with reflink, btrfs: loop-mounted here, in a
+/// mount namespace of the test's own), the pre-migration snapshot is a clone, O(1) whatever the
+/// size, and the report says so; the snapshot is a whole database at the version before.
+#[test]
+fn the_snapshot_is_a_clone_where_the_filesystem_clones() {
+    use store_testkit::faults::mounts::{LoopFilesystem, mount_loop_filesystem};
+    store_testkit::isolated!(the_snapshot_is_a_clone_where_the_filesystem_clones, {
+        for filesystem in [LoopFilesystem::Xfs, LoopFilesystem::Btrfs] {
+            let directory = tempfile::tempdir().unwrap();
+            mount_loop_filesystem(directory.path(), filesystem, 512 * 1024 * 1024)
+                .expect("mkfs and mount rights on this machine");
+            let path = directory.path().join("system.duckdb");
+            drop(
+                DuckDbOptions::new(&path)
+                    .migrations(Migrations::new(schema().all()[..2].to_vec()).unwrap())
+                    .open()
+                    .unwrap(),
+            );
+            let (connection, report) = DuckDbOptions::new(&path)
+                .migrations(schema())
+                .open()
+                .unwrap();
+            drop(connection);
+            let snapshot = report
+                .snapshot
+                .as_ref()
+                .expect("a pending migration: a snapshot");
+            assert_eq!(
+                snapshot.copy,
+                store_core::SnapshotCopy::Cloned,
+                "{filesystem:?}: {report}"
+            );
+            assert!(report.to_string().contains("cloned"), "{report}");
+            let snapshot_connection = duckdb::Connection::open(&snapshot.path).unwrap();
+            assert_eq!(schema_version(&snapshot_connection).unwrap(), 2);
+        }
+    });
 }

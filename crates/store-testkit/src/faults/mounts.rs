@@ -1,5 +1,5 @@
 //! Filesystem faults made with real mounts in a private mount namespace: a tiny tmpfs that fills
-//! up, a directory remounted read-only.
+//! up, a directory remounted read-only, a loop-mounted XFS or btrfs whose files clone.
 //!
 //! A mount namespace belongs to the thread that made it: call these in an isolated child
 //! ([`isolated!`](crate::isolated)) and do the work on the same thread. Nothing outside the
@@ -110,6 +110,84 @@ pub fn remount_read_only(directory: &Path) -> Result<(), FaultError> {
     )
 }
 
+/// A filesystem [`mount_loop_filesystem`] can make on an image file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoopFilesystem {
+    /// XFS (`mkfs.xfs` from xfsprogs), with reflink: files clone.
+    Xfs,
+    /// btrfs (`mkfs.btrfs` from btrfs-progs): files clone.
+    Btrfs,
+}
+
+impl LoopFilesystem {
+    /// The program that makes one, and its arguments before the image's path.
+    fn mkfs(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            LoopFilesystem::Xfs => ("mkfs.xfs", &["-q", "-f", "-m", "reflink=1"]),
+            LoopFilesystem::Btrfs => ("mkfs.btrfs", &["-q", "-f"]),
+        }
+    }
+}
+
+/// Mounts a fresh `filesystem` of `size_bytes` (a sparse image file, loop-mounted) on
+/// `directory` (which must exist), in the calling thread's private mount namespace: for what only
+/// such a filesystem does (a snapshot that clones). The image is unlinked once mounted: it goes
+/// with the mount, when the process exits. `Unsupported` when the filesystem's `mkfs` is missing
+/// or the kernel cannot loop-mount it.
+pub fn mount_loop_filesystem(
+    directory: &Path,
+    filesystem: LoopFilesystem,
+    size_bytes: u64,
+) -> Result<(), FaultError> {
+    const FAULT: &str = "loop-filesystem";
+    let io = |source| FaultError::Io {
+        fault: FAULT,
+        source,
+    };
+    enter_private_mount_namespace(FAULT)?;
+    let images = tempfile::tempdir().map_err(io)?;
+    let image = images.path().join("filesystem.img");
+    std::fs::File::create(&image)
+        .and_then(|file| file.set_len(size_bytes))
+        .map_err(io)?;
+    let (mkfs, arguments) = filesystem.mkfs();
+    let run = |program: &str, arguments: &[&std::ffi::OsStr]| -> Result<(), FaultError> {
+        // A child forked from this thread is in its mount namespace: `mount` mounts there.
+        let output = std::process::Command::new(program)
+            .args(arguments)
+            .output()
+            .map_err(|error| FaultError::Unsupported {
+                fault: FAULT,
+                reason: format!("cannot run {program} ({error}): install it"),
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(FaultError::Unsupported {
+            fault: FAULT,
+            reason: format!(
+                "{program} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        })
+    };
+    let mut mkfs_arguments: Vec<&std::ffi::OsStr> =
+        arguments.iter().map(std::ffi::OsStr::new).collect();
+    mkfs_arguments.push(image.as_os_str());
+    run(mkfs, &mkfs_arguments)?;
+    run(
+        "mount",
+        &[
+            std::ffi::OsStr::new("-o"),
+            std::ffi::OsStr::new("loop"),
+            image.as_os_str(),
+            directory.as_os_str(),
+        ],
+    )
+}
+
 /// Whether this process may make a private mount namespace and mount a tmpfs in it: tried on a
 /// throwaway thread, whose namespace ends with it.
 pub fn probe() -> Result<(), FaultError> {
@@ -156,6 +234,28 @@ mod tests {
             !mounts.contains("store-testkit-probe"),
             "no mount leaked into this thread"
         );
+    }
+
+    /// Promise: the loop-mounted filesystems are what they say: `cp --reflink=always`, which
+    /// fails where the filesystem cannot clone, clones there.
+    #[test]
+    fn loop_mounted_xfs_and_btrfs_clone_files() {
+        crate::isolated!(loop_mounted_xfs_and_btrfs_clone_files, {
+            for filesystem in [LoopFilesystem::Xfs, LoopFilesystem::Btrfs] {
+                let directory = tempfile::tempdir().expect("temp dir");
+                mount_loop_filesystem(directory.path(), filesystem, 512 * 1024 * 1024)
+                    .expect("mkfs and mount rights on this machine");
+                let source = directory.path().join("source");
+                std::fs::write(&source, vec![7u8; 1024 * 1024]).expect("writable");
+                let cloned = std::process::Command::new("cp")
+                    .arg("--reflink=always")
+                    .arg(&source)
+                    .arg(directory.path().join("clone"))
+                    .status()
+                    .expect("cp runs");
+                assert!(cloned.success(), "{filesystem:?} clones");
+            }
+        });
     }
 
     #[test]
