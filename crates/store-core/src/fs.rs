@@ -1,4 +1,5 @@
-//! Which filesystem a database lives on, from `statfs` and `/proc/self/mountinfo`.
+//! Which filesystem a database lives on, from `statfs` and the thread's mount table
+//! (`/proc/thread-self/mountinfo`).
 //!
 //! `statfs` alone is not enough: 9p reports the host filesystem's magic number and virtiofs reports
 //! FUSE's, so the mount table's filesystem type is consulted first and the magic number is the
@@ -154,18 +155,34 @@ pub struct DetectError {
 impl Filesystem {
     /// Detects the filesystem holding `path`. The path need not exist yet (a database about to be
     /// created): its nearest existing ancestor is inspected.
+    ///
+    /// Detection is remembered per mount for the life of the process (keyed by the mount's id
+    /// from `statx`, unique where the kernel gives one, so that a new mount at the same path is a
+    /// new key): a process that opens many databases, or one database many times, pays the
+    /// `statfs` and the mount table's parse once per mount, and one `statx` per open.
     pub fn detect(path: impl AsRef<Path>) -> Result<Filesystem, DetectError> {
         let path = path.as_ref();
+        let key = mount_key(path);
+        if let Some(known) = key.and_then(|key| detected_mounts().get(&key).cloned()) {
+            return Ok(known);
+        }
         let wrap = |source| DetectError {
             path: path.to_owned(),
             source,
         };
         let existing = nearest_existing_ancestor(path).map_err(wrap)?;
         let magic = statfs_magic(&existing).map_err(wrap)?;
-        let mount = std::fs::read_to_string("/proc/self/mountinfo")
+        // The calling thread's mount table: a thread may have a mount namespace of its own
+        // (`unshare(CLONE_NEWNS)`), and `/proc/self` is the main thread's.
+        let mount = std::fs::read_to_string("/proc/thread-self/mountinfo")
+            .or_else(|_| std::fs::read_to_string("/proc/self/mountinfo"))
             .ok()
             .and_then(|table| mount_containing(&table, &existing));
-        Ok(Filesystem::from_sources(mount, magic))
+        let detected = Filesystem::from_sources(mount, magic);
+        if let Some(key) = key {
+            detected_mounts().insert(key, detected.clone());
+        }
+        Ok(detected)
     }
 
     /// What an open decides on: the detected filesystem, or, when the options set a kind, that
@@ -274,6 +291,81 @@ pub fn writability(directory: &Path) -> Writability {
         let _ = directory;
         Writability::Unknown
     }
+}
+
+/// Which mount a path is on: the mount's id (unique for the boot where the kernel gives one,
+/// Linux 6.8+; else reusable after an unmount, and paired with the device), from `statx` of the
+/// path or of its nearest existing ancestor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct MountKey {
+    id: u64,
+    unique: bool,
+    device: (u32, u32),
+}
+
+/// What [`Filesystem::detect`] found per mount, in this process.
+fn detected_mounts()
+-> std::sync::MutexGuard<'static, std::collections::HashMap<MountKey, Filesystem>> {
+    static DETECTED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<MountKey, Filesystem>>,
+    > = std::sync::OnceLock::new();
+    DETECTED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The mount `path` (or its nearest existing ancestor) is on; `None` where `statx` cannot say
+/// (not Linux, an old kernel): detection then runs in full every time.
+#[cfg(target_os = "linux")]
+fn mount_key(path: &Path) -> Option<MountKey> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut candidate = path;
+    loop {
+        let c_path = std::ffi::CString::new(candidate.as_os_str().as_bytes()).ok()?;
+        let mut buffer = std::mem::MaybeUninit::<libc::statx>::zeroed();
+        // SAFETY: `c_path` is NUL-terminated and `buffer` holds one `statx`. AT_STATX_DONT_SYNC:
+        // a network filesystem need not ask its server for attributes this does not read.
+        let status = unsafe {
+            libc::statx(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                libc::AT_STATX_DONT_SYNC,
+                libc::STATX_MNT_ID | libc::STATX_MNT_ID_UNIQUE,
+                buffer.as_mut_ptr(),
+            )
+        };
+        if status == 0 {
+            // SAFETY: statx returned 0, so it filled the buffer.
+            let info = unsafe { buffer.assume_init() };
+            let unique = info.stx_mask & libc::STATX_MNT_ID_UNIQUE != 0;
+            if !unique && info.stx_mask & libc::STATX_MNT_ID == 0 {
+                return None;
+            }
+            return Some(MountKey {
+                id: info.stx_mnt_id,
+                unique,
+                device: (info.stx_dev_major, info.stx_dev_minor),
+            });
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::NotFound
+            || candidate == Path::new(".")
+        {
+            return None;
+        }
+        // Up to the nearest ancestor that exists; a relative path ends at the working
+        // directory, and nothing is above a root or a working directory that is gone.
+        candidate = match candidate.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+            Some(parent) => parent,
+            None => return None,
+        };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn mount_key(_path: &Path) -> Option<MountKey> {
+    None
 }
 
 fn nearest_existing_ancestor(path: &Path) -> io::Result<PathBuf> {

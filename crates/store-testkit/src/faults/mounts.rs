@@ -258,6 +258,27 @@ mod tests {
         });
     }
 
+    /// Promise: filesystem detection, remembered per mount, sees a new mount at a path it
+    /// detected before (the mount's id is the key, not the path), and a path not yet created
+    /// below it is on the new mount too.
+    #[test]
+    fn detection_sees_a_new_mount_at_a_path_it_detected_before() {
+        crate::isolated!(detection_sees_a_new_mount_at_a_path_it_detected_before, {
+            let directory = tempfile::tempdir().expect("temp dir");
+            let before = store_core::Filesystem::detect(directory.path()).expect("detected");
+            assert_ne!(
+                before.type_name, "tmpfs",
+                "the test needs a directory not on tmpfs"
+            );
+            mount_small_tmpfs(directory.path(), 64 * 1024).expect("mount rights on this machine");
+            let after = store_core::Filesystem::detect(directory.path()).expect("detected");
+            assert_eq!(after.type_name, "tmpfs", "{after:?}");
+            let not_yet = directory.path().join("new/state.db");
+            let below = store_core::Filesystem::detect(&not_yet).expect("detected");
+            assert_eq!(below.type_name, "tmpfs", "{below:?}");
+        });
+    }
+
     #[test]
     fn a_small_tmpfs_fills_up() {
         crate::isolated!(a_small_tmpfs_fills_up, {
