@@ -15,6 +15,9 @@ pub(crate) const SCHEMA_VERSION_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_v
 
 /// The schema version: the highest applied migration, 0 when there is no `schema_version` table.
 pub fn schema_version(connection: &Connection) -> rusqlite::Result<u32> {
+    // A read of `sqlite_schema` first: the open's probe relies on it failing where the journal
+    // mode does not work. Neither loading the schema (`sqlite3_table_column_metadata`) nor a
+    // statement naming the table alone failed under the no-shared-memory fault, where this does.
     let has_table: bool = connection.query_row(
         "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'",
         [],
@@ -45,6 +48,18 @@ pub(crate) fn apply(
     report: &mut OpenReport,
 ) -> Result<(), MigrateError> {
     let before = read_version(connection)?;
+    apply_from(connection, migrations, report, before)
+}
+
+/// [`apply`] on a connection whose schema version was just read as `before` (by the open's
+/// probe): each migration re-reads it inside its own transaction, so an older `before` costs a
+/// skipped migration, never a second application.
+pub(crate) fn apply_from(
+    connection: &Connection,
+    migrations: &Migrations,
+    report: &mut OpenReport,
+    before: u32,
+) -> Result<(), MigrateError> {
     if migrations.is_empty() {
         // No migrations given: the schema is the caller's business, whatever its version says.
         report.schema_version = before;

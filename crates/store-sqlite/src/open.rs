@@ -29,7 +29,6 @@ const TRANSIENT_RETRIES: u32 = 2;
 const TRANSIENT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// A read that needs the journal machinery to work: some mounts accept the pragma and fail here.
-const PROBE_SQL: &str = "SELECT count(*) FROM sqlite_schema";
 
 /// Directories (with their device, so that a mount appearing over one is tried afresh) where
 /// shared-memory WAL failed in this process, and how. A later open there skips that rung when
@@ -106,7 +105,8 @@ impl SqliteOptions {
         let deciding =
             deciding_lock(&std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone()));
         let _deciding = deciding.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(decided) = decision_key(&self.path, self.read_only).and_then(live_decision) {
+        let key = decision_key(&self.path, self.read_only);
+        if let Some(decided) = key.and_then(live_decision) {
             return self.reuse(decided, report);
         }
         report.filesystem = Filesystem::detect_unless_set(&self.path, self.filesystem);
@@ -118,7 +118,8 @@ impl SqliteOptions {
         };
         report.connection_limit = connection_limit;
         let decided = Decided {
-            key: decision_key(&self.path, self.read_only),
+            // Asked again only for a file this open created: an existing one keeps its key.
+            key: key.or_else(|| decision_key(&self.path, self.read_only)),
             filesystem: report.filesystem.clone(),
             journal_mode: report.journal_mode,
             connection_limit,
@@ -179,7 +180,13 @@ impl SqliteOptions {
             .as_ref()
             .map_or(FsKind::Unknown, |f| f.kind);
         let ladder = self.effective_ladder(filesystem, was_wal, report);
-        let (connection, mode) = match self.walk_ladder(&ladder, report) {
+        let (
+            Probed {
+                connection,
+                schema_version,
+            },
+            mode,
+        ) = match self.walk_ladder(&ladder, was_wal, report) {
             Ok(found) => found,
             Err(error) => {
                 if !was_wal {
@@ -192,12 +199,12 @@ impl SqliteOptions {
         report.durability =
             Some(self.set_synchronous(&connection, self.synchronous_for(mode), mode)?);
         self.run_on_connect(&connection)?;
-        migrate::apply(&connection, &self.migrations, report).map_err(|source| {
-            OpenError::Migrate {
+        migrate::apply_from(&connection, &self.migrations, report, schema_version).map_err(
+            |source| OpenError::Migrate {
                 path: self.path.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         Ok(connection)
     }
 
@@ -246,12 +253,16 @@ impl SqliteOptions {
         kept
     }
 
+    /// Tries each rung in turn. `was_wal`: the file's format as the path check read it, which
+    /// holds until a rung's attempt could have changed it: the first attempt reads nothing again.
     fn walk_ladder(
         &self,
         ladder: &[JournalMode],
+        was_wal: bool,
         report: &mut OpenReport,
-    ) -> Result<(Connection, JournalMode), OpenError> {
+    ) -> Result<(Probed, JournalMode), OpenError> {
         let policy = &self.journal_policy;
+        let mut known_format = Some(was_wal);
         for (index, &mode) in ladder.iter().enumerate() {
             let has_next_rung = index + 1 < ladder.len();
             if mode == JournalMode::Wal
@@ -271,8 +282,8 @@ impl SqliteOptions {
                 report.fallbacks.push(fallback);
                 continue;
             }
-            let (error, class) = match self.attempt_with_retries(mode) {
-                Ok(connection) => return Ok((connection, mode)),
+            let (error, class) = match self.attempt_with_retries(mode, known_format.take()) {
+                Ok(probed) => return Ok((probed, mode)),
                 Err((JournalError::HeldExclusively { holder }, _)) => {
                     return Err(OpenError::HeldExclusively(ExclusivelyHeld {
                         path: self.path.clone(),
@@ -328,7 +339,7 @@ impl SqliteOptions {
         if !now_wal {
             return;
         }
-        match self.attempt(JournalMode::Delete) {
+        match self.attempt(JournalMode::Delete, None) {
             Ok(connection) => drop(connection),
             Err(error) => tracing::warn!(
                 target: "store::sqlite",
@@ -372,13 +383,14 @@ impl SqliteOptions {
     fn attempt_with_retries(
         &self,
         mode: JournalMode,
-    ) -> Result<Connection, (JournalError, FailureClass)> {
+        mut known_format: Option<bool>,
+    ) -> Result<Probed, (JournalError, FailureClass)> {
         let mut retries = 0;
         let started = Instant::now();
         let mut busy_pause = Duration::from_millis(5);
         loop {
-            let error = match self.attempt(mode) {
-                Ok(connection) => return Ok(connection),
+            let error = match self.attempt(mode, known_format.take()) {
+                Ok(probed) => return Ok(probed),
                 Err(error) => error,
             };
             let (class, transient) = match &error {
@@ -425,11 +437,19 @@ impl SqliteOptions {
     /// One rung: a fresh connection, the mode set only if not already in force, and proven by a
     /// read. A file left in WAL format by a failed WAL rung is converted out of it under an
     /// exclusive lock, which needs no shared memory.
-    fn attempt(&self, mode: JournalMode) -> Result<Connection, JournalError> {
-        let file_is_wal = matches!(
-            FileContent::inspect(&self.path),
-            Ok(FileContent::Sqlite { wal: true })
-        );
+    /// `known_format`: whether the file is in WAL format, where nothing since that was read
+    /// could have changed it; read from the header otherwise.
+    fn attempt(
+        &self,
+        mode: JournalMode,
+        known_format: Option<bool>,
+    ) -> Result<Probed, JournalError> {
+        let file_is_wal = known_format.unwrap_or_else(|| {
+            matches!(
+                FileContent::inspect(&self.path),
+                Ok(FileContent::Sqlite { wal: true })
+            )
+        });
         let mut connection = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -459,12 +479,12 @@ impl SqliteOptions {
         connection: Connection,
         mode: JournalMode,
         file_is_wal: bool,
-    ) -> Result<Connection, JournalError> {
+    ) -> Result<Probed, JournalError> {
         let leaving_wal = file_is_wal && !mode.is_wal();
         if mode.needs_exclusive_locking() || leaving_wal {
             set_locking_mode(&connection, "exclusive")?;
         }
-        probe(&connection)?;
+        let mut schema_version = probe(&connection)?;
         let current = pragma_answer(&connection, "PRAGMA journal_mode")?;
         if !current.eq_ignore_ascii_case(mode.pragma_value()) {
             let answered = pragma_answer(
@@ -477,17 +497,20 @@ impl SqliteOptions {
                     answered,
                 });
             }
-            probe(&connection)?;
+            schema_version = probe(&connection)?;
         }
         if leaving_wal {
             // Back to normal locking so that other processes can share the rollback journal;
             // the lock is released by the next access.
             set_locking_mode(&connection, "normal")?;
-            probe(&connection)?;
+            schema_version = probe(&connection)?;
         }
         // The plain busy timeout from here on, for the connection's whole life.
         connection.busy_timeout(self.busy_timeout)?;
-        Ok(connection)
+        Ok(Probed {
+            connection,
+            schema_version,
+        })
     }
 
     fn open_read_only(
@@ -589,8 +612,17 @@ impl SqliteOptions {
     }
 }
 
-fn probe(connection: &Connection) -> rusqlite::Result<()> {
-    connection.query_row(PROBE_SQL, [], |_| Ok(()))
+/// A read that proves the journal mode works (a read of `sqlite_schema` through the mode's locks
+/// and, in WAL, its shared memory), answering the schema version on the way: the open's
+/// migrations start from it instead of asking again.
+fn probe(connection: &Connection) -> rusqlite::Result<u32> {
+    migrate::schema_version(connection)
+}
+
+/// A connection whose journal mode a read proved, and the schema version that read found.
+struct Probed {
+    connection: Connection,
+    schema_version: u32,
 }
 
 /// SQLite's busy wait (a growing sleep until `timeout` per locking event), except that the first
