@@ -5,16 +5,36 @@
 //! figure alternates store and baseline runs so that drift of the machine hits both. Figures
 //! under a process-global fault run in a child process of xtask (`xtask __bench-child ...`) with
 //! the fault installed, so that nothing else in the run is affected.
+//!
+//! Progress goes to standard error ([`crate::progress`]): a bar on a terminal, a line per section
+//! elsewhere. Standard output gets the table, or under `--json` only this array (serde):
+//!
+//! ```text
+//! [{
+//!   "name": "sqlite open, new file (WAL)",
+//!   "unit": "ms",                              ms, us or commits/s
+//!   "store": {"median": 1.2345, "min": 1.1, "max": 1.5, "runs": 7},
+//!   "baseline_name": "rusqlite open + same pragmas",
+//!   "baseline": {"median": 1.2, "min": 1.1, "max": 1.4, "runs": 7},
+//!   "ratio": 1.029,                            store median / baseline median
+//!   "target": "<= 1.10x",                      or "-" where none is set
+//!   "verdict": "ok"                            ok, OVER, UNDER, or "" without a target
+//! }]
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 use store_core::{JournalLadder, JournalMode, Migration, Migrations, RecoveryLadder, RecoveryStep};
 use store_duckdb::DuckDbOptions;
 use store_sqlite::{SqliteOptions, Synchronous};
 use store_testkit::faults::duckdb::{append_garbage_to_wal, write_uncheckpointed_rows};
 use store_testkit::faults::sqlite::SqliteFault;
+
+use crate::progress::Progress;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -121,11 +141,25 @@ impl Figure {
 /// A group of figures measured together.
 type Section = fn() -> BenchResult<Vec<Figure>>;
 
-pub fn run(arguments: &[String]) -> ExitCode {
-    if cfg!(debug_assertions) && std::env::var_os("STORE_BENCH_ANY_PROFILE").is_none() {
-        return rerun_in_release(arguments);
+/// `cargo xtask bench`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Print the figures as JSON on standard output (progress stays on standard error).
+    #[arg(long)]
+    json: bool,
+}
+
+impl BenchArgs {
+    /// The arguments after `bench` that ask for the same again.
+    fn arguments(&self) -> Vec<&'static str> {
+        if self.json { vec!["--json"] } else { vec![] }
     }
-    let json = arguments.iter().any(|argument| argument == "--json");
+}
+
+pub(crate) fn run(arguments: BenchArgs) -> ExitCode {
+    if cfg!(debug_assertions) && std::env::var_os("STORE_BENCH_ANY_PROFILE").is_none() {
+        return rerun_in_release(&arguments);
+    }
     let started = Instant::now();
     let mut figures = Vec::new();
     let sections: [(&str, Section); 7] = [
@@ -137,22 +171,25 @@ pub fn run(arguments: &[String]) -> ExitCode {
         ("snapshots", snapshot_figures),
         ("commit rates", commit_rate_figures),
     ];
+    let progress = Progress::new("bench", sections.len() as u64);
     for (section, measure) in sections {
-        eprintln!("bench: measuring {section}...");
+        progress.stage(format!("measuring {section}"));
         match measure() {
             Ok(measured) => figures.extend(measured),
             Err(error) => {
-                eprintln!("bench: cannot measure {section}: {error}");
+                progress.println(format!("bench: cannot measure {section}: {error}"));
                 return ExitCode::FAILURE;
             }
         }
+        progress.step();
     }
-    print_figures(&figures, json, started.elapsed());
+    drop(progress);
+    print_figures(&figures, arguments.json, started.elapsed());
     ExitCode::SUCCESS
 }
 
 /// Benchmarks in a debug build would measure the debug build: run the release xtask instead.
-fn rerun_in_release(arguments: &[String]) -> ExitCode {
+fn rerun_in_release(arguments: &BenchArgs) -> ExitCode {
     eprintln!(
         "bench: running the release build of xtask (the first build compiles the engines again \
          for the release profile; ccache makes that minutes, not half an hour)"
@@ -168,7 +205,7 @@ fn rerun_in_release(arguments: &[String]) -> ExitCode {
             "--",
             "bench",
         ])
-        .args(arguments)
+        .args(arguments.arguments())
         .current_dir(package_directory())
         .status();
     match status {
@@ -472,7 +509,7 @@ where
 
 /// The fallback path, in a child under the no-shared-memory fault.
 fn fallback_figures() -> BenchResult<Vec<Figure>> {
-    let (store, baseline) = paired_from_child(&["fallback-open"])?;
+    let (store, baseline) = paired_from_child(&BenchChild::FallbackOpen)?;
     Ok(vec![Figure {
         name: "sqlite open under no-shm, existing file (WAL fails -> DELETE)".into(),
         unit: Unit::Milliseconds,
@@ -815,12 +852,30 @@ fn snapshot_figures() -> BenchResult<Vec<Figure>> {
 
 /// The synchronous setting of a commit-rate run: store's default for the journal mode, or the
 /// opt-out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CommitSync {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CommitSync {
     /// No `.synchronous(...)`: `FULL` in the WAL modes, `EXTRA` in the rollback modes.
     Default,
     /// `.synchronous(Synchronous::Normal)`.
     Normal,
+}
+
+/// The fault a commit-rate run measures under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BenchFault {
+    /// A healthy filesystem.
+    None,
+    /// SQLite cannot map shared memory.
+    NoSharedMemory,
+}
+
+impl BenchFault {
+    fn as_str(self) -> &'static str {
+        match self {
+            BenchFault::None => "none",
+            BenchFault::NoSharedMemory => "no-shared-memory",
+        }
+    }
 }
 
 impl CommitSync {
@@ -847,22 +902,28 @@ impl CommitSync {
 /// the opt-out (`Synchronous::Normal`) buys in each mode, against the default. One fresh child
 /// process per run.
 fn commit_rate_figures() -> BenchResult<Vec<Figure>> {
-    let rate = |mode: JournalMode, fault: &str, sync: CommitSync| -> BenchResult<f64> {
-        let output = child_output(&["commit-rate", mode.as_str(), fault, sync.as_str()])?;
+    let rate = |mode: JournalMode, fault: BenchFault, sync: CommitSync| -> BenchResult<f64> {
+        let output = child_output(&BenchChild::CommitRate { mode, fault, sync })?;
         Ok(output.trim().parse::<f64>()?)
     };
     let runs = RUNS.min(3);
     let delete_no_shm = Samples(
         (0..runs)
-            .map(|_| rate(JournalMode::Delete, "no-shared-memory", CommitSync::Default))
+            .map(|_| {
+                rate(
+                    JournalMode::Delete,
+                    BenchFault::NoSharedMemory,
+                    CommitSync::Default,
+                )
+            })
             .collect::<BenchResult<_>>()?,
     );
     let mut defaults = Vec::new();
     let mut opt_outs = Vec::new();
     for (mode, fault) in [
-        (JournalMode::WalExclusive, "no-shared-memory"),
-        (JournalMode::Wal, "none"),
-        (JournalMode::Delete, "none"),
+        (JournalMode::WalExclusive, BenchFault::NoSharedMemory),
+        (JournalMode::Wal, BenchFault::None),
+        (JournalMode::Delete, BenchFault::None),
     ] {
         let (default, normal) = paired(
             runs,
@@ -871,7 +932,8 @@ fn commit_rate_figures() -> BenchResult<Vec<Figure>> {
         )?;
         let name = |sync: CommitSync| {
             format!(
-                "sqlite single-row commits, {mode} (fault: {fault}), {}",
+                "sqlite single-row commits, {mode} (fault: {}), {}",
+                fault.as_str(),
                 sync.describe(mode)
             )
         };
@@ -906,14 +968,49 @@ fn commit_rate_figures() -> BenchResult<Vec<Figure>> {
     Ok(defaults)
 }
 
-fn child_output(arguments: &[&str]) -> BenchResult<String> {
+/// `xtask __bench-child KIND ...`: measurements that need a process of their own.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub(crate) enum BenchChild {
+    /// Opens of an existing file under the no-shared-memory fault (WAL fails, DELETE) against
+    /// raw DELETE-mode opens: two lines of samples, store's then the baseline's.
+    FallbackOpen,
+    /// Commits per second for [`COMMIT_WINDOW`] in one journal mode, under a fault.
+    CommitRate {
+        /// The journal mode, strictly (`wal`, `wal-exclusive`, `delete`...).
+        mode: JournalMode,
+        #[arg(value_enum)]
+        fault: BenchFault,
+        #[arg(value_enum)]
+        sync: CommitSync,
+    },
+}
+
+impl BenchChild {
+    /// The hidden command's name, as the bench spawns it.
+    pub(crate) const COMMAND: &str = "__bench-child";
+
+    /// The command line that runs this child (after the executable).
+    fn arguments(&self) -> Vec<&'static str> {
+        match self {
+            BenchChild::FallbackOpen => vec![Self::COMMAND, "fallback-open"],
+            BenchChild::CommitRate { mode, fault, sync } => vec![
+                Self::COMMAND,
+                "commit-rate",
+                mode.as_str(),
+                fault.as_str(),
+                sync.as_str(),
+            ],
+        }
+    }
+}
+
+fn child_output(child: &BenchChild) -> BenchResult<String> {
     let output = Command::new(std::env::current_exe()?)
-        .arg("__bench-child")
-        .args(arguments)
+        .args(child.arguments())
         .output()?;
     if !output.status.success() {
         return Err(format!(
-            "bench child {arguments:?} failed: {}",
+            "bench child {child:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         )
         .into());
@@ -922,8 +1019,8 @@ fn child_output(arguments: &[&str]) -> BenchResult<String> {
 }
 
 /// A child's paired samples: two lines, store's values then the baseline's.
-fn paired_from_child(arguments: &[&str]) -> BenchResult<(Samples, Samples)> {
-    let output = child_output(arguments)?;
+fn paired_from_child(child: &BenchChild) -> BenchResult<(Samples, Samples)> {
+    let output = child_output(child)?;
     let mut lines = output.lines().map(|line| {
         line.split_whitespace()
             .map(str::parse::<f64>)
@@ -931,38 +1028,71 @@ fn paired_from_child(arguments: &[&str]) -> BenchResult<(Samples, Samples)> {
     });
     match (lines.next(), lines.next()) {
         (Some(store), Some(baseline)) => Ok((Samples(store?), Samples(baseline?))),
-        _ => Err(format!("bench child {arguments:?} printed {output:?}").into()),
+        _ => Err(format!("bench child {child:?} printed {output:?}").into()),
     }
+}
+
+/// One side of a figure in the JSON.
+#[derive(Debug, Serialize)]
+struct SamplesJson {
+    median: f64,
+    min: f64,
+    max: f64,
+    runs: usize,
+}
+
+impl SamplesJson {
+    fn of(samples: &Samples) -> SamplesJson {
+        SamplesJson {
+            median: rounded(samples.median(), 4),
+            min: rounded(samples.min(), 4),
+            max: rounded(samples.max(), 4),
+            runs: samples.0.len(),
+        }
+    }
+}
+
+/// One figure in the JSON (the shape is in the module's documentation).
+#[derive(Debug, Serialize)]
+struct FigureJson<'a> {
+    name: &'a str,
+    unit: &'static str,
+    store: SamplesJson,
+    baseline_name: &'a str,
+    baseline: SamplesJson,
+    ratio: f64,
+    target: String,
+    verdict: &'static str,
+}
+
+impl<'a> FigureJson<'a> {
+    fn of(figure: &'a Figure) -> FigureJson<'a> {
+        FigureJson {
+            name: &figure.name,
+            unit: figure.unit.as_str(),
+            store: SamplesJson::of(&figure.store),
+            baseline_name: &figure.baseline_name,
+            baseline: SamplesJson::of(&figure.baseline),
+            ratio: rounded(figure.ratio(), 3),
+            target: figure.target_text(),
+            verdict: figure.verdict(),
+        }
+    }
+}
+
+/// `value` to `decimals` places: the runs' spread makes more digits noise.
+fn rounded(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
 }
 
 fn print_figures(figures: &[Figure], json: bool, elapsed: Duration) {
     if json {
-        let samples = |samples: &Samples| {
-            format!(
-                "{{\"median\":{:.4},\"min\":{:.4},\"max\":{:.4},\"runs\":{}}}",
-                samples.median(),
-                samples.min(),
-                samples.max(),
-                samples.0.len()
-            )
-        };
-        let rows: Vec<String> = figures
-            .iter()
-            .map(|figure| {
-                format!(
-                    "{{\"name\":{:?},\"unit\":{:?},\"store\":{},\"baseline_name\":{:?},\"baseline\":{},\"ratio\":{:.3},\"target\":{:?},\"verdict\":{:?}}}",
-                    figure.name,
-                    figure.unit.as_str(),
-                    samples(&figure.store),
-                    figure.baseline_name,
-                    samples(&figure.baseline),
-                    figure.ratio(),
-                    figure.target_text(),
-                    figure.verdict()
-                )
-            })
-            .collect();
-        println!("[{}]", rows.join(",\n "));
+        let figures: Vec<FigureJson<'_>> = figures.iter().map(FigureJson::of).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&figures).expect("figures are strings and numbers")
+        );
         return;
     }
     let number = |value: f64| {
@@ -1030,10 +1160,10 @@ fn print_figures(figures: &[Figure], json: bool, elapsed: Duration) {
     );
 }
 
-/// `xtask __bench-child KIND ...`: measurements that need a process of their own.
-pub fn child(arguments: &[String]) -> ExitCode {
-    let outcome: BenchResult<String> = match arguments {
-        [kind] if kind == "fallback-open" => fallback_open_in_child().map(|(store, baseline)| {
+/// Runs a measurement child and prints what it measured.
+pub(crate) fn child(child: BenchChild) -> ExitCode {
+    let outcome: BenchResult<String> = match child {
+        BenchChild::FallbackOpen => fallback_open_in_child().map(|(store, baseline)| {
             let line = |samples: &Samples| {
                 samples
                     .0
@@ -1044,10 +1174,9 @@ pub fn child(arguments: &[String]) -> ExitCode {
             };
             format!("{}\n{}", line(&store), line(&baseline))
         }),
-        [kind, mode, fault, sync] if kind == "commit-rate" => {
+        BenchChild::CommitRate { mode, fault, sync } => {
             commit_rate(mode, fault, sync).map(|rate| format!("{rate:.1}"))
         }
-        _ => Err(format!("unknown bench child {arguments:?}").into()),
     };
     match outcome {
         Ok(text) => {
@@ -1061,17 +1190,10 @@ pub fn child(arguments: &[String]) -> ExitCode {
     }
 }
 
-fn commit_rate(mode: &str, fault: &str, sync: &str) -> BenchResult<f64> {
-    let mode: JournalMode = mode.parse()?;
-    let sync = match sync {
-        "default" => CommitSync::Default,
-        "normal" => CommitSync::Normal,
-        other => return Err(format!("unknown synchronous setting `{other}`").into()),
-    };
+fn commit_rate(mode: JournalMode, fault: BenchFault, sync: CommitSync) -> BenchResult<f64> {
     let _guard = match fault {
-        "none" => None,
-        "no-shared-memory" => Some(SqliteFault::NoSharedMemory.install()?),
-        other => return Err(format!("unknown fault `{other}`").into()),
+        BenchFault::None => None,
+        BenchFault::NoSharedMemory => Some(SqliteFault::NoSharedMemory.install()?),
     };
     let directory = scratch()?;
     let path = directory.path().join("bench.db");
@@ -1108,4 +1230,51 @@ fn commit_rate(mode: &str, fault: &str, sync: &str) -> BenchResult<f64> {
         path.display()
     );
     Ok(commits as f64 / elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::{Cli, Task};
+
+    #[test]
+    fn the_children_parse_what_the_bench_spawns() {
+        let mut children = vec![BenchChild::FallbackOpen];
+        for mode in [
+            JournalMode::Wal,
+            JournalMode::WalExclusive,
+            JournalMode::Delete,
+        ] {
+            for fault in [BenchFault::None, BenchFault::NoSharedMemory] {
+                for sync in [CommitSync::Default, CommitSync::Normal] {
+                    children.push(BenchChild::CommitRate { mode, fault, sync });
+                }
+            }
+        }
+        for child in children {
+            let parsed = Cli::try_parse_from(std::iter::once("xtask").chain(child.arguments()))
+                .unwrap_or_else(|error| panic!("{child:?}: {error}"));
+            assert_eq!(parsed.task, Task::BenchChild(child));
+        }
+    }
+
+    #[test]
+    fn the_json_is_an_array_of_figures_from_serde() {
+        let figure = Figure {
+            name: "a \"quoted\" figure".into(),
+            unit: Unit::Milliseconds,
+            store: Samples(vec![1.0, 2.0, 3.000_04]),
+            baseline_name: "baseline".into(),
+            baseline: Samples(vec![2.0, 2.0, 2.0]),
+            target: Some(1.1),
+        };
+        let json = serde_json::to_value(vec![FigureJson::of(&figure)]).expect("serializes");
+        assert_eq!(json[0]["name"], "a \"quoted\" figure");
+        assert_eq!(json[0]["store"]["max"], 3.0);
+        assert_eq!(json[0]["ratio"], 1.0);
+        assert_eq!(json[0]["target"], "<= 1.10x");
+        assert_eq!(json[0]["verdict"], "ok");
+    }
 }

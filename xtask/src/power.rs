@@ -14,8 +14,11 @@ use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use store_core::{
     Engine, JournalLadder, JournalMode, Migration, Migrations, OpenReport, RecoveryLadder,
@@ -30,8 +33,9 @@ use store_testkit::lossyfs::{LossyFs, LossyOptions, MemoryMaps, Names, PowerLoss
 use store_testkit::random::SplitMix64;
 use store_testkit::snapshot::{DirectorySnapshot, EntryState};
 
-use crate::matrix::Outcome::{self, FellBack, Opened, Recovered};
+use crate::names::UnknownName;
 use crate::oracle::{Ledger, Place};
+use crate::outcome::Outcome::{self, FellBack, Opened, Recovered};
 
 /// Rows the workload commits, one transaction each, before a cut "after commits".
 pub const COMMITS: u64 = 50;
@@ -120,6 +124,28 @@ impl Setup {
             _ => "power.db",
         }
     }
+
+    const ALL: [Setup; 8] = [
+        Setup::SqliteWal,
+        Setup::SqliteWalNormal,
+        Setup::SqliteDelete,
+        Setup::SqliteDeleteFull,
+        Setup::SqliteWalExclusive,
+        Setup::Duckdb,
+        Setup::DuckdbStrictNames,
+        Setup::DuckdbSnapshotOnly,
+    ];
+}
+
+impl FromStr for Setup {
+    type Err = UnknownName;
+
+    fn from_str(name: &str) -> Result<Setup, UnknownName> {
+        Setup::ALL
+            .into_iter()
+            .find(|setup| setup.name() == name)
+            .ok_or_else(|| UnknownName::new("power setup", name, Setup::ALL.map(Setup::name)))
+    }
 }
 
 /// What a configuration promises of acknowledged commits across a power cut.
@@ -186,8 +212,9 @@ impl Point {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Point> {
-        ALL_POINTS.into_iter().find(|point| point.name() == name)
+    /// The name without its `power-loss-` prefix, as the power table's column.
+    pub fn short_name(self) -> &'static str {
+        self.name().trim_start_matches("power-loss-")
     }
 
     /// What the orchestrator does when the child pauses: cut now, or let this many more
@@ -210,6 +237,17 @@ impl Point {
 /// Mutating requests let through after a recovery step reported success before the power goes:
 /// enough to land inside the migration that follows a restore.
 const RECOVERED_OPERATIONS_TO_CUT: u64 = 10;
+
+impl FromStr for Point {
+    type Err = UnknownName;
+
+    fn from_str(name: &str) -> Result<Point, UnknownName> {
+        ALL_POINTS
+            .into_iter()
+            .find(|point| point.name() == name)
+            .ok_or_else(|| UnknownName::new("power cut", name, ALL_POINTS.map(Point::name)))
+    }
+}
 
 const ALL_POINTS: [Point; 10] = [
     Point::AfterCommits,
@@ -326,7 +364,7 @@ impl PowerCell {
 }
 
 /// What a power-loss run found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PowerObserved {
     /// What the open after the cut did, in the matrix's words.
     pub outcome: String,
@@ -514,41 +552,48 @@ fn say(line: &str) {
     let _ = standard_output.flush();
 }
 
+/// `xtask __power-workload POINT SETUP DATABASE FIRST_ID`: the workload of one point.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct WorkloadArgs {
+    /// Where the power goes (`power-loss-after-commits`...).
+    point: Point,
+    /// The configuration (`wal`, `posix-names`...).
+    setup: Setup,
+    /// The database, on the lossy mount.
+    database: PathBuf,
+    /// The id of the first row it commits.
+    first_id: u64,
+}
+
+impl WorkloadArgs {
+    /// The hidden command's name, as the orchestrator spawns it.
+    pub const COMMAND: &str = "__power-workload";
+
+    /// The command line that runs this child (after the executable).
+    fn arguments(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            Self::COMMAND.into(),
+            self.point.name().into(),
+            self.setup.name().into(),
+            self.database.clone().into(),
+            self.first_id.to_string().into(),
+        ]
+    }
+}
+
 /// The workload of one point, in this (child) process.
-pub fn workload(arguments: &[String]) -> ExitCode {
-    let [point, setup, database, first_id] = arguments else {
-        eprintln!("usage: xtask __power-workload POINT SETUP DATABASE FIRST_ID");
-        return ExitCode::from(2);
-    };
-    let (Some(point), Some(setup), Ok(first_id)) = (
-        Point::from_name(point),
-        setup_from_name(setup),
-        first_id.parse::<u64>(),
-    ) else {
-        eprintln!("unknown point, setup or id in {arguments:?}");
-        return ExitCode::from(2);
-    };
-    let path = PathBuf::from(database);
-    match run_workload(point, setup, &path, first_id) {
+pub fn workload(arguments: WorkloadArgs) -> ExitCode {
+    let WorkloadArgs {
+        point,
+        setup,
+        database,
+        first_id,
+    } = arguments;
+    match run_workload(point, setup, &database, first_id) {
         Ok(()) => say("DONE"),
         Err(words) => say(&format!("FAILED {}", words.replace('\n', " "))),
     }
     ExitCode::SUCCESS
-}
-
-pub fn setup_from_name(name: &str) -> Option<Setup> {
-    [
-        Setup::SqliteWal,
-        Setup::SqliteWalNormal,
-        Setup::SqliteDelete,
-        Setup::SqliteDeleteFull,
-        Setup::SqliteWalExclusive,
-        Setup::Duckdb,
-        Setup::DuckdbStrictNames,
-        Setup::DuckdbSnapshotOnly,
-    ]
-    .into_iter()
-    .find(|setup| setup.name() == name)
 }
 
 /// Commits rows `first_id..first_id + count`, one transaction each, acknowledging each.
@@ -642,12 +687,14 @@ impl Workload {
         database: &Path,
         first_id: u64,
     ) -> Result<Workload, PowerError> {
+        let arguments = WorkloadArgs {
+            point,
+            setup,
+            database: database.to_owned(),
+            first_id,
+        };
         let mut child = Command::new(std::env::current_exe()?)
-            .arg("__power-workload")
-            .arg(point.name())
-            .arg(setup.name())
-            .arg(database)
-            .arg(first_id.to_string())
+            .args(arguments.arguments())
             .stdout(Stdio::piped())
             // After a cut the engines complain on stderr by design; shown only when tracing.
             .stderr(if std::env::var_os("STORE_LOSSYFS_TRACE").is_some() {
@@ -1065,8 +1112,15 @@ fn same_content(one: &EntryState, other: &EntryState) -> bool {
         && one.content_hash == other.content_hash
 }
 
-pub fn cell_by_name(name: &str) -> Option<&'static PowerCell> {
-    CELLS.iter().find(|cell| cell.name() == name)
+/// The power-loss cell named `engine/point/setup`, for the child's argument.
+pub fn cell_by_name(name: &str) -> Result<&'static PowerCell, UnknownName> {
+    CELLS
+        .iter()
+        .find(|cell| cell.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<String> = CELLS.iter().map(PowerCell::name).collect();
+            UnknownName::new("power-loss cell", name, names.iter().map(String::as_str))
+        })
 }
 
 /// Opens a snapshot read-only (it is a copy: nothing may write to it) and reads every row it has.
@@ -1091,18 +1145,31 @@ fn read_snapshot(snapshot: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// `xtask __power-cell NAME [--line]`: one power-loss cell in this (fresh) process; `--line`
-/// prints the one result line the fault matrix reads, otherwise a readable dump.
-pub fn cell_child(arguments: &[String]) -> ExitCode {
-    let Some(cell) = arguments.first().and_then(|name| cell_by_name(name)) else {
-        eprintln!("unknown power-loss cell {arguments:?}; cells:");
-        for cell in CELLS {
-            eprintln!("  {}", cell.name());
-        }
-        return ExitCode::from(2);
-    };
-    let result = run_cell(cell, Tearing::none());
-    if arguments.get(1).map(String::as_str) == Some("--line") {
+/// `xtask __power-cell NAME [--line]`: one power-loss cell in this (fresh) process.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct PowerCellArgs {
+    /// The cell's name as the power table prints it (`sqlite/power-loss-after-commits/wal`).
+    #[arg(value_parser = cell_by_name, value_name = "ENGINE/POINT/SETUP")]
+    cell: &'static PowerCell,
+    /// Print the one result line the fault matrix reads, not a readable dump.
+    #[arg(long)]
+    line: bool,
+}
+
+impl PowerCellArgs {
+    /// The hidden command's name, as the matrix spawns it.
+    pub const COMMAND: &str = "__power-cell";
+
+    /// The command line that runs `cell` for the matrix (after the executable).
+    fn arguments(cell: &PowerCell) -> [String; 3] {
+        [Self::COMMAND.to_owned(), cell.name(), "--line".to_owned()]
+    }
+}
+
+/// Runs one power-loss cell: the matrix's result line, or a readable dump and an exit code.
+pub fn cell_child(arguments: PowerCellArgs) -> ExitCode {
+    let result = run_cell(arguments.cell, Tearing::none());
+    if arguments.line {
         println!("{}", encode(&result));
         let _ = std::io::stdout().flush();
         return ExitCode::SUCCESS;
@@ -1114,80 +1181,37 @@ pub fn cell_child(arguments: &[String]) -> ExitCode {
     }
 }
 
-const LINE_PREFIX: &str = "POWER";
-const LIST_SEPARATOR: char = '\u{1f}';
+/// The prefix of a power cell's result line; JSON follows.
+const LINE_PREFIX: &str = "POWER ";
 
-fn clean(text: &str) -> String {
-    text.replace(['\t', '\n', LIST_SEPARATOR], " ")
+/// A power cell's result as its child sends it to the matrix.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum PowerLine {
+    Ok(PowerObserved),
+    Skipped(String),
+    Setup(String),
 }
 
-/// One line for the matrix: the verdict's inputs, tab-separated.
+/// One line for the matrix: `POWER ` and the result as JSON.
 fn encode(result: &Result<PowerObserved, PowerError>) -> String {
-    match result {
-        Ok(observed) => format!(
-            "{LINE_PREFIX}\tok\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            clean(&observed.outcome),
-            observed.acknowledged,
-            observed.survived,
-            observed.lost_by_design,
-            observed.lost_with_report,
-            observed.lost_beyond_promise,
-            observed.phantom_rows,
-            observed.pending_bytes_dropped,
-            observed
-                .broken
-                .iter()
-                .map(|words| clean(words))
-                .collect::<Vec<_>>()
-                .join(&LIST_SEPARATOR.to_string()),
-            clean(&observed.detail)
-        ),
-        Err(PowerError::Unsupported(reason)) => {
-            format!("{LINE_PREFIX}\tskipped\t{}", clean(reason))
-        }
-        Err(PowerError::Setup(words)) => format!("{LINE_PREFIX}\tsetup\t{}", clean(words)),
-    }
+    let line = match result {
+        Ok(observed) => PowerLine::Ok(observed.clone()),
+        Err(PowerError::Unsupported(reason)) => PowerLine::Skipped(reason.clone()),
+        Err(PowerError::Setup(words)) => PowerLine::Setup(words.clone()),
+    };
+    let json = serde_json::to_string(&line).expect("a result is strings and numbers");
+    format!("{LINE_PREFIX}{json}")
 }
 
+/// Reads a line [`encode`] wrote; `None` for any other line.
 fn decode(line: &str) -> Option<Result<PowerObserved, PowerError>> {
-    let fields: Vec<&str> = line
-        .strip_prefix(LINE_PREFIX)?
-        .strip_prefix('\t')?
-        .split('\t')
-        .collect();
-    match fields[..] {
-        ["skipped", reason] => Some(Err(PowerError::Unsupported(reason.to_owned()))),
-        ["setup", words] => Some(Err(PowerError::Setup(words.to_owned()))),
-        [
-            "ok",
-            outcome,
-            acknowledged,
-            survived,
-            lost_by_design,
-            lost_with_report,
-            lost_beyond_promise,
-            phantom_rows,
-            pending_bytes_dropped,
-            broken,
-            detail,
-        ] => Some(Ok(PowerObserved {
-            outcome: outcome.to_owned(),
-            acknowledged: acknowledged.parse().ok()?,
-            survived: survived.parse().ok()?,
-            lost_by_design: lost_by_design.parse().ok()?,
-            lost_with_report: lost_with_report.parse().ok()?,
-            lost_beyond_promise: lost_beyond_promise.parse().ok()?,
-            phantom_rows: phantom_rows.parse().ok()?,
-            pending_bytes_dropped: pending_bytes_dropped.parse().ok()?,
-            broken: broken
-                .split(LIST_SEPARATOR)
-                .filter(|words| !words.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            detail: detail.to_owned(),
-        })),
-        _ => None,
-    }
+    let line: PowerLine = serde_json::from_str(line.strip_prefix(LINE_PREFIX)?).ok()?;
+    Some(match line {
+        PowerLine::Ok(observed) => Ok(observed),
+        PowerLine::Skipped(reason) => Err(PowerError::Unsupported(reason)),
+        PowerLine::Setup(words) => Err(PowerError::Setup(words)),
+    })
 }
 
 /// A power-loss cell's row in the fault matrix.
@@ -1232,6 +1256,15 @@ impl PowerVerdict {
 }
 
 impl PowerRow {
+    /// What the open after the cut did, or why the run gave nothing, as the table's column.
+    pub fn actual_text(&self) -> String {
+        match &self.result {
+            Ok(observed) => observed.outcome.clone(),
+            Err(PowerError::Unsupported(reason)) => format!("skipped: {reason}"),
+            Err(PowerError::Setup(words)) => format!("setup failed: {words}"),
+        }
+    }
+
     pub fn verdict(&self) -> PowerVerdict {
         match &self.result {
             Ok(observed) if observed.held() => PowerVerdict::Held,
@@ -1244,7 +1277,7 @@ impl PowerRow {
 
 fn run_in_child(cell: &PowerCell) -> Result<PowerObserved, PowerError> {
     let output = Command::new(std::env::current_exe()?)
-        .args(["__power-cell", &cell.name(), "--line"])
+        .args(PowerCellArgs::arguments(cell))
         .stdin(Stdio::null())
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -1260,13 +1293,18 @@ fn run_in_child(cell: &PowerCell) -> Result<PowerObserved, PowerError> {
     })
 }
 
-/// Runs the power-loss cells that pass the filters, each in a fresh process, two at a time.
-pub fn run_matrix(engine: Option<&str>, fault: Option<&str>) -> Vec<PowerRow> {
-    let selected: Vec<&'static PowerCell> = CELLS
+/// The power-loss cells of `engine` (all when `None`) whose point contains `fault`.
+pub fn selected_cells(engine: Option<Engine>, fault: Option<&str>) -> Vec<&'static PowerCell> {
+    CELLS
         .iter()
-        .filter(|cell| engine.is_none_or(|engine| cell.setup.engine().as_str() == engine))
+        .filter(|cell| engine.is_none_or(|engine| cell.setup.engine() == engine))
         .filter(|cell| fault.is_none_or(|fault| cell.point.name().contains(fault)))
-        .collect();
+        .collect()
+}
+
+/// Runs the power-loss cells that pass the filters, each in a fresh process, two at a time.
+pub fn run_matrix(engine: Option<Engine>, fault: Option<&str>) -> Vec<PowerRow> {
+    let selected = selected_cells(engine, fault);
     let queue = std::sync::Mutex::new(selected.iter().copied().enumerate());
     let rows = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -1317,39 +1355,26 @@ pub const POWER_COLUMNS: [&str; 13] = [
 
 pub fn power_columns(row: &PowerRow) -> [String; 13] {
     let cell = row.cell;
-    let (actual, numbers) = match &row.result {
-        Ok(observed) => (
-            observed.outcome.clone(),
-            [
-                observed.acknowledged,
-                observed.survived,
-                observed.lost_by_design,
-                observed.lost_with_report,
-                observed.lost_beyond_promise,
-                observed.phantom_rows,
-            ]
-            .map(|number| number.to_string()),
-        ),
-        Err(PowerError::Unsupported(reason)) => (
-            format!("skipped: {reason}"),
-            std::array::from_fn(|_| "-".to_owned()),
-        ),
-        Err(PowerError::Setup(words)) => (
-            format!("setup failed: {words}"),
-            std::array::from_fn(|_| "-".to_owned()),
-        ),
+    let numbers = match &row.result {
+        Ok(observed) => [
+            observed.acknowledged,
+            observed.survived,
+            observed.lost_by_design,
+            observed.lost_with_report,
+            observed.lost_beyond_promise,
+            observed.phantom_rows,
+        ]
+        .map(|number| number.to_string()),
+        Err(_) => std::array::from_fn(|_| "-".to_owned()),
     };
     let [acknowledged, survived, by_design, reported, beyond, phantom] = numbers;
     [
         row.verdict().mark().to_owned(),
         cell.setup.engine().to_string(),
-        cell.point
-            .name()
-            .trim_start_matches("power-loss-")
-            .to_owned(),
+        cell.point.short_name().to_owned(),
         cell.setup.name().to_owned(),
         cell.setup.promise().describe().to_owned(),
-        actual,
+        row.actual_text(),
         acknowledged,
         survived,
         by_design,
@@ -1421,7 +1446,7 @@ pub struct PowerTally {
 }
 
 /// Which pending pages the crash loop's cuts keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Tears {
     /// None: every unsynced page is lost.
     None,
@@ -1434,16 +1459,6 @@ pub enum Tears {
 }
 
 impl Tears {
-    pub fn from_name(name: &str) -> Option<Tears> {
-        match name {
-            "none" => Some(Tears::None),
-            "prefix" => Some(Tears::Prefix),
-            "reordered" => Some(Tears::Reordered),
-            "mixed" => Some(Tears::Mixed),
-            _ => None,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Tears::None => "none",
@@ -1481,6 +1496,7 @@ pub fn campaign(
     iterations: u32,
     seed: u64,
     deadline: std::time::Instant,
+    on_iteration: &dyn Fn(),
 ) -> Result<PowerTally, PowerError> {
     let mut random = SplitMix64::new(seed ^ setup.name().len() as u64);
     let mut tally = PowerTally::default();
@@ -1572,6 +1588,66 @@ pub fn campaign(
             acknowledged.push(*newest);
         }
         filesystem = Some(mounted);
+        on_iteration();
     }
     Ok(tally)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::{Cli, Task};
+
+    #[test]
+    fn the_children_parse_what_the_orchestrators_spawn() {
+        for point in ALL_POINTS {
+            for setup in Setup::ALL {
+                let arguments = WorkloadArgs {
+                    point,
+                    setup,
+                    database: "/tmp/store-power-x/mount/power.db".into(),
+                    first_id: 51,
+                };
+                let parsed = Cli::try_parse_from(
+                    std::iter::once("xtask".into()).chain(arguments.arguments()),
+                )
+                .expect("parses");
+                assert_eq!(parsed.task, Task::PowerWorkload(arguments));
+            }
+        }
+        for cell in CELLS {
+            let parsed = Cli::try_parse_from(
+                std::iter::once("xtask".to_owned()).chain(PowerCellArgs::arguments(cell)),
+            )
+            .expect("parses");
+            assert_eq!(
+                parsed.task,
+                Task::PowerCell(PowerCellArgs { cell, line: true })
+            );
+        }
+    }
+
+    #[test]
+    fn a_result_line_round_trips_whatever_its_words() {
+        let observed = PowerObserved {
+            outcome: "recovered(restore-snapshot)".into(),
+            acknowledged: 60,
+            survived: 50,
+            lost_with_report: 10,
+            broken: vec!["a\ttab".into(), "a\nline".into()],
+            detail: "words \u{1f} and \"quotes\"".into(),
+            ..PowerObserved::default()
+        };
+        let line = encode(&Ok(observed.clone()));
+        assert_eq!(line.lines().count(), 1);
+        assert_eq!(decode(&line).and_then(Result::ok), Some(observed));
+        let skipped = encode(&Err(PowerError::Unsupported("no /dev/fuse".into())));
+        assert!(matches!(
+            decode(&skipped),
+            Some(Err(PowerError::Unsupported(reason))) if reason == "no /dev/fuse"
+        ));
+        assert!(decode("ACK 4").is_none());
+    }
 }
