@@ -28,8 +28,6 @@ use crate::pragma::{pragma_answer, set_locking_mode};
 const TRANSIENT_RETRIES: u32 = 2;
 const TRANSIENT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
-/// A read that needs the journal machinery to work: some mounts accept the pragma and fail here.
-
 /// Directories (with their device, so that a mount appearing over one is tried afresh) where
 /// shared-memory WAL failed in this process, and how. A later open there skips that rung when
 /// another follows: trying it again switches the file into WAL format and back, two durable
