@@ -171,15 +171,36 @@ pub fn snapshot_file(
     destination: &Path,
     replace: Replace,
 ) -> Result<Snapshot, SnapshotError> {
-    let metadata = match fs::metadata(source) {
-        Ok(metadata) => metadata,
+    // Looked at before it is opened: opening a FIFO for reading would wait for a writer.
+    match fs::metadata(source) {
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(SnapshotError::NotAFile {
+                path: source.to_owned(),
+            });
+        }
+        Ok(_) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             return Err(SnapshotError::SourceMissing {
                 path: source.to_owned(),
             });
         }
         Err(error) => return Err(io_error("read", source)(error)),
-    };
+    }
+    let reader = File::open(source).map_err(io_error("open", source))?;
+    snapshot_open_file(&reader, source, destination, replace)
+}
+
+/// [`snapshot_file`] from a descriptor of `source` that the caller opened and keeps: for a file
+/// an engine in this process holds a POSIX lock on (DuckDB's), which the kernel drops for the
+/// whole process when any descriptor of the file is closed. Reads from the start of the file;
+/// the descriptor's position moves.
+pub fn snapshot_open_file(
+    reader: &File,
+    source: &Path,
+    destination: &Path,
+    replace: Replace,
+) -> Result<Snapshot, SnapshotError> {
+    let metadata = reader.metadata().map_err(io_error("read", source))?;
     if !metadata.is_file() {
         return Err(SnapshotError::NotAFile {
             path: source.to_owned(),
@@ -192,23 +213,29 @@ pub fn snapshot_file(
     }
     let directory = parent_directory(destination);
     let temporary = private_sibling(destination, "tmp");
-    let result = copy_durably(source, &temporary, metadata.len(), &metadata.permissions())
-        .and_then(|copy| match replace {
-            Replace::Allowed => fs::rename(&temporary, destination)
-                .map(|()| copy)
-                .map_err(io_error("rename into", destination)),
-            Replace::Refused => rename_no_replace(&temporary, destination)
-                .map(|()| copy)
-                .map_err(|error| {
-                    if error.kind() == io::ErrorKind::AlreadyExists {
-                        SnapshotError::DestinationExists {
-                            path: destination.to_owned(),
-                        }
-                    } else {
-                        io_error("rename into", destination)(error)
+    let result = copy_durably(
+        reader,
+        source,
+        &temporary,
+        metadata.len(),
+        &metadata.permissions(),
+    )
+    .and_then(|copy| match replace {
+        Replace::Allowed => fs::rename(&temporary, destination)
+            .map(|()| copy)
+            .map_err(io_error("rename into", destination)),
+        Replace::Refused => rename_no_replace(&temporary, destination)
+            .map(|()| copy)
+            .map_err(|error| {
+                if error.kind() == io::ErrorKind::AlreadyExists {
+                    SnapshotError::DestinationExists {
+                        path: destination.to_owned(),
                     }
-                }),
-        });
+                } else {
+                    io_error("rename into", destination)(error)
+                }
+            }),
+    });
     let copy = match result {
         Ok(copy) => copy,
         Err(error) => {
@@ -243,14 +270,18 @@ pub fn snapshot_file(
 }
 
 fn copy_durably(
+    mut reader: &File,
     source: &Path,
     temporary: &Path,
     expected_bytes: u64,
     permissions: &fs::Permissions,
 ) -> Result<SnapshotCopy, SnapshotError> {
-    let mut reader = File::open(source).map_err(io_error("open", source))?;
+    use std::io::Seek as _;
+    reader
+        .seek(io::SeekFrom::Start(0))
+        .map_err(io_error("read", source))?;
     let mut writer = create_private(temporary).map_err(io_error("create", temporary))?;
-    let (copy, copied_bytes) = if clone_file(&reader, &writer) {
+    let (copy, copied_bytes) = if clone_file(reader, &writer) {
         (
             SnapshotCopy::Cloned,
             writer
@@ -943,7 +974,10 @@ fn prepare_replacement(
         Some(original) if original.is_file() => original.permissions(),
         _ => metadata.permissions(),
     };
-    copy_durably(source, temporary, metadata.len(), &permissions).map_err(copy_failed)?;
+    let reader = File::open(source)
+        .map_err(io_error("open", source))
+        .map_err(copy_failed)?;
+    copy_durably(&reader, source, temporary, metadata.len(), &permissions).map_err(copy_failed)?;
     Ok(metadata.len())
 }
 

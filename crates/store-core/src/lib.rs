@@ -45,6 +45,7 @@ pub mod opening;
 pub mod pending;
 pub mod policy;
 pub mod report;
+pub mod schema_tag;
 pub mod time;
 
 pub use connect::{Classify, ConnectionLimit, Database, Open};

@@ -55,11 +55,19 @@ fn outlook(path: &Path) -> Outlook {
             .unwrap_or(FailureClass::WalCorrupt);
         return after_failure(class, damage.to_string());
     }
+    // Opened before the instance and closed after it (declared first, dropped last): closing a
+    // descriptor of the file drops DuckDB's lock on it for the whole process.
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) => {
+            return after_failure(FailureClass::from_io_error(&error), error.to_string());
+        }
+    };
     let connection = match open_read_only(path) {
         Ok(connection) => connection,
         Err(error) => return after_failure(store_duckdb::classify(&error), error.to_string()),
     };
-    match store_duckdb::blocks_missing(&connection, path) {
+    match store_duckdb::blocks_missing(&connection, &file) {
         Ok(Some(missing)) => return after_failure(FailureClass::Corrupt, missing.to_string()),
         Ok(None) => {}
         Err(error) => return after_failure(store_duckdb::classify(&error), error.to_string()),

@@ -91,8 +91,7 @@ fn databases_in(directory: &Path) -> Result<Vec<PathBuf>, ExamineError> {
     for entry in std::fs::read_dir(directory).map_err(read_error)? {
         let entry = entry.map_err(read_error)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_database =
-            FileContent::inspect(&entry.path()).is_ok_and(|content| content.engine().is_some());
+        let is_database = content_of(&entry.path()).is_ok_and(|content| content.engine().is_some());
         if is_database && !name.starts_with('.') {
             candidates.push(name);
         }
@@ -111,12 +110,23 @@ fn databases_in(directory: &Path) -> Result<Vec<PathBuf>, ExamineError> {
     Ok(databases)
 }
 
+/// What `path` holds. A DuckDB database open in this process is not read again: reading its
+/// header would close a descriptor of the file, and so drop DuckDB's lock on it for the whole
+/// process.
+fn content_of(path: &Path) -> std::io::Result<FileContent> {
+    #[cfg(feature = "duckdb")]
+    if store_duckdb::is_open(path) {
+        return Ok(FileContent::Duckdb);
+    }
+    FileContent::inspect(path)
+}
+
 fn examine_database(
     path: &Path,
     filesystem: FsKind,
     wal: &crate::WalProbe,
 ) -> Result<DatabaseCheckup, ExamineError> {
-    let content = FileContent::inspect(path).map_err(|source| ExamineError::Read {
+    let content = content_of(path).map_err(|source| ExamineError::Read {
         path: path.to_owned(),
         source,
     })?;

@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::Read as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
 use crate::error::OpenError;
@@ -32,10 +32,11 @@ const CHECKSUM_BYTES: usize = 8;
 
 /// The bytes a file must hold for every block its database headers name: the most either header
 /// names (so that it does not matter which is current), or `None` when the headers cannot be
-/// read (a file too short for them, or one the OS refuses): the caller then asks DuckDB.
-pub(crate) fn bytes_named(path: &Path) -> Option<u64> {
+/// read (a file too short for them, or one the OS refuses): the caller then asks DuckDB. Reads
+/// through `database`, a descriptor the caller keeps (see [`blocks_missing`]).
+pub(crate) fn bytes_named(database: &File) -> Option<u64> {
     let mut headers = [0u8; HEADERS_BYTES as usize];
-    File::open(path).ok()?.read_exact(&mut headers).ok()?;
+    database.read_exact_at(&mut headers, 0).ok()?;
     DATABASE_HEADER_OFFSETS
         .iter()
         .map(|offset| {
@@ -81,20 +82,25 @@ impl fmt::Display for BlocksMissing {
     }
 }
 
-/// Whether the database file at `path`, open in `connection` (read-only will do), is cut short:
-/// it holds fewer whole blocks than DuckDB has in use. A file holding every block its own headers
-/// name is asked nothing (the query costs 7% of an open, `cargo xtask bench`); one holding fewer
-/// is cut short or was trimmed of free blocks after its last checkpoint, and DuckDB's count of
-/// blocks in use tells which. Changes nothing; an error only when DuckDB cannot be asked.
+/// Whether the database file open in `connection` (read-only will do) is cut short: it holds
+/// fewer whole blocks than DuckDB has in use. A file holding every block its own headers name is
+/// asked nothing (the query costs 7% of an open, `cargo xtask bench`); one holding fewer is cut
+/// short or was trimmed of free blocks after its last checkpoint, and DuckDB's count of blocks in
+/// use tells which. Changes nothing; an error only when DuckDB cannot be asked.
+///
+/// `database` is a descriptor of the file that the caller keeps open at least as long as the
+/// instance: DuckDB's lock on the file is a POSIX lock, which the kernel drops for the whole
+/// process when any descriptor of the file closes, so a descriptor opened and closed here would
+/// let another process open the database beside this one.
 pub fn blocks_missing(
     connection: &duckdb::Connection,
-    path: &Path,
+    database: &File,
 ) -> duckdb::Result<Option<BlocksMissing>> {
-    let Ok(metadata) = std::fs::metadata(path) else {
+    let Ok(metadata) = database.metadata() else {
         return Ok(None);
     };
     let file_bytes = metadata.len();
-    if bytes_named(path).is_some_and(|named| file_bytes >= named) {
+    if bytes_named(database).is_some_and(|named| file_bytes >= named) {
         return Ok(None);
     }
     let (block_size, used_blocks): (u64, u64) = connection.query_row(
@@ -156,18 +162,18 @@ mod tests {
         };
         write((1, 0), (3, 0))?;
         assert_eq!(
-            bytes_named(&path),
+            bytes_named(&File::open(&path)?),
             Some(HEADERS_BYTES + 3 * DEFAULT_BLOCK_BYTES)
         );
         write((5, 16384), (2, 0))?;
         assert_eq!(
-            bytes_named(&path),
+            bytes_named(&File::open(&path)?),
             Some(HEADERS_BYTES + 2 * DEFAULT_BLOCK_BYTES)
         );
         write((u64::MAX, 2), (1, 0))?;
-        assert_eq!(bytes_named(&path), None);
+        assert_eq!(bytes_named(&File::open(&path)?), None);
         std::fs::write(&path, [0u8; 100])?;
-        assert_eq!(bytes_named(&path), None);
+        assert_eq!(bytes_named(&File::open(&path)?), None);
         Ok(())
     }
 }

@@ -34,6 +34,18 @@ pub enum OpenError {
         #[source]
         source: duckdb::Error,
     },
+    /// The database opened, but store could not open a descriptor of its file, which it keeps
+    /// while the instance lives to read the file without dropping DuckDB's lock on it.
+    #[error("cannot open {} to read it beside DuckDB ({class})", path.display())]
+    DatabaseFile {
+        /// The path given.
+        path: PathBuf,
+        /// The class of the failure.
+        class: FailureClass,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A new database could not be created.
     #[error("cannot create {} ({class})", path.display())]
     Create {
@@ -174,6 +186,7 @@ impl OpenError {
             | OpenError::Setting { .. }
             | OpenError::InstanceMismatch { .. } => FailureClass::Other,
             OpenError::Engine { class, .. }
+            | OpenError::DatabaseFile { class, .. }
             | OpenError::Create { class, .. }
             | OpenError::Snapshot { class, .. } => *class,
             OpenError::Migrate { source, .. } => source.class(),
@@ -190,6 +203,7 @@ impl OpenError {
         match self {
             OpenError::Path(error) => error.path(),
             OpenError::Engine { path, .. }
+            | OpenError::DatabaseFile { path, .. }
             | OpenError::Create { path, .. }
             | OpenError::Migrate { path, .. }
             | OpenError::UnknownFsyncMode { path, .. }

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use store_core::files::{Replace, sibling, snapshot_file};
-use store_core::{AppliedMigration, Migrations, OpenReport};
+use store_core::files::{Replace, sibling, snapshot_open_file};
+use store_core::{AppliedMigration, Migration, Migrations, OpenReport};
 
 use crate::classify::classify;
 use crate::error::MigrateError;
@@ -60,11 +60,16 @@ fn checkpoint(connection: &duckdb::Connection, action: &'static str) -> Result<(
     Ok(())
 }
 
-/// Applies what is pending and records it in the report.
+/// Applies what is pending and records it in the report; `database` is the instance's descriptor
+/// of the file at `path`, which the snapshot is copied through. `restored_from_snapshot`: the
+/// database is, since this open, a copy of the pre-migration snapshot beside it, which then
+/// stands as the snapshot of these migrations (a new one would hold the same).
 pub(crate) fn apply(
     connection: &duckdb::Connection,
     path: &Path,
+    database: &std::fs::File,
     migrations: &Migrations,
+    restored_from_snapshot: bool,
     report: &mut OpenReport,
 ) -> Result<(), MigrateError> {
     let before = schema_version(connection).map_err(step("read the schema version"))?;
@@ -79,9 +84,18 @@ pub(crate) fn apply(
     if pending.is_empty() {
         return Ok(());
     }
+    if restored_from_snapshot {
+        tracing::info!(
+            target: "store::duckdb",
+            version = before,
+            "the snapshot just restored from stands as the pre-migration snapshot"
+        );
+        return apply_pending(connection, migrations, pending, report);
+    }
     checkpoint(connection, "checkpoint before migrating")?;
     let snapshot_path = sibling(path, SNAPSHOT_SUFFIX);
-    let snapshot = snapshot_file(path, &snapshot_path, Replace::Allowed)
+    // Copied through the instance's own descriptor: closing another would drop DuckDB's lock.
+    let snapshot = snapshot_open_file(database, path, &snapshot_path, Replace::Allowed)
         .map_err(|source| MigrateError::Snapshot { source })?;
     tracing::info!(
         target: "store::duckdb",
@@ -90,7 +104,20 @@ pub(crate) fn apply(
         version = before,
         "pre-migration snapshot taken"
     );
+    // The version it was taken at, with the file: a restore checks it without an instance.
+    store_core::schema_tag::tag(&snapshot.path, before);
     report.snapshot = Some(snapshot);
+    apply_pending(connection, migrations, pending, report)
+}
+
+/// Applies `pending` (of `migrations`), each in a transaction that re-reads the version first,
+/// then checkpoints and checks the database reached the latest version.
+fn apply_pending(
+    connection: &duckdb::Connection,
+    migrations: &Migrations,
+    pending: &[Migration],
+    report: &mut OpenReport,
+) -> Result<(), MigrateError> {
     for migration in pending {
         connection
             .execute_batch("BEGIN TRANSACTION")

@@ -2,8 +2,9 @@
 //! recover from a WAL that cannot be replayed, migrate, report.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::Path;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use duckdb::Config;
 use store_core::opening::{CreateFailure, create_atomically};
@@ -50,12 +51,19 @@ impl DuckDbOptions {
     }
 
     fn open_reporting(&self, report: &mut OpenReport) -> Result<DuckDbConnection, OpenError> {
-        let content = check_database_path(
-            &self.path,
-            Engine::Duckdb,
-            self.read_only,
-            crate::SIDECAR_SUFFIXES,
-        )?;
+        // A file open in this process is a DuckDB database: its path is not checked again, since
+        // the check's read of the header would close a descriptor of the file and so drop
+        // DuckDB's lock on it for the whole process.
+        let content = if registry::is_open(&self.path) {
+            FileContent::Duckdb
+        } else {
+            check_database_path(
+                &self.path,
+                Engine::Duckdb,
+                self.read_only,
+                crate::SIDECAR_SUFFIXES,
+            )?
+        };
         // One open of a file at a time in this process: one starts the instance, the others
         // share it.
         let key = store_core::connect::database_key(&self.path);
@@ -101,15 +109,20 @@ impl DuckDbOptions {
                         }
                     },
                 };
-                let connection = match self.blocks_missing(&connection)? {
-                    None => connection,
+                let file = self.database_file()?;
+                let (connection, file) = match self.blocks_missing(&connection, &file)? {
+                    None => (connection, file),
                     Some(missing) if self.read_only => {
                         return Err(missing.into_error(&self.path, Vec::new(), Vec::new()));
                     }
                     Some(missing) => {
-                        // The instance closes before the ladder moves its file.
+                        // The instance closes before the ladder moves its file, and only then
+                        // the descriptor.
                         drop(connection);
-                        recovery::recover(self, recovery::Trigger::CutShort(missing), report)?
+                        drop(file);
+                        let connection =
+                            recovery::recover(self, recovery::Trigger::CutShort(missing), report)?;
+                        (connection, self.database_file()?)
                     }
                 };
                 if !self.settings.is_empty() {
@@ -117,7 +130,7 @@ impl DuckDbOptions {
                         .notes
                         .push(format!("started the instance as {asked}"));
                 }
-                registry::register(key, connection, asked)
+                registry::register(key, connection, file, asked)
                     .map_err(|source| self.engine_error(source))?
             }
         };
@@ -138,11 +151,23 @@ impl DuckDbOptions {
                 migrate::schema_version(&connection).map_err(|source| self.engine_error(source))?;
             return Ok(connection);
         }
-        migrate::apply(&connection, &self.path, &self.migrations, report).map_err(|source| {
-            OpenError::Migrate {
-                path: self.path.clone(),
-                source,
-            }
+        // A database this open restored from the pre-migration snapshot is that snapshot: the
+        // snapshot in place already holds what a new one would, so migrating copies nothing.
+        let restored = report
+            .recovery
+            .as_ref()
+            .is_some_and(|recovery| recovery.step == store_core::RecoveryStep::RestoreSnapshot);
+        migrate::apply(
+            &connection,
+            &self.path,
+            connection.database_file(),
+            &self.migrations,
+            restored,
+            report,
+        )
+        .map_err(|source| OpenError::Migrate {
+            path: self.path.clone(),
+            source,
         })?;
         // The report is about to reach the caller: only now may the record go.
         if report.recovery.is_some() || report.interrupted_recovery.is_some() {
@@ -218,8 +243,21 @@ impl DuckDbOptions {
     fn blocks_missing(
         &self,
         connection: &duckdb::Connection,
+        file: &File,
     ) -> Result<Option<BlocksMissing>, OpenError> {
-        blocks::blocks_missing(connection, &self.path).map_err(|source| self.engine_error(source))
+        blocks::blocks_missing(connection, file).map_err(|source| self.engine_error(source))
+    }
+
+    /// A descriptor of the database file, opened once the instance holds it and kept with the
+    /// instance until it closes (see [`registry`]'s entry): what store reads the file through.
+    fn database_file(&self) -> Result<Arc<File>, OpenError> {
+        File::open(&self.path)
+            .map(Arc::new)
+            .map_err(|source| OpenError::DatabaseFile {
+                path: self.path.clone(),
+                class: store_core::FailureClass::from_io_error(&source),
+                source,
+            })
     }
 
     /// A plain open of the database file with this open's access mode and settings.

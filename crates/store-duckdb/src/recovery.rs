@@ -639,9 +639,13 @@ fn restore_snapshot(
             StepError::SnapshotNotADatabase,
         ));
     }
-    let snapshot_version = connect(&snapshot, true, &options.settings)
-        .and_then(|connection| migrate::schema_version(&connection))
-        .map_err(|error| fatal(crate::classify(&error), StepError::Duckdb(error)))?;
+    // The version the snapshot was tagged with when it was taken, else asked of an instance.
+    let snapshot_version = match store_core::schema_tag::read(&snapshot) {
+        Some(version) => version,
+        None => connect(&snapshot, true, &options.settings)
+            .and_then(|connection| migrate::schema_version(&connection))
+            .map_err(|error| fatal(crate::classify(&error), StepError::Duckdb(error)))?,
+    };
     let target_version = options.migrations.latest_version();
     if !options
         .recovery_policy

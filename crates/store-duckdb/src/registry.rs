@@ -8,14 +8,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fs::File;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 struct Entry {
     /// A connection kept only to clone from; dropped with the last user's connection, so that the
     /// instance closes (and checkpoints) when nobody uses it.
     spare: duckdb::Connection,
+    /// A descriptor of the database file, for store's own reads of it while the instance lives
+    /// (its headers, the pre-migration snapshot's copy). DuckDB's lock is a POSIX lock, which the
+    /// kernel drops for the whole process when any descriptor of the file closes: this one
+    /// closes after the instance (fields drop in order), never while DuckDB holds the file.
+    file: Arc<File>,
     users: usize,
     config: InstanceConfig,
 }
@@ -89,16 +95,19 @@ pub(crate) fn share(key: &Path, asked: &InstanceConfig) -> Shared {
             Shared::Connection(DuckDbConnection {
                 connection: Some(connection),
                 key: key.to_owned(),
+                file: Arc::clone(&entry.file),
             })
         }
         Err(error) => Shared::Failed(error),
     }
 }
 
-/// Registers a freshly opened instance and wraps its connection.
+/// Registers a freshly opened instance, with `file`, a descriptor of its database file kept until
+/// the instance closes, and wraps its connection.
 pub(crate) fn register(
     key: PathBuf,
     connection: duckdb::Connection,
+    file: Arc<File>,
     config: InstanceConfig,
 ) -> Result<DuckDbConnection, duckdb::Error> {
     let spare = connection.try_clone()?;
@@ -108,6 +117,7 @@ pub(crate) fn register(
         key.clone(),
         Entry {
             spare,
+            file: Arc::clone(&file),
             users: 1,
             config,
         },
@@ -115,6 +125,7 @@ pub(crate) fn register(
     Ok(DuckDbConnection {
         connection: Some(connection),
         key,
+        file,
     })
 }
 
@@ -131,6 +142,9 @@ pub struct DuckDbConnection {
     /// before the registry forgets it.
     connection: Option<duckdb::Connection>,
     key: PathBuf,
+    /// The instance's descriptor of the database file: dropped after `connection` (fields drop
+    /// after `drop` has closed the connection), so never while this connection holds the file.
+    file: Arc<File>,
 }
 
 impl std::fmt::Debug for DuckDbConnection {
@@ -152,6 +166,7 @@ impl DuckDbConnection {
         Ok(DuckDbConnection {
             connection: Some(connection),
             key: self.key.clone(),
+            file: Arc::clone(&self.file),
         })
     }
 
@@ -164,6 +179,13 @@ impl DuckDbConnection {
     /// The database file this connection is to (canonical directory).
     pub fn path(&self) -> &Path {
         &self.key
+    }
+
+    /// A descriptor of the database file, kept open while the instance lives: store's reads of
+    /// the file go through it, since closing any descriptor of the file would drop DuckDB's
+    /// POSIX lock on it for the whole process.
+    pub(crate) fn database_file(&self) -> &File {
+        &self.file
     }
 }
 

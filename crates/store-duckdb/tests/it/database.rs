@@ -7,9 +7,10 @@ use std::path::Path;
 
 use store_duckdb::store_core::{FailureClass, Filesystem, FsKind, KindSource};
 use store_duckdb::{DuckDbDatabase, DuckDbOptions, InstanceConfig, OpenError, is_open};
+use store_testkit::child;
 use store_testkit::snapshot::assert_unchanged;
 
-use crate::TestResult;
+use crate::{TestResult, schema};
 
 /// A table for the handle tests: no primary key, so that a row written twice would show as a
 /// duplicate id rather than be refused.
@@ -419,5 +420,60 @@ fn on_connect_runs_on_every_connection_and_its_failure_is_typed() -> TestResult 
         matches!(failed, Err(OpenError::Init { ref path, .. }) if path.ends_with("init.duckdb")),
         "{failed:?}"
     );
+    Ok(())
+}
+
+const LOCK_TEST: &str = concat!(
+    module_path!(),
+    "::a_database_open_here_stays_locked_against_other_processes"
+);
+
+/// Promise: while this process holds a DuckDB database open through store, no other process can
+/// open it, whatever store does meanwhile in this process: another open of the same file (which
+/// checks the path), a migration (which copies the file into its snapshot). DuckDB's lock is a
+/// POSIX lock, which the kernel drops for the whole process when any descriptor of the file is
+/// closed; a store that opened and closed the file behind DuckDB's back let a second process in,
+/// two writers on one file.
+#[test]
+fn a_database_open_here_stays_locked_against_other_processes() -> TestResult {
+    if child::role().as_deref() == Some("try-to-open") {
+        let path = std::env::var_os("LOCKED_DATABASE").expect("database path");
+        match duckdb::Connection::open(&path) {
+            Ok(_) => println!("OPENED"),
+            Err(error) => println!("REFUSED: {error}"),
+        }
+        return Ok(());
+    }
+    let other_process_opens = |path: &std::path::Path| -> Result<bool, Box<dyn std::error::Error>> {
+        let output = child::spawn_role(
+            LOCK_TEST,
+            "try-to-open",
+            &[("LOCKED_DATABASE", path.as_os_str().to_owned())],
+        )?
+        .wait_with_output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("OPENED") || stdout.contains("REFUSED"),
+            "{stdout}"
+        );
+        Ok(stdout.contains("OPENED"))
+    };
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("held.duckdb");
+    let older = store_core::Migrations::new(schema().all()[..2].to_vec())?;
+    let (first, _) = DuckDbOptions::new(&path).migrations(older).open()?;
+    assert!(!other_process_opens(&path)?, "held after the first open");
+    // Another open in this process: it shares the instance, after checking the path.
+    let same = store_core::Migrations::new(schema().all()[..2].to_vec())?;
+    let (second, _) = DuckDbOptions::new(&path).migrations(same).open()?;
+    assert!(!other_process_opens(&path)?, "held after a second open");
+    drop(second);
+    drop(first);
+    // A migration copies the file into its snapshot while the instance holds it.
+    let (migrated, report) = DuckDbOptions::new(&path).migrations(schema()).open()?;
+    assert!(report.snapshot.is_some(), "{report}");
+    assert!(!other_process_opens(&path)?, "held after migrating");
+    drop(migrated);
+    assert!(other_process_opens(&path)?, "free once closed");
     Ok(())
 }

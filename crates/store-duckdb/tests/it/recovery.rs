@@ -211,6 +211,8 @@ fn recovery_restores_the_snapshot_on_a_wal_replay_error() -> TestResult {
     drop(DuckDbOptions::new(&path).migrations(schema()).open()?);
     write_uncheckpointed_rows(&path, 0, 3)?;
     append_garbage_to_wal(&path)?;
+    let snapshot = store_core::files::sibling(&path, ".pre-migrate");
+    let snapshot_bytes = std::fs::read(&snapshot)?;
 
     let (connection, report) = DuckDbOptions::new(&path)
         .migrations(schema())
@@ -218,6 +220,10 @@ fn recovery_restores_the_snapshot_on_a_wal_replay_error() -> TestResult {
         .open()?;
     let recovery = report.recovery.as_ref().expect("recovered");
     assert_eq!(recovery.step, RecoveryStep::RestoreSnapshot, "{report}");
+    // The database restored is the snapshot: it stands as the migration's snapshot, unchanged,
+    // and no second one is taken.
+    assert!(report.snapshot.is_none(), "{report}");
+    assert_eq!(std::fs::read(&snapshot)?, snapshot_bytes);
     assert!(matches!(
         recovery.lost,
         DataLoss::EverythingSinceSnapshot { .. }
@@ -379,6 +385,42 @@ fn a_snapshot_from_a_newer_schema_is_refused() -> TestResult {
                 source: StepError::SnapshotRejected {
                     snapshot_version: 3,
                     target_version: 2
+                },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    Ok(())
+}
+
+/// Promise: the restore checks a snapshot by the schema version it was tagged with when taken
+/// (no DuckDB instance started on it), and refuses it by that version; a snapshot written over
+/// since its tag is asked through DuckDB instead (the test above).
+#[test]
+fn a_snapshot_is_checked_by_the_version_it_was_tagged_with() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (path, _) = database_with_wal(directory.path())?;
+    let snapshot = store_core::files::sibling(&path, ".pre-migrate");
+    assert_eq!(
+        store_core::schema_tag::read(&snapshot),
+        Some(0),
+        "store's own pre-migration snapshot is tagged with the version it was taken at"
+    );
+    assert!(store_core::schema_tag::tag(&snapshot, 9));
+    append_garbage_to_wal(&path)?;
+    let error = DuckDbOptions::new(&path)
+        .migrations(schema())
+        .recovery_policy(RecoveryLadder::snapshot_only())
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            OpenError::Snapshot {
+                source: StepError::SnapshotRejected {
+                    snapshot_version: 9,
+                    target_version: 3
                 },
                 ..
             }
