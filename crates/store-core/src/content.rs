@@ -64,6 +64,39 @@ impl FileContent {
         Ok(FileContent::from_header(&header))
     }
 
+    /// [`inspect`](Self::inspect) for a database about to be opened, which an engine in this
+    /// process may hold open already (a plain connection of the application's, another handle):
+    /// SQLite's and DuckDB's locks are POSIX locks, which the kernel drops for the whole process
+    /// when any descriptor of the file closes, so the descriptor this reads through is kept open,
+    /// one per file (device and inode), and read through again by the next inspection of that
+    /// file. Past [`KEPT_DESCRIPTORS`] files, the header is read through a descriptor that is
+    /// closed, as `inspect` does.
+    pub fn inspect_database(path: &Path) -> io::Result<FileContent> {
+        let metadata = match std::fs::metadata(path) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok(FileContent::Missing);
+            }
+            Err(error) => return Err(error),
+        };
+        if !metadata.is_file() || metadata.len() == 0 {
+            return FileContent::inspect(path);
+        }
+        let mut header = [0u8; 100];
+        let read = kept_descriptor(path, &metadata, |file| {
+            use std::os::unix::fs::FileExt as _;
+            let mut filled = 0;
+            while filled < header.len() {
+                match file.read_at(&mut header[filled..], filled as u64)? {
+                    0 => break,
+                    count => filled += count,
+                }
+            }
+            Ok(filled)
+        })?;
+        Ok(FileContent::from_header(&header[..read]))
+    }
+
     /// Classifies the first bytes of a non-empty file.
     pub fn from_header(header: &[u8]) -> FileContent {
         if header.is_empty() {
@@ -208,17 +241,53 @@ impl PathError {
     }
 }
 
+/// How many database files [`FileContent::inspect_database`] keeps a descriptor of.
+pub const KEPT_DESCRIPTORS: usize = 256;
+
+/// Runs `read` on a descriptor of the regular file at `path` (whose `metadata` was just read)
+/// that is never closed while its file may be locked by this process: kept, per device and
+/// inode, for the life of the process (at most [`KEPT_DESCRIPTORS`]; beyond, a descriptor of its
+/// own that closes).
+fn kept_descriptor<T>(
+    path: &Path,
+    metadata: &std::fs::Metadata,
+    read: impl FnOnce(&File) -> io::Result<T>,
+) -> io::Result<T> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt as _;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static KEPT: OnceLock<Mutex<HashMap<(u64, u64), File>>> = OnceLock::new();
+    let key = (metadata.dev(), metadata.ino());
+    let mut kept = KEPT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(file) = kept.get(&key) {
+        return read(file);
+    }
+    let file = File::open(path)?;
+    // The file opened may not be the one whose metadata was read (replaced in between): kept
+    // under its own key.
+    let opened = file.metadata()?;
+    let result = read(&file);
+    if kept.len() < KEPT_DESCRIPTORS {
+        kept.insert((opened.dev(), opened.ino()), file);
+    }
+    result
+}
+
 /// Checks that `path` can be opened as a database of `expected`: an existing database of that
 /// engine, or nothing yet in an existing directory (unless `must_exist`), and that each of its
 /// `sidecars` (the suffixes of the files the engine keeps beside it) is a regular file where
-/// one exists. Reads at most the first 100 bytes; changes nothing.
+/// one exists. Reads at most the first 100 bytes ([`FileContent::inspect_database`], which
+/// closes no descriptor of a file an engine may hold); changes nothing.
 pub fn check_database_path(
     path: &Path,
     expected: Engine,
     must_exist: bool,
     sidecars: &[&str],
 ) -> Result<FileContent, PathError> {
-    let content = FileContent::inspect(path).map_err(|source| PathError::Inspect {
+    let content = FileContent::inspect_database(path).map_err(|source| PathError::Inspect {
         path: path.to_owned(),
         source,
     })?;

@@ -110,15 +110,15 @@ fn databases_in(directory: &Path) -> Result<Vec<PathBuf>, ExamineError> {
     Ok(databases)
 }
 
-/// What `path` holds. A DuckDB database open in this process is not read again: reading its
-/// header would close a descriptor of the file, and so drop DuckDB's lock on it for the whole
-/// process.
+/// What `path` holds, read as an open reads it ([`FileContent::inspect_database`]): closing a
+/// descriptor of a database would drop the locks the application's connections hold on it. A
+/// DuckDB database open in this process is not read again at all.
 fn content_of(path: &Path) -> std::io::Result<FileContent> {
     #[cfg(feature = "duckdb")]
     if store_duckdb::is_open(path) {
         return Ok(FileContent::Duckdb);
     }
-    FileContent::inspect(path)
+    FileContent::inspect_database(path)
 }
 
 fn examine_database(

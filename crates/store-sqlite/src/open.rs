@@ -331,7 +331,7 @@ impl SqliteOptions {
     /// put a database that was not in WAL format back the way it was found.
     fn restore_rollback_format(&self) {
         let now_wal = matches!(
-            FileContent::inspect(&self.path),
+            FileContent::inspect_database(&self.path),
             Ok(FileContent::Sqlite { wal: true })
         );
         if !now_wal {
@@ -444,7 +444,7 @@ impl SqliteOptions {
     ) -> Result<Probed, JournalError> {
         let file_is_wal = known_format.unwrap_or_else(|| {
             matches!(
-                FileContent::inspect(&self.path),
+                FileContent::inspect_database(&self.path),
                 Ok(FileContent::Sqlite { wal: true })
             )
         });

@@ -436,3 +436,55 @@ fn the_pool_check_refuses_a_connection_left_inside_a_transaction() -> TestResult
     store_sqlite::SqliteDatabase::check(&connection)?;
     Ok(())
 }
+
+/// The locks this process holds on `path`'s inode, from the kernel's lock table.
+fn own_locks_on(path: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = format!(":{}", std::fs::metadata(path)?.ino());
+    let pid = std::process::id().to_string();
+    Ok(std::fs::read_to_string("/proc/locks")?
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(4) == Some(&pid.as_str())
+                && fields.get(5).is_some_and(|file| file.ends_with(&inode))
+        })
+        // Without the line's number, which is its place in the whole machine's table.
+        .map(|line| {
+            line.split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect())
+}
+
+/// Promise: a second open of a database this process already holds a connection to (no handle
+/// kept, so the open reads the file's header again) leaves that connection's locks in place.
+/// SQLite's locks are POSIX locks, which the kernel drops for the whole process when any
+/// descriptor of the file closes: a connection in WAL mode holds a read lock on the database
+/// file for its whole life (another process closing its last connection takes the file as
+/// unused, checkpoints and deletes the WAL, unless it finds that lock), and a header read that
+/// closed its descriptor dropped it.
+#[test]
+fn another_open_here_keeps_this_processs_locks() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("kept.db");
+    let (first, report) = SqliteOptions::new(&path).open()?;
+    assert_eq!(report.journal_mode, Some(JournalMode::Wal), "{report}");
+    first.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")?;
+    let held = own_locks_on(&path)?;
+    assert!(
+        !held.is_empty(),
+        "a WAL connection holds a lock on the database file"
+    );
+    let (second, _) = SqliteOptions::new(&path).open()?;
+    assert_eq!(
+        own_locks_on(&path)?,
+        held,
+        "the first connection's locks are all still held"
+    );
+    drop(second);
+    drop(first);
+    Ok(())
+}
