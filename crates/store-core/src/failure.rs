@@ -98,6 +98,19 @@ impl FailureClass {
         }
     }
 
+    /// The class of the first operating-system error in `error`'s chain of causes
+    /// ([`from_io_error`](Self::from_io_error)); `Other` when there is none.
+    pub fn from_error_chain(error: &(dyn std::error::Error + 'static)) -> FailureClass {
+        let mut current = Some(error);
+        while let Some(error) = current {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                return FailureClass::from_io_error(io);
+            }
+            current = error.source();
+        }
+        FailureClass::Other
+    }
+
     /// Whether the failure concerns the write-ahead log itself.
     pub fn is_wal(self) -> bool {
         matches!(

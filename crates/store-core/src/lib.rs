@@ -65,6 +65,6 @@ pub use policy::{
 };
 pub use report::{
     AppliedMigration, DataLoss, Durability, Engine, Fallback, OpenReport, Recovery,
-    SalvageBoundary, SyncLevel, default_label,
+    SalvageBoundary, StepCause, StepFailed, SyncLevel, default_label,
 };
 pub use time::UtcTime;

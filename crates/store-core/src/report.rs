@@ -242,7 +242,7 @@ pub struct Recovery {
     /// The step that opened the database.
     pub step: RecoveryStep,
     /// Steps tried before it that did not work, with why.
-    pub steps_failed: Vec<(RecoveryStep, String)>,
+    pub steps_failed: Vec<StepFailed>,
     /// Every file moved out of the way, and where it is now.
     pub moved_aside: Vec<MovedAside>,
     /// What the step lost.
@@ -254,6 +254,49 @@ pub struct Recovery {
     /// How a salvage found where the commits it kept end (`None` for other steps, and for a
     /// salvage known only from its durable record).
     pub salvage_boundary: Option<SalvageBoundary>,
+}
+
+/// A recovery step that did not open the database: which, why as a fact code can match, and
+/// why in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StepFailed {
+    /// The step.
+    pub step: RecoveryStep,
+    /// Why, as a fact.
+    pub cause: StepCause,
+    /// Why, in words, for people.
+    pub reason: String,
+}
+
+impl StepFailed {
+    /// A step that failed for `cause`, said as `reason`.
+    pub fn new(step: RecoveryStep, cause: StepCause, reason: impl Into<String>) -> StepFailed {
+        StepFailed {
+            step,
+            cause,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for StepFailed {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}: {}", self.step, self.reason)
+    }
+}
+
+/// Why a recovery step did not open the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepCause {
+    /// The step had nothing to act on: the damage is outside what it mends (the database file
+    /// for a WAL step), or what it needs is not there (a snapshot, a WAL, a whole commit to keep,
+    /// a WAL of this database).
+    NotApplicable,
+    /// The step ran and failed with this class: a file it could not read or move, a database
+    /// that did not open after it.
+    Failed(FailureClass),
 }
 
 /// How a salvage found the end of the last commit it keeps.
@@ -576,7 +619,11 @@ mod tests {
             class: FailureClass::WalReplay,
             cause: "Failure while replaying WAL file".into(),
             step: RecoveryStep::DiscardWal,
-            steps_failed: vec![(RecoveryStep::SalvageWal, "no replayable prefix".into())],
+            steps_failed: vec![StepFailed::new(
+                RecoveryStep::SalvageWal,
+                StepCause::NotApplicable,
+                "no replayable prefix",
+            )],
             moved_aside: Vec::new(),
             lost: DataLoss::UncheckpointedCommits,
             interrupted: false,

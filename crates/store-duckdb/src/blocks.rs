@@ -123,7 +123,7 @@ impl BlocksMissing {
     pub(crate) fn into_error(
         self,
         path: &Path,
-        recovery_failures: Vec<(store_core::RecoveryStep, String)>,
+        recovery_failures: Vec<store_core::StepFailed>,
         moved_aside: Vec<store_core::MovedAside>,
     ) -> OpenError {
         OpenError::CutShort {

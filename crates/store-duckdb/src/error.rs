@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use store_core::files::{MoveAsideError, SnapshotError};
-use store_core::{FailureClass, MigrationsError, MovedAside, PathError, RecoveryStep};
+use store_core::{FailureClass, MigrationsError, MovedAside, PathError, StepFailed};
 
 use crate::registry::InstanceConfig;
 
@@ -27,7 +27,7 @@ pub enum OpenError {
         /// The class of the failure.
         class: FailureClass,
         /// Recovery steps tried, with why each failed, in order.
-        recovery_failures: Vec<(RecoveryStep, String)>,
+        recovery_failures: Vec<StepFailed>,
         /// Files moved aside by steps that ran before failing; they stay where this says.
         moved_aside: Vec<MovedAside>,
         /// What DuckDB said.
@@ -86,7 +86,7 @@ pub enum OpenError {
         /// The class of the snapshot's failure.
         class: FailureClass,
         /// Steps tried before, with why each failed.
-        recovery_failures: Vec<(RecoveryStep, String)>,
+        recovery_failures: Vec<StepFailed>,
         /// Files moved aside by earlier steps.
         moved_aside: Vec<MovedAside>,
         /// What failed.
@@ -154,7 +154,7 @@ pub enum OpenError {
         /// Whole blocks the file holds after its headers.
         blocks_in_file: u64,
         /// Each recovery step tried, and why it did not work.
-        recovery_failures: Vec<(RecoveryStep, String)>,
+        recovery_failures: Vec<StepFailed>,
         /// Files moved aside by steps that failed after moving them.
         moved_aside: Vec<MovedAside>,
     },
@@ -171,7 +171,7 @@ pub enum OpenError {
         /// What the WAL reader found after the log's last whole commit.
         tail: crate::wal::WalTail,
         /// Each recovery step tried, and why it did not work.
-        recovery_failures: Vec<(RecoveryStep, String)>,
+        recovery_failures: Vec<StepFailed>,
         /// Files moved aside by steps that failed after moving them.
         moved_aside: Vec<MovedAside>,
     },

@@ -14,7 +14,7 @@ use store_core::pending::{self, InterruptedRecovery, PendingRecovery};
 use store_core::files::{self, SetAside, private_sibling, prune_moved_aside, sibling};
 use store_core::{
     DataLoss, Engine, FailureClass, MovedAside, OpenReport, Recovery, RecoveryPolicy, RecoveryStep,
-    SalvageBoundary, WarnOnce, cause_chain, check_database_path,
+    SalvageBoundary, StepCause, StepFailed, WarnOnce, cause_chain, check_database_path,
 };
 
 use crate::SIDECAR_SUFFIXES;
@@ -43,14 +43,27 @@ struct Recovered {
 /// A step that did not: why, what it moved before failing, and whether its error is the one to
 /// report (a broken snapshot) rather than the original failure.
 struct StepFailure {
+    cause: StepCause,
     reason: String,
     moved_aside: Vec<MovedAside>,
     fatal: Option<(FailureClass, StepError)>,
 }
 
 impl StepFailure {
+    /// The step had nothing to act on; nothing was moved.
     fn skipped(reason: impl Into<String>) -> StepFailure {
         StepFailure {
+            cause: StepCause::NotApplicable,
+            reason: reason.into(),
+            moved_aside: Vec::new(),
+            fatal: None,
+        }
+    }
+
+    /// The step failed with `class` before it moved anything.
+    fn failed(class: FailureClass, reason: impl Into<String>) -> StepFailure {
+        StepFailure {
+            cause: StepCause::Failed(class),
             reason: reason.into(),
             moved_aside: Vec::new(),
             fatal: None,
@@ -79,10 +92,13 @@ impl Intent<'_> {
             started_at: SystemTime::now(),
         };
         pending::record(self.path, &record).map_err(|error| {
-            StepFailure::skipped(format!(
-                "cannot record the recovery as pending: {}",
-                cause_chain(&error)
-            ))
+            StepFailure::failed(
+                FailureClass::from_error_chain(&error),
+                format!(
+                    "cannot record the recovery as pending: {}",
+                    cause_chain(&error)
+                ),
+            )
         })
     }
 }
@@ -159,7 +175,7 @@ impl Trigger {
         self,
         options: &DuckDbOptions,
         class: FailureClass,
-        recovery_failures: Vec<(RecoveryStep, String)>,
+        recovery_failures: Vec<StepFailed>,
         moved_aside: Vec<MovedAside>,
     ) -> OpenError {
         match self {
@@ -270,7 +286,7 @@ pub(crate) fn recover(
             policy.name()
         );
     }
-    let mut failures: Vec<(RecoveryStep, String)> = Vec::new();
+    let mut failures: Vec<StepFailed> = Vec::new();
     let mut moved: Vec<MovedAside> = Vec::new();
     let intent = Intent {
         path: &options.path,
@@ -326,7 +342,7 @@ pub(crate) fn recover(
                     "recovery step did not open the database"
                 );
                 moved.extend(failure.moved_aside);
-                failures.push((step, failure.reason));
+                failures.push(StepFailed::new(step, failure.cause, failure.reason));
                 if let Some((class, source)) = failure.fatal {
                     settle_failed_recovery(options, report);
                     return Err(OpenError::Snapshot {
@@ -412,10 +428,17 @@ fn salvage_wal(
             "the WAL belongs to another database file: nothing in it can be replayed here",
         ));
     }
-    let log_bytes = fs::read(&log)
-        .map_err(|error| StepFailure::skipped(format!("cannot read {}: {error}", log.display())))?;
+    let log_bytes = fs::read(&log).map_err(|error| {
+        StepFailure::failed(
+            FailureClass::from_io_error(&error),
+            format!("cannot read {}: {error}", log.display()),
+        )
+    })?;
     let scratch = Scratch::new(path).map_err(|error| {
-        StepFailure::skipped(format!("cannot make a scratch directory: {error}"))
+        StepFailure::failed(
+            FailureClass::from_io_error(&error),
+            format!("cannot make a scratch directory: {error}"),
+        )
     })?;
     let reading = WalReading::read(&log_bytes);
     let (length, boundary) = match (reading.clone(), file) {
@@ -457,7 +480,10 @@ fn salvage_wal(
             // copy, since the directory is ours and goes when the step ends.
             let copy = scratch.0.join("database");
             fs::copy(path, &copy).map_err(|error| {
-                StepFailure::skipped(format!("cannot copy the database: {error}"))
+                StepFailure::failed(
+                    FailureClass::from_io_error(&error),
+                    format!("cannot copy the database: {error}"),
+                )
             })?;
             let replays = |length: usize| -> bool {
                 let copy_wal = sibling(&copy, ".wal");
@@ -474,8 +500,12 @@ fn salvage_wal(
         }
     };
     let prefix = scratch.0.join("prefix.wal");
-    fs::write(&prefix, &log_bytes[..length])
-        .map_err(|error| StepFailure::skipped(format!("cannot write the salvaged log: {error}")))?;
+    fs::write(&prefix, &log_bytes[..length]).map_err(|error| {
+        StepFailure::failed(
+            FailureClass::from_io_error(&error),
+            format!("cannot write the salvaged log: {error}"),
+        )
+    })?;
     let (byte_offset, bytes) = (length as u64, (log_bytes.len() - length) as u64);
     let entries = match reading.as_ref().map(|reading| reading.tail) {
         Ok(
@@ -516,6 +546,7 @@ fn salvage_wal(
     };
     let moved =
         files::set_aside(path, REASON_SALVAGED, &replaced).map_err(|error| StepFailure {
+            cause: StepCause::Failed(error.class()),
             reason: format!(
                 "cannot put the salvaged WAL in place: {}",
                 cause_chain(&error)
@@ -523,16 +554,17 @@ fn salvage_wal(
             moved_aside: error.already_moved().to_vec(),
             fatal: None,
         })?;
-    let fail_after_move = |reason: String| StepFailure {
-        reason,
+    let fail_after_move = |error: duckdb::Error, what: &str| StepFailure {
+        cause: StepCause::Failed(crate::classify(&error)),
+        reason: format!("{what}: {error}"),
         moved_aside: moved.clone(),
         fatal: None,
     };
     let connection = connect(path, false, &options.settings)
-        .map_err(|error| fail_after_move(format!("the salvaged WAL does not open: {error}")))?;
+        .map_err(|error| fail_after_move(error, "the salvaged WAL does not open"))?;
     connection
         .execute_batch("CHECKPOINT")
-        .map_err(|error| fail_after_move(format!("cannot checkpoint the salvaged WAL: {error}")))?;
+        .map_err(|error| fail_after_move(error, "cannot checkpoint the salvaged WAL"))?;
     Ok(Recovered {
         connection,
         moved_aside: moved,
@@ -595,6 +627,7 @@ fn discard_wal(options: &DuckDbOptions, intent: &Intent<'_>) -> Result<Recovered
         &SetAside::all_emptied(SIDECAR_SUFFIXES),
     )
     .map_err(|error| StepFailure {
+        cause: StepCause::Failed(error.class()),
         reason: format!("cannot move the WAL aside: {}", cause_chain(&error)),
         moved_aside: error.already_moved().to_vec(),
         fatal: None,
@@ -610,6 +643,7 @@ fn discard_wal(options: &DuckDbOptions, intent: &Intent<'_>) -> Result<Recovered
             salvage_boundary: None,
         }),
         Err(error) => Err(StepFailure {
+            cause: StepCause::Failed(crate::classify(&error)),
             reason: format!("the database does not open without its WAL: {error}"),
             moved_aside: moved,
             fatal: None,
@@ -629,6 +663,7 @@ fn restore_snapshot(
     let path = &options.path;
     let snapshot = sibling(path, SNAPSHOT_SUFFIX);
     let fatal = |class: FailureClass, error: StepError| StepFailure {
+        cause: StepCause::Failed(class),
         reason: error.to_string(),
         moved_aside: Vec::new(),
         fatal: Some((class, error)),
@@ -671,11 +706,13 @@ fn restore_snapshot(
             .map(|suffix| SetAside::emptied(suffix)),
     );
     let moved = files::set_aside(path, REASON_BROKEN, &replaced).map_err(|error| StepFailure {
+        cause: StepCause::Failed(error.class()),
         reason: cause_chain(&error),
         moved_aside: error.already_moved().to_vec(),
         fatal: Some((error.class(), StepError::MoveAside(error))),
     })?;
     let fail_after_move = |class: FailureClass, error: StepError| StepFailure {
+        cause: StepCause::Failed(class),
         reason: error.to_string(),
         moved_aside: moved.clone(),
         fatal: Some((class, error)),

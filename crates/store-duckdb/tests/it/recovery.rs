@@ -131,7 +131,12 @@ fn a_foreign_wal_is_discarded_not_salvaged() -> TestResult {
     assert_eq!(recovery.class, FailureClass::WalCorrupt);
     assert_eq!(recovery.step, RecoveryStep::DiscardWal, "{report}");
     assert_eq!(recovery.lost, DataLoss::UncheckpointedCommits);
-    assert_eq!(recovery.steps_failed[0].0, RecoveryStep::SalvageWal);
+    // The foreign WAL leaves salvage nothing of this database to keep: a fact, not only words.
+    assert_eq!(recovery.steps_failed[0].step, RecoveryStep::SalvageWal);
+    assert_eq!(
+        recovery.steps_failed[0].cause,
+        store_core::StepCause::NotApplicable
+    );
     let count: i64 = connection.query_row("SELECT count(*) FROM items", [], |row| row.get(0))?;
     assert_eq!(count, 10, "the checkpointed rows");
     assert_eq!(
@@ -320,9 +325,11 @@ fn without_a_snapshot_the_original_error_propagates() -> TestResult {
     assert!(matches!(tail, WalTail::Garbage { .. }), "{tail:?}");
     assert_eq!(error.class(), FailureClass::WalReplay);
     assert_eq!(recovery_failures.len(), 1);
-    assert!(
-        recovery_failures[0].1.contains("no snapshot"),
-        "{recovery_failures:?}"
+    assert_eq!(recovery_failures[0].step, RecoveryStep::RestoreSnapshot);
+    assert_eq!(
+        recovery_failures[0].cause,
+        store_core::StepCause::NotApplicable,
+        "no snapshot to restore: {recovery_failures:?}"
     );
     assert!(
         before

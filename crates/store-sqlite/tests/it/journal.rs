@@ -339,11 +339,10 @@ fn an_existing_wal_database_is_opened_exclusively_not_downgraded() {
                 "{report}"
             );
             assert_eq!(report.fallbacks[0].from, JournalMode::Wal);
-            assert!(
-                report
-                    .notes
-                    .iter()
-                    .any(|note| note.contains("kept in WAL format")),
+            // Kept in WAL format, so usable by one connection only: a typed fact of the report.
+            assert_eq!(
+                report.connection_limit,
+                store_core::ConnectionLimit::One,
                 "{report}"
             );
             assert_eq!(header_format(&path), (2, 2), "not downgraded");
