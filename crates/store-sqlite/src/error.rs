@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use store_core::locks::LockHolder;
 use store_core::{FailureClass, Fallback, JournalMode, MigrationsError, PathError};
 
-use crate::options::Synchronous;
+use crate::classify::{Stage, classify_at};
+use crate::options::{SqliteOptions, Synchronous};
 
 /// An open failed. Every variant names the database path; [`OpenError::class`] gives the class a
 /// policy or a user-facing message decides on. Nothing on disk was changed by a failed open except
@@ -276,6 +277,17 @@ impl OpenError {
     /// sources, joined with `: `.
     pub fn cause_chain(&self) -> String {
         store_core::cause_chain(self)
+    }
+}
+
+impl SqliteOptions {
+    /// An error SQLite answered during this open, classified for `stage`, naming the path.
+    pub(crate) fn engine_error(&self, stage: Stage, source: rusqlite::Error) -> OpenError {
+        OpenError::Engine {
+            path: self.path.clone(),
+            class: classify_at(&source, stage, Some(&self.path)).class,
+            source,
+        }
     }
 }
 

@@ -45,13 +45,16 @@
 //! doctor.
 
 mod classify;
+mod create;
 mod database;
 mod error;
+mod ladder;
 mod migrate;
 mod open;
 mod options;
 mod pragma;
 mod probe;
+mod read_only;
 
 pub use classify::{classify, extended_code};
 pub use database::SqliteDatabase;

@@ -1,0 +1,412 @@
+//! The journal ladder: rungs, retries, fallback warnings, the WAL verdict cache, the busy wait.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+use store_core::locks::LockHolder;
+use store_core::{FailureClass, Fallback, FileContent, FsKind, JournalMode, OpenReport, WarnOnce};
+
+use crate::classify::{Stage, classify_at};
+use crate::database::exclusive_holder;
+use crate::error::{ExclusivelyHeld, JournalError, OpenError};
+use crate::migrate;
+use crate::options::SqliteOptions;
+use crate::pragma::{pragma_answer, set_locking_mode};
+
+/// How often a transient I/O error while switching journals is retried before it counts.
+const TRANSIENT_RETRIES: u32 = 2;
+const TRANSIENT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Directories (with their device, so that a mount appearing over one is tried afresh) where
+/// shared-memory WAL failed in this process, and how. A later open there skips that rung when
+/// another follows: trying it again switches the file into WAL format and back, two durable
+/// header writes, which made the fallback open 34 times as slow as a plain DELETE-mode open
+/// (`cargo xtask bench`).
+static WAL_FAILED_IN: Mutex<BTreeMap<(PathBuf, u64), Fallback>> = Mutex::new(BTreeMap::new());
+
+fn wal_failure_key(database: &Path) -> Option<(PathBuf, u64)> {
+    let directory = store_core::files::parent_directory(database)
+        .canonicalize()
+        .ok()?;
+    #[cfg(unix)]
+    let device = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&directory).ok()?);
+    #[cfg(not(unix))]
+    let device = 0;
+    Some((directory, device))
+}
+
+fn wal_failed_before(database: &Path) -> Option<Fallback> {
+    let failed = WAL_FAILED_IN.lock().unwrap_or_else(PoisonError::into_inner);
+    // The usual case, nothing failed anywhere: no canonicalize or stat on the happy open.
+    if failed.is_empty() {
+        return None;
+    }
+    failed.get(&wal_failure_key(database)?).cloned()
+}
+
+fn remember_wal_failure(database: &Path, fallback: &Fallback) {
+    if let Some(key) = wal_failure_key(database) {
+        let mut failed = WAL_FAILED_IN.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.entry(key).or_insert_with(|| fallback.clone());
+    }
+}
+
+impl SqliteOptions {
+    /// The journal modes an open would try, in order, on `filesystem` for a file that is
+    /// (`existing_wal`) or is not already in WAL format: the policy's ladder, except that a WAL
+    /// database stays in WAL format unless the policy converts it (only the WAL rungs, with
+    /// WAL-exclusive, which needs no shared memory, as the last resort).
+    ///
+    /// ```
+    /// use store_sqlite::SqliteOptions;
+    /// use store_sqlite::store_core::{FsKind, JournalMode};
+    ///
+    /// let options = SqliteOptions::new("state.db");
+    /// assert_eq!(options.journal_ladder(FsKind::Local, false), [JournalMode::Wal, JournalMode::Delete]);
+    /// assert_eq!(options.journal_ladder(FsKind::Local, true), [JournalMode::Wal, JournalMode::WalExclusive]);
+    /// ```
+    pub fn journal_ladder(&self, filesystem: FsKind, existing_wal: bool) -> Vec<JournalMode> {
+        let ladder = self.journal_policy.ladder(filesystem);
+        if !existing_wal || self.journal_policy.converts_existing_wal() {
+            return ladder;
+        }
+        let mut kept: Vec<JournalMode> = ladder.iter().copied().filter(|m| m.is_wal()).collect();
+        if !kept.contains(&JournalMode::WalExclusive) {
+            kept.push(JournalMode::WalExclusive);
+        }
+        kept
+    }
+
+    /// [`journal_ladder`](Self::journal_ladder), with a note in the report when it is not the
+    /// policy's own.
+    pub(crate) fn effective_ladder(
+        &self,
+        filesystem: FsKind,
+        was_wal: bool,
+        report: &mut OpenReport,
+    ) -> Vec<JournalMode> {
+        let kept = self.journal_ladder(filesystem, was_wal);
+        if kept != self.journal_policy.ladder(filesystem) {
+            let names: Vec<&str> = kept.iter().map(|mode| mode.as_str()).collect();
+            report.notes.push(format!(
+                "existing WAL database kept in WAL format (policy `{}` does not convert it): trying {}",
+                self.journal_policy.name(),
+                names.join(", ")
+            ));
+        }
+        kept
+    }
+
+    /// Tries each rung in turn. `was_wal`: the file's format as the path check read it, which
+    /// holds until a rung's attempt could have changed it: the first attempt reads nothing again.
+    pub(crate) fn walk_ladder(
+        &self,
+        ladder: &[JournalMode],
+        was_wal: bool,
+        report: &mut OpenReport,
+    ) -> Result<(Probed, JournalMode), OpenError> {
+        let policy = &self.journal_policy;
+        let mut known_format = Some(was_wal);
+        for (index, &mode) in ladder.iter().enumerate() {
+            let has_next_rung = index + 1 < ladder.len();
+            if mode == JournalMode::Wal
+                && has_next_rung
+                && let Some(earlier) = wal_failed_before(&self.path)
+                && policy.falls_back_on(earlier.class)
+            {
+                let fallback = Fallback {
+                    from: mode,
+                    class: earlier.class,
+                    cause: format!(
+                        "{} (failed in this directory earlier in this process; not tried again)",
+                        earlier.cause
+                    ),
+                };
+                self.warn_fallback(&report.label, &fallback, ladder[index + 1]);
+                report.fallbacks.push(fallback);
+                continue;
+            }
+            let (error, class) = match self.attempt_with_retries(mode, known_format.take()) {
+                Ok(probed) => return Ok((probed, mode)),
+                Err((JournalError::HeldExclusively { holder }, _)) => {
+                    return Err(OpenError::HeldExclusively(ExclusivelyHeld {
+                        path: self.path.clone(),
+                        holder,
+                    }));
+                }
+                Err(failure) => failure,
+            };
+            if !policy.falls_back_on(class) {
+                return Err(OpenError::Journal {
+                    path: self.path.clone(),
+                    mode,
+                    class,
+                    source: error,
+                });
+            }
+            let fallback = Fallback {
+                from: mode,
+                class,
+                cause: error.to_string(),
+            };
+            let Some(&next) = ladder.get(index + 1) else {
+                let mut attempts = report.fallbacks.clone();
+                attempts.push(fallback);
+                return Err(OpenError::NoJournalMode {
+                    path: self.path.clone(),
+                    policy: policy.name().to_owned(),
+                    class,
+                    attempts,
+                    source: error,
+                });
+            };
+            if mode == JournalMode::Wal && class == FailureClass::WalUnsupported {
+                remember_wal_failure(&self.path, &fallback);
+            }
+            self.warn_fallback(&report.label, &fallback, next);
+            report.fallbacks.push(fallback);
+        }
+        Err(OpenError::EmptyLadder {
+            path: self.path.clone(),
+            policy: policy.name().to_owned(),
+        })
+    }
+
+    /// A WAL rung that failed after `journal_mode=WAL` took effect leaves the file in WAL format,
+    /// which a filesystem without shared memory cannot even read. When the whole ladder failed,
+    /// put a database that was not in WAL format back the way it was found.
+    pub(crate) fn restore_rollback_format(&self) {
+        let now_wal = matches!(
+            FileContent::inspect_database(&self.path),
+            Ok(FileContent::Sqlite { wal: true })
+        );
+        if !now_wal {
+            return;
+        }
+        match self.attempt(JournalMode::Delete, None) {
+            Ok(connection) => drop(connection),
+            Err(error) => tracing::warn!(
+                target: "store::sqlite",
+                path = %self.path.display(),
+                error = %error,
+                "could not take the database back out of WAL format after a failed open"
+            ),
+        }
+    }
+
+    fn warn_fallback(&self, label: &str, fallback: &Fallback, next: JournalMode) {
+        let one_process = if next.needs_exclusive_locking() {
+            " (the database is then usable by this one connection of this one process)"
+        } else {
+            ""
+        };
+        let message = format!(
+            "{label}: {} does not work here ({}: {}); using {}{one_process} instead. WAL needs \
+             shared memory and byte-range locks that NFS/SMB and many FUSE mounts lack: \
+             https://www.sqlite.org/wal.html",
+            pragma_text(fallback.from),
+            fallback.class,
+            fallback.cause,
+            pragma_text(next)
+        );
+        if WarnOnce::global().first(label, "journal-fallback") {
+            tracing::warn!(
+                target: "store::sqlite",
+                label = %label,
+                path = %self.path.display(),
+                from = %fallback.from,
+                to = %next,
+                class = %fallback.class,
+                "{message}"
+            );
+        } else {
+            tracing::debug!(target: "store::sqlite", label = %label, "{message}");
+        }
+    }
+
+    fn attempt_with_retries(
+        &self,
+        mode: JournalMode,
+        mut known_format: Option<bool>,
+    ) -> Result<Probed, (JournalError, FailureClass)> {
+        let mut retries = 0;
+        let started = Instant::now();
+        let mut busy_pause = Duration::from_millis(5);
+        loop {
+            let error = match self.attempt(mode, known_format.take()) {
+                Ok(probed) => return Ok(probed),
+                Err(error) => error,
+            };
+            let (class, transient) = match &error {
+                JournalError::Sqlite(sqlite) => {
+                    let classified = classify_at(sqlite, Stage::Journal, Some(&self.path));
+                    (classified.class, classified.transient)
+                }
+                JournalError::NotTaken { asked, .. } if asked.is_wal() => {
+                    (FailureClass::WalUnsupported, false)
+                }
+                JournalError::NotTaken { .. } => (FailureClass::Other, false),
+                JournalError::HeldExclusively { .. } => return Err((error, FailureClass::Locked)),
+            };
+            // Switching the journal mode while other processes open the same file can answer
+            // SQLITE_BUSY without SQLite's busy handler ever waiting (`cargo xtask torture`'s
+            // racing processes hit it): wait for it here, as long as the busy timeout allows.
+            if class == FailureClass::Busy && started.elapsed() + busy_pause < self.busy_timeout {
+                tracing::debug!(
+                    target: "store::sqlite",
+                    mode = %mode,
+                    error = %error,
+                    "database busy while setting the journal mode; waiting"
+                );
+                std::thread::sleep(busy_pause);
+                busy_pause = (busy_pause * 2).min(Duration::from_millis(100));
+                continue;
+            }
+            if transient && retries < TRANSIENT_RETRIES {
+                retries += 1;
+                tracing::debug!(
+                    target: "store::sqlite",
+                    mode = %mode,
+                    retry = retries,
+                    error = %error,
+                    "transient I/O error while setting the journal mode; retrying"
+                );
+                std::thread::sleep(TRANSIENT_RETRY_DELAY);
+                continue;
+            }
+            return Err((error, class));
+        }
+    }
+
+    /// One rung: a fresh connection, the mode set only if not already in force, and proven by a
+    /// read. A file left in WAL format by a failed WAL rung is converted out of it under an
+    /// exclusive lock, which needs no shared memory.
+    /// `known_format`: whether the file is in WAL format, where nothing since that was read
+    /// could have changed it; read from the header otherwise.
+    fn attempt(
+        &self,
+        mode: JournalMode,
+        known_format: Option<bool>,
+    ) -> Result<Probed, JournalError> {
+        let file_is_wal = known_format.unwrap_or_else(|| {
+            matches!(
+                FileContent::inspect_database(&self.path),
+                Ok(FileContent::Sqlite { wal: true })
+            )
+        });
+        let mut connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // A WAL database that another process (or connection) holds in exclusive locking mode
+        // is said to be held at once, when the first lock is refused: every rung would only wait
+        // out the busy timeout. Asked only then, so that an open nobody blocks pays nothing.
+        let held = Arc::new(OnceLock::new());
+        if file_is_wal {
+            connection.busy_handler(Some(busy_wait_naming_holder(
+                self.path.clone(),
+                self.busy_timeout,
+                Arc::clone(&held),
+            )))?;
+        } else {
+            connection.busy_timeout(self.busy_timeout)?;
+        }
+        let attempted = self.attempt_on(connection, mode, file_is_wal);
+        match held.get() {
+            Some(&holder) => Err(JournalError::HeldExclusively { holder }),
+            None => attempted,
+        }
+    }
+
+    fn attempt_on(
+        &self,
+        connection: Connection,
+        mode: JournalMode,
+        file_is_wal: bool,
+    ) -> Result<Probed, JournalError> {
+        let leaving_wal = file_is_wal && !mode.is_wal();
+        if mode.needs_exclusive_locking() || leaving_wal {
+            set_locking_mode(&connection, "exclusive")?;
+        }
+        let mut schema_version = probe(&connection)?;
+        let current = pragma_answer(&connection, "PRAGMA journal_mode")?;
+        if !current.eq_ignore_ascii_case(mode.pragma_value()) {
+            let answered = pragma_answer(
+                &connection,
+                &format!("PRAGMA journal_mode={}", mode.pragma_value()),
+            )?;
+            if !answered.eq_ignore_ascii_case(mode.pragma_value()) {
+                return Err(JournalError::NotTaken {
+                    asked: mode,
+                    answered,
+                });
+            }
+            schema_version = probe(&connection)?;
+        }
+        if leaving_wal {
+            // Back to normal locking so that other processes can share the rollback journal;
+            // the lock is released by the next access.
+            set_locking_mode(&connection, "normal")?;
+            schema_version = probe(&connection)?;
+        }
+        // The plain busy timeout from here on, for the connection's whole life.
+        connection.busy_timeout(self.busy_timeout)?;
+        Ok(Probed {
+            connection,
+            schema_version,
+        })
+    }
+}
+
+/// A read that proves the journal mode works (a read of `sqlite_schema` through the mode's locks
+/// and, in WAL, its shared memory), answering the schema version on the way: the open's
+/// migrations start from it instead of asking again.
+pub(crate) fn probe(connection: &Connection) -> rusqlite::Result<u32> {
+    migrate::schema_version(connection)
+}
+
+/// A connection whose journal mode a read proved, and the schema version that read found.
+pub(crate) struct Probed {
+    pub(crate) connection: Connection,
+    pub(crate) schema_version: u32,
+}
+
+/// SQLite's busy wait (a growing sleep until `timeout` per locking event), except that the first
+/// refusal of each event asks who holds the database: a process holding it in exclusive locking
+/// mode will not let go before the timeout, so the wait stops at once with the holder in `held`.
+fn busy_wait_naming_holder(
+    path: PathBuf,
+    timeout: Duration,
+    held: Arc<OnceLock<LockHolder>>,
+) -> impl FnMut(i32) -> bool + Send + 'static {
+    let mut event_started = Instant::now();
+    move |count| {
+        if count == 0 {
+            event_started = Instant::now();
+            if let Some(holder) = exclusive_holder(&path) {
+                let _ = held.set(holder);
+                return false;
+            }
+        }
+        let waited = event_started.elapsed();
+        if waited >= timeout {
+            return false;
+        }
+        let pause = Duration::from_millis(1 << count.clamp(0, 6));
+        std::thread::sleep(pause.min(timeout - waited));
+        true
+    }
+}
+
+/// How a mode reads in a warning: the pragmas a person would type.
+fn pragma_text(mode: JournalMode) -> String {
+    let journal = format!("journal_mode={}", mode.pragma_value().to_ascii_uppercase());
+    if mode.needs_exclusive_locking() {
+        format!("{journal} with locking_mode=EXCLUSIVE")
+    } else {
+        journal
+    }
+}
