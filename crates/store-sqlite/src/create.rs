@@ -1,5 +1,6 @@
 //! Creation: a missing database made under a temporary name and placed whole.
 
+use std::fs::File;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
@@ -13,23 +14,47 @@ use crate::migrate;
 /// Creates a new database atomically ([`store_core::opening::create_atomically`]): `path` is
 /// either absent or a valid SQLite file at every instant.
 pub(crate) fn create_database(path: &Path) -> Result<(), OpenError> {
+    let sqlite = |source| CreateError::Sqlite { source };
     create_atomically(path, Engine::Sqlite, crate::SIDECAR_SUFFIXES, |temporary| {
-        Connection::open_with_flags(
+        let connection = Connection::open_with_flags(
             temporary,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .and_then(|connection| {
-            connection.execute_batch(migrate::SCHEMA_VERSION_DDL)?;
-            connection.close().map_err(|(_, error)| error)
-        })
+        .map_err(sqlite)?;
+        // A file nobody can see under its temporary name: made without a journal or a sync of
+        // its own, then synced once, whole, before it takes the database's name (a crash before
+        // leaves litter under the temporary name, never a half-made database). Only a saving: a
+        // mount that refuses the pragmas (some FUSE filesystems) gets the journaled creation.
+        for pragma in ["PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF"] {
+            if let Err(refused) = connection.execute_batch(pragma) {
+                tracing::debug!(target: "store::sqlite", %refused, pragma, "creating with the default");
+            }
+        }
+        connection
+            .execute_batch(migrate::SCHEMA_VERSION_DDL)
+            .map_err(sqlite)?;
+        connection.close().map_err(|(_, error)| sqlite(error))?;
+        File::open(temporary)
+            .and_then(|file| file.sync_all())
+            .map_err(|source| CreateError::Sync { source })
     })
     .map_err(|failure| match failure {
-        CreateFailure::Initialise(source) => OpenError::Create {
+        CreateFailure::Initialise(CreateError::Sqlite { source }) => OpenError::Create {
             path: path.to_owned(),
             class: classify_at(&source, Stage::Open, Some(path)).class,
             source: CreateError::Sqlite { source },
+        },
+        CreateFailure::Initialise(source) => OpenError::Create {
+            path: path.to_owned(),
+            class: match &source {
+                CreateError::Sync { source } | CreateError::Rename { source } => {
+                    FailureClass::from_io_error(source)
+                }
+                CreateError::Sqlite { .. } => FailureClass::Other,
+            },
+            source,
         },
         CreateFailure::Place(source) => OpenError::Create {
             path: path.to_owned(),

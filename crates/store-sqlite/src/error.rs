@@ -336,6 +336,13 @@ pub enum CreateError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The initialised file could not be made durable before taking its name.
+    #[error("cannot sync the initialised file")]
+    Sync {
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
     /// Moving the initialised file into place failed.
     #[error("cannot move the initialised file into place")]
     Rename {
