@@ -65,6 +65,6 @@ pub use policy::{
 };
 pub use report::{
     AppliedMigration, DataLoss, Durability, Engine, Fallback, OpenReport, Recovery,
-    SalvageBoundary, StepCause, StepFailed, SyncLevel, default_label,
+    SalvageBoundary, StepCause, StepFailed, SyncLevel, default_label, label_or_file_name,
 };
 pub use time::UtcTime;

@@ -71,6 +71,24 @@ where
     }
 }
 
+/// Records that `migration` was applied by this open: in the report, and at INFO on the
+/// engine's tracing target.
+pub fn migration_applied(engine: Engine, report: &mut OpenReport, migration: &crate::Migration) {
+    engine_event!(
+        engine,
+        info,
+        version = migration.version,
+        name = %migration.name,
+        "migration applied"
+    );
+    report
+        .migrations_applied
+        .push(crate::report::AppliedMigration {
+            version: migration.version,
+            name: migration.name.to_string(),
+        });
+}
+
 /// Why [`create_atomically`] created nothing: the two steps it takes.
 #[derive(Debug)]
 pub enum CreateFailure<E> {

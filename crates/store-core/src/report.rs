@@ -324,6 +324,12 @@ impl fmt::Display for SalvageBoundary {
     }
 }
 
+/// The label a database goes by: the one `set`, else its file name (or the whole path if it has
+/// none). What both engines' options answer as `label_or_file_name`.
+pub fn label_or_file_name(set: Option<&str>, path: &std::path::Path) -> String {
+    set.map_or_else(|| default_label(path), str::to_owned)
+}
+
 /// The label a database goes by when none is given: its file name (or the whole path if it has
 /// none).
 pub fn default_label(path: &std::path::Path) -> String {

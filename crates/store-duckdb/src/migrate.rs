@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use store_core::files::{Replace, sibling, snapshot_open_file};
-use store_core::{AppliedMigration, Migration, Migrations, OpenReport};
+use store_core::{Migration, Migrations, OpenReport};
 
 use crate::classify::classify;
 use crate::error::MigrateError;
@@ -167,16 +167,7 @@ fn apply_pending(
                 });
             }
         }
-        tracing::info!(
-            target: "store::duckdb",
-            version = migration.version,
-            name = %migration.name,
-            "migration applied"
-        );
-        report.migrations_applied.push(AppliedMigration {
-            version: migration.version,
-            name: migration.name.to_string(),
-        });
+        store_core::opening::migration_applied(store_core::Engine::Duckdb, report, migration);
     }
     checkpoint(connection, "checkpoint after migrating")?;
     report.schema_version = schema_version(connection).map_err(step("read the schema version"))?;

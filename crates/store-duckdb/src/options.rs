@@ -183,8 +183,6 @@ impl DuckDbOptions {
 
     /// The label in use: the one set, or the file name.
     pub fn label_or_file_name(&self) -> String {
-        self.label
-            .clone()
-            .unwrap_or_else(|| store_core::default_label(&self.path))
+        store_core::label_or_file_name(self.label.as_deref(), &self.path)
     }
 }

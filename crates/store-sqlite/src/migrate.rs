@@ -2,7 +2,7 @@
 //! inside it, so that processes starting at once apply each migration exactly once.
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use store_core::{AppliedMigration, Migrations, OpenReport};
+use store_core::{Migrations, OpenReport};
 
 use crate::classify::{Stage, classify_at};
 use crate::error::MigrateError;
@@ -126,16 +126,7 @@ pub(crate) fn apply_from(
                 found,
             });
         }
-        tracing::info!(
-            target: "store::sqlite",
-            version = migration.version,
-            name = %migration.name,
-            "migration applied"
-        );
-        report.migrations_applied.push(AppliedMigration {
-            version: migration.version,
-            name: migration.name.to_string(),
-        });
+        store_core::opening::migration_applied(store_core::Engine::Sqlite, report, migration);
     }
     report.schema_version = read_version(connection)?;
     migrations

@@ -8,14 +8,14 @@
 //! It runs in the release profile: a debug xtask re-runs itself with `cargo run --release`. Each
 //! figure alternates store and baseline runs, so that drift of the machine hits both. Figures that
 //! need a process of their own (a fault installed, a first open in a fresh process, a loop mount
-//! in a private mount namespace) run in children of xtask (`xtask __bench-child ...`, [`child`]).
+//! in a private mount namespace) run in children of xtask (`xtask __bench-child ...`, [`child`](mod@child)).
 //! Figures with a wide spread run until the ratio's interval settles ([`samples::Runs`]).
 //!
 //! One file per job: [`figure`] (a figure's fixed description and its verdict), [`samples`]
 //! (runs, medians, the ratio's interval), [`support`] (what several sections share), a file per
 //! section ([`sqlite_opens`], [`connections`], [`fallback`], [`duckdb_opens`], [`recovery`],
-//! [`snapshots`], [`clones`], [`commit_rates`]), [`child`] (the hidden child commands),
-//! [`print`] (the table and the JSON).
+//! [`snapshots`], [`clones`], [`commit_rates`]), [`child`](mod@child) (the hidden child commands),
+//! [`print`](mod@print) (the table and the JSON).
 //!
 //! `--only NAME` (repeatable) runs the figures whose name or section contains NAME (any case).
 //!

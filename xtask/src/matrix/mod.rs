@@ -16,10 +16,11 @@
 //! Then the power-loss cells ([`crate::power`]), one process each on a lossy FUSE mount.
 //!
 //! One file per job: [`cells`] (the table), [`sqlite_cells`] and [`duckdb_cells`] (the cells'
-//! bodies, run in the child by [`child`], stopped by an [`error::CellError`]), [`finish`] (what
-//! every body does once its open returned), [`observe`] (what a child observes), [`kill`] and
-//! [`schema`] (the killed cells), [`wire`] (the child's result line), [`run`] (the parent's
-//! workers), [`judge`] (verdicts), [`print`] (table, Markdown, JSON).
+//! bodies, run in the child by [`child`](mod@child), stopped by an [`error::CellError`]),
+//! [`finish`] (what every body does once its open returned), [`observe`] (what a child observes),
+//! [`kill`] and [`schema`] (the killed cells), [`wire`] (the child's result line),
+//! [`run`](mod@run) (the parent's workers), [`judge`] (verdicts), [`print`](mod@print) (table,
+//! Markdown, JSON).
 //!
 //! # JSON (`--format json`)
 //!
