@@ -73,6 +73,10 @@ impl DuckDbOptions {
         // step): read before anything, so that a database it left healthy still reports it.
         report.interrupted_recovery = pending::find(&self.path);
         let asked = self.instance_config();
+        // Held until the instance is shared or started and registered: a close of this file's
+        // instance finishes first. Released before anything could drop a connection of it.
+        let instance = registry::instance_lock(&key);
+        let instance_guard = instance.lock().unwrap_or_else(PoisonError::into_inner);
         let connection = match registry::share(&key, &asked) {
             Shared::Connection(connection) => {
                 // The instance open in this process decided recovery and replay already.
@@ -134,6 +138,7 @@ impl DuckDbOptions {
                     .map_err(|source| self.engine_error(source))?
             }
         };
+        drop(instance_guard);
         if report.recovery.is_none() {
             self.complete_interrupted_recovery(report);
         }

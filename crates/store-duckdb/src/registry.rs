@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 struct Entry {
-    /// A connection kept only to clone from; dropped with the last user's connection, so that the
-    /// instance closes (and checkpoints) when nobody uses it.
-    spare: duckdb::Connection,
+    /// A connection kept only to clone from; taken and dropped with the last user's connection,
+    /// so that the instance closes (and checkpoints) when nobody uses it. `None` while it closes:
+    /// the entry stays until the close is over, so that the file is never seen as not open
+    /// while its instance is still checkpointing.
+    spare: Option<duckdb::Connection>,
     /// A descriptor of the database file, for store's own reads of it while the instance lives
     /// (its headers, the pre-migration snapshot's copy). DuckDB's lock is a POSIX lock, which the
     /// kernel drops for the whole process when any descriptor of the file closes: this one
@@ -64,6 +66,16 @@ impl fmt::Display for InstanceConfig {
 
 static INSTANCES: Mutex<BTreeMap<PathBuf, Entry>> = Mutex::new(BTreeMap::new());
 
+/// The lock of one file's instance: held while an open shares or starts it and while its last
+/// connection closes it (a checkpoint), so that an open of the file waits for its close, never
+/// starting a second instance beside one still closing, while opens of other files go on. Never
+/// held while a [`DuckDbConnection`] drops on the same thread (its drop takes it).
+pub(crate) fn instance_lock(key: &Path) -> Arc<Mutex<()>> {
+    static LOCKS: Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
+    let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(locks.entry(key.to_owned()).or_default())
+}
+
 fn instances() -> MutexGuard<'static, BTreeMap<PathBuf, Entry>> {
     INSTANCES.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -89,7 +101,11 @@ pub(crate) fn share(key: &Path, asked: &InstanceConfig) -> Shared {
     if entry.config != *asked {
         return Shared::Mismatch(entry.config.clone());
     }
-    match entry.spare.try_clone() {
+    let Some(spare) = &entry.spare else {
+        // Closing: unreachable under the instance lock this open holds, which the close holds too.
+        return Shared::NotOpen;
+    };
+    match spare.try_clone() {
         Ok(connection) => {
             entry.users += 1;
             Shared::Connection(DuckDbConnection {
@@ -116,7 +132,7 @@ pub(crate) fn register(
     instances.insert(
         key.clone(),
         Entry {
-            spare,
+            spare: Some(spare),
             file: Arc::clone(&file),
             users: 1,
             config,
@@ -207,20 +223,35 @@ impl DerefMut for DuckDbConnection {
 
 impl Drop for DuckDbConnection {
     fn drop(&mut self) {
-        let mut instances = instances();
-        let last = match instances.get_mut(&self.key) {
-            Some(entry) => {
-                entry.users = entry.users.saturating_sub(1);
-                entry.users == 0
+        let instance = instance_lock(&self.key);
+        let _instance = instance.lock().unwrap_or_else(PoisonError::into_inner);
+        let spare = {
+            let mut instances = instances();
+            match instances.get_mut(&self.key) {
+                Some(entry) => {
+                    entry.users = entry.users.saturating_sub(1);
+                    if entry.users == 0 {
+                        entry.spare.take()
+                    } else {
+                        None
+                    }
+                }
+                None => None,
             }
-            None => false,
         };
-        if last {
-            // The instance closes (and checkpoints) when its last connection drops. Both go while
-            // the registry is locked, so nobody sees the file as not open, and opens a second
-            // instance on it, while the first is still closing.
-            let entry = instances.remove(&self.key);
+        if let Some(spare) = spare {
+            // The instance closes (and checkpoints) when its last connection drops: under this
+            // file's instance lock, not the registry's, so that opens of other files go on while
+            // an open of this one waits; the entry goes once the close is over.
+            tracing::debug!(
+                target: "store::duckdb",
+                path = %self.key.display(),
+                "closing the instance (a checkpoint)"
+            );
             drop(self.connection.take());
+            drop(spare);
+            let entry = instances().remove(&self.key);
+            // Its descriptor of the file closes last, after the instance.
             drop(entry);
         }
     }

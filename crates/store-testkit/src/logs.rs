@@ -24,11 +24,15 @@ pub struct CapturedEvent {
     pub spans: Vec<String>,
 }
 
+/// What to run, on the emitting thread, when an event's text contains a needle.
+type Hook = (String, Box<dyn Fn() + Send + Sync>);
+
 #[derive(Default)]
 struct Recorder {
     events: Mutex<Vec<CapturedEvent>>,
     spans: Mutex<HashMap<u64, (String, &'static Metadata<'static>)>>,
     next_span: AtomicU64,
+    hook: Option<Hook>,
 }
 
 thread_local! {
@@ -92,6 +96,11 @@ impl Subscriber for CaptureSubscriber {
                     .collect()
             })
         };
+        let hooked = self
+            .0
+            .hook
+            .as_ref()
+            .filter(|(needle, _)| visitor.0.contains(needle.as_str()));
         self.0
             .events
             .lock()
@@ -102,6 +111,9 @@ impl Subscriber for CaptureSubscriber {
                 text: visitor.0,
                 spans,
             });
+        if let Some((_, hook)) = hooked {
+            hook();
+        }
     }
 
     fn current_span(&self) -> tracing_core::span::Current {
@@ -138,6 +150,43 @@ impl Subscriber for CaptureSubscriber {
 pub fn capture<R>(body: impl FnOnce() -> R) -> (R, Vec<CapturedEvent>) {
     ask_each_thread();
     let recorder = Arc::new(Recorder::default());
+    let result = tracing::subscriber::with_default(CaptureSubscriber(Arc::clone(&recorder)), body);
+    let events = std::mem::take(
+        &mut *recorder
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    (result, events)
+}
+
+/// [`capture`], also running `hook` on the emitting thread, right when an event whose text
+/// contains `needle` is logged (after it is recorded, before the code that logged it goes on): to
+/// look at the state the code is in at that point, locks it holds included.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// let seen = Arc::new(AtomicBool::new(false));
+/// let flag = Arc::clone(&seen);
+/// let ((), _) = store_testkit::logs::capture_with_hook(
+///     "closing",
+///     move || flag.store(true, Ordering::SeqCst),
+///     || tracing::debug!(target: "store::duckdb", "closing the instance"),
+/// );
+/// assert!(seen.load(Ordering::SeqCst));
+/// ```
+pub fn capture_with_hook<R>(
+    needle: &str,
+    hook: impl Fn() + Send + Sync + 'static,
+    body: impl FnOnce() -> R,
+) -> (R, Vec<CapturedEvent>) {
+    ask_each_thread();
+    let recorder = Arc::new(Recorder {
+        hook: Some((needle.to_owned(), Box::new(hook))),
+        ..Recorder::default()
+    });
     let result = tracing::subscriber::with_default(CaptureSubscriber(Arc::clone(&recorder)), body);
     let events = std::mem::take(
         &mut *recorder

@@ -477,3 +477,49 @@ fn a_database_open_here_stays_locked_against_other_processes() -> TestResult {
     assert!(other_process_opens(&path)?, "free once closed");
     Ok(())
 }
+
+/// Promise: the last connection's close of one file's instance (a checkpoint, which can take
+/// long) does not hold the process's registry of instances: at the moment the close begins,
+/// another thread asks the registry about another file and is answered. Were the registry
+/// locked through the close, that thread could not answer until the close ended, while the
+/// close waits for its answer: the wait runs out and the test fails.
+#[test]
+fn closing_one_instance_stalls_no_open_of_another() -> TestResult {
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::time::Duration;
+
+    let directory = tempfile::tempdir()?;
+    let other = directory.path().join("other.duckdb");
+    let closing = directory.path().join("closing.duckdb");
+    let (other_connection, _) = DuckDbOptions::new(&other).open()?;
+    let (closing_connection, _) = DuckDbOptions::new(&closing).open()?;
+    let answer = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&answer);
+    let asked_about = other.clone();
+    let ((), _) = store_testkit::logs::capture_with_hook(
+        "closing the instance",
+        move || {
+            let (sender, receiver) = mpsc::channel();
+            let path = asked_about.clone();
+            std::thread::spawn(move || {
+                let _ = sender.send(is_open(&path));
+            });
+            *slot.lock().expect("one hook at a time") =
+                Some(receiver.recv_timeout(Duration::from_secs(10)));
+        },
+        || drop(closing_connection),
+    );
+    let answered = answer
+        .lock()
+        .expect("the hook is done")
+        .take()
+        .expect("the close was logged");
+    assert_eq!(
+        answered,
+        Ok(true),
+        "another thread asked the registry while an instance closed"
+    );
+    assert!(!is_open(&closing));
+    drop(other_connection);
+    Ok(())
+}
