@@ -244,24 +244,27 @@ impl PathError {
 /// How many database files [`FileContent::inspect_database`] keeps a descriptor of.
 pub const KEPT_DESCRIPTORS: usize = 256;
 
+/// The descriptors [`FileContent::inspect_database`] keeps, by device and inode.
+fn kept() -> std::sync::MutexGuard<'static, std::collections::HashMap<(u64, u64), File>> {
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static KEPT: OnceLock<Mutex<std::collections::HashMap<(u64, u64), File>>> = OnceLock::new();
+    KEPT.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Runs `read` on a descriptor of the regular file at `path` (whose `metadata` was just read)
 /// that is never closed while its file may be locked by this process: kept, per device and
 /// inode, for the life of the process (at most [`KEPT_DESCRIPTORS`]; beyond, a descriptor of its
-/// own that closes).
+/// own that closes; on a FUSE filesystem too, see [`on_fuse`]).
 fn kept_descriptor<T>(
     path: &Path,
     metadata: &std::fs::Metadata,
     read: impl FnOnce(&File) -> io::Result<T>,
 ) -> io::Result<T> {
-    use std::collections::HashMap;
     use std::os::unix::fs::MetadataExt as _;
-    use std::sync::{Mutex, OnceLock, PoisonError};
-    static KEPT: OnceLock<Mutex<HashMap<(u64, u64), File>>> = OnceLock::new();
     let key = (metadata.dev(), metadata.ino());
-    let mut kept = KEPT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut kept = kept();
     if let Some(file) = kept.get(&key) {
         return read(file);
     }
@@ -270,10 +273,35 @@ fn kept_descriptor<T>(
     // under its own key.
     let opened = file.metadata()?;
     let result = read(&file);
-    if kept.len() < KEPT_DESCRIPTORS {
+    if kept.len() < KEPT_DESCRIPTORS && !on_fuse(&file) {
         kept.insert((opened.dev(), opened.ino()), file);
     }
     result
+}
+
+/// Whether `file` is on a FUSE filesystem, where a descriptor is not kept: the process serving it
+/// may be this one (or hold its device open), and a close at exit would then wait for an answer
+/// no thread is left to give.
+fn on_fuse(file: &File) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        /// `FUSE_SUPER_MAGIC` from `linux/magic.h`.
+        const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
+        let mut buffer = std::mem::MaybeUninit::<libc::statfs>::uninit();
+        // SAFETY: the descriptor is open and `buffer` holds one `statfs`.
+        if unsafe { libc::fstatfs(file.as_raw_fd(), buffer.as_mut_ptr()) } != 0 {
+            return true;
+        }
+        // SAFETY: fstatfs returned 0, so it filled the buffer.
+        let info = unsafe { buffer.assume_init() };
+        (info.f_type as u64 & 0xFFFF_FFFF) == FUSE_SUPER_MAGIC
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        false
+    }
 }
 
 /// Checks that `path` can be opened as a database of `expected`: an existing database of that
