@@ -42,6 +42,7 @@ pub mod journal;
 pub mod locks;
 pub mod migration;
 pub mod opening;
+pub mod options;
 pub mod pending;
 pub mod policy;
 pub mod report;

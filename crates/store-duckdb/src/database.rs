@@ -89,10 +89,10 @@ impl DuckDbOptions {
         let (connection, report) = self.open()?;
         let database = DuckDbDatabase {
             inner: Arc::new(Inner {
-                on_connect: self.on_connect.clone(),
-                path: self.path.clone(),
+                on_connect: self.common.on_connect.clone(),
+                path: self.common.path.clone(),
                 label: report.label.clone(),
-                read_only: self.read_only,
+                read_only: self.common.read_only,
                 spare: Mutex::new(connection),
             }),
         };

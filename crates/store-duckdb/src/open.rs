@@ -41,10 +41,11 @@ impl DuckDbOptions {
     pub fn open(&self) -> Result<(DuckDbConnection, OpenReport), OpenError> {
         store_core::opening::reporting(
             Engine::Duckdb,
-            &self.path,
+            &self.common.path,
             self.label_or_file_name(),
             |report| {
-                report.filesystem = Filesystem::detect_unless_set(&self.path, self.filesystem);
+                report.filesystem =
+                    Filesystem::detect_unless_set(&self.common.path, self.common.filesystem);
                 self.open_reporting(report)
             },
         )
@@ -54,24 +55,24 @@ impl DuckDbOptions {
         // A file open in this process is a DuckDB database: its path is not checked again, since
         // the check's read of the header would close a descriptor of the file and so drop
         // DuckDB's lock on it for the whole process.
-        let content = if registry::is_open(&self.path) {
+        let content = if registry::is_open(&self.common.path) {
             FileContent::Duckdb
         } else {
             check_database_path(
-                &self.path,
+                &self.common.path,
                 Engine::Duckdb,
-                self.read_only,
+                self.common.read_only,
                 crate::SIDECAR_SUFFIXES,
             )?
         };
         // One open of a file at a time in this process: one starts the instance, the others
         // share it.
-        let key = store_core::connect::database_key(&self.path);
+        let key = store_core::connect::database_key(&self.common.path);
         let opening = store_core::connect::deciding_lock(&key);
         let _opening = opening.lock().unwrap_or_else(PoisonError::into_inner);
         // A record left by a recovery whose open never returned (a crash or power cut after its
         // step): read before anything, so that a database it left healthy still reports it.
-        report.interrupted_recovery = pending::find(&self.path);
+        report.interrupted_recovery = pending::find(&self.common.path);
         let asked = self.instance_config();
         // Held until the instance is shared or started and registered: a close of this file's
         // instance finishes first. Released before anything could drop a connection of it.
@@ -88,7 +89,7 @@ impl DuckDbOptions {
             }
             Shared::Mismatch(live) => {
                 return Err(OpenError::InstanceMismatch {
-                    path: self.path.clone(),
+                    path: self.common.path.clone(),
                     live,
                     asked,
                 });
@@ -98,7 +99,7 @@ impl DuckDbOptions {
                 // Before any file is touched: a refused setting must leave the directory as it was.
                 self.check_settings()?;
                 if content == FileContent::Missing {
-                    create_database(&self.path, &self.settings)?;
+                    create_database(&self.common.path, &self.settings)?;
                     report.created = true;
                 }
                 let connection = match recovery::damaged_tail(self, report) {
@@ -107,7 +108,7 @@ impl DuckDbOptions {
                     }
                     None => match self.connect() {
                         Ok(connection) => connection,
-                        Err(error) if self.read_only => return Err(self.engine_error(error)),
+                        Err(error) if self.common.read_only => return Err(self.engine_error(error)),
                         Err(error) => {
                             recovery::recover(self, recovery::Trigger::Engine(error), report)?
                         }
@@ -116,8 +117,8 @@ impl DuckDbOptions {
                 let file = self.database_file()?;
                 let (connection, file) = match self.blocks_missing(&connection, &file)? {
                     None => (connection, file),
-                    Some(missing) if self.read_only => {
-                        return Err(missing.into_error(&self.path, Vec::new(), Vec::new()));
+                    Some(missing) if self.common.read_only => {
+                        return Err(missing.into_error(&self.common.path, Vec::new(), Vec::new()));
                     }
                     Some(missing) => {
                         // The instance closes before the ladder moves its file, and only then
@@ -142,16 +143,17 @@ impl DuckDbOptions {
         if report.recovery.is_none() {
             self.complete_interrupted_recovery(report);
         }
-        if !self.read_only {
+        if !self.common.read_only {
             report.durability = Some(self.durability(&connection)?);
         }
-        self.on_connect
+        self.common
+            .on_connect
             .run(&connection)
             .map_err(|source| OpenError::Init {
-                path: self.path.clone(),
+                path: self.common.path.clone(),
                 source,
             })?;
-        if self.read_only {
+        if self.common.read_only {
             report.schema_version =
                 migrate::schema_version(&connection).map_err(|source| self.engine_error(source))?;
             return Ok(connection);
@@ -164,14 +166,14 @@ impl DuckDbOptions {
             .is_some_and(|recovery| recovery.step == store_core::RecoveryStep::RestoreSnapshot);
         migrate::apply(
             &connection,
-            &self.path,
+            &self.common.path,
             connection.database_file(),
-            &self.migrations,
+            &self.common.migrations,
             restored,
             report,
         )
         .map_err(|source| OpenError::Migrate {
-            path: self.path.clone(),
+            path: self.common.path.clone(),
             source,
         })?;
         // The report is about to reach the caller: only now may the record go.
@@ -189,7 +191,7 @@ impl DuckDbOptions {
         };
         let what = match interrupted {
             InterruptedRecovery::Recorded(earlier) => {
-                let recovery = earlier.to_recovery(&self.path);
+                let recovery = earlier.to_recovery(&self.common.path);
                 let what = format!("by {}, lost {}", recovery.step, recovery.lost);
                 report.recovery = Some(recovery);
                 what
@@ -203,7 +205,7 @@ impl DuckDbOptions {
             tracing::warn!(
                 target: "store::recovery",
                 label = %report.label,
-                path = %self.path.display(),
+                path = %self.common.path.display(),
                 "{}: a recovery in an earlier open was interrupted by a crash or power cut after \
                  its step; completed by this open: {what}",
                 report.label
@@ -214,10 +216,10 @@ impl DuckDbOptions {
     /// Removes the recovery record once the open succeeded. A failure leaves it for the next open
     /// to report again, which is better than a loss unreported: it is logged, not returned.
     fn clear_recovery_record(&self) {
-        if let Err(error) = pending::clear(&self.path) {
+        if let Err(error) = pending::clear(&self.common.path) {
             tracing::warn!(
                 target: "store::recovery",
-                path = %self.path.display(),
+                path = %self.common.path.display(),
                 error = %store_core::cause_chain(&error),
                 "cannot remove the recovery record; the next open reports the recovery again"
             );
@@ -238,7 +240,7 @@ impl DuckDbOptions {
             .query_row("SELECT current_setting('fsync_mode')", [], |row| row.get(0))
             .map_err(|source| self.engine_error(source))?;
         durability_of_fsync_mode(&answered).ok_or_else(|| OpenError::UnknownFsyncMode {
-            path: self.path.clone(),
+            path: self.common.path.clone(),
             answered,
         })
     }
@@ -256,10 +258,10 @@ impl DuckDbOptions {
     /// A descriptor of the database file, opened once the instance holds it and kept with the
     /// instance until it closes (see [`registry`]'s entry): what store reads the file through.
     fn database_file(&self) -> Result<Arc<File>, OpenError> {
-        File::open(&self.path)
+        File::open(&self.common.path)
             .map(Arc::new)
             .map_err(|source| OpenError::DatabaseFile {
-                path: self.path.clone(),
+                path: self.common.path.clone(),
                 class: store_core::FailureClass::from_io_error(&source),
                 source,
             })
@@ -267,7 +269,7 @@ impl DuckDbOptions {
 
     /// A plain open of the database file with this open's access mode and settings.
     pub(crate) fn connect(&self) -> duckdb::Result<duckdb::Connection> {
-        connect(&self.path, self.read_only, &self.settings)
+        connect(&self.common.path, self.common.read_only, &self.settings)
     }
 
     /// Refuses settings DuckDB does not take, touching no file. DuckDB rejects an unknown name
@@ -278,7 +280,7 @@ impl DuckDbOptions {
             return Ok(());
         }
         let refused = |name: &String, value: &String, source: duckdb::Error| OpenError::Setting {
-            path: self.path.clone(),
+            path: self.common.path.clone(),
             name: name.clone(),
             value: value.clone(),
             source,
@@ -321,7 +323,7 @@ impl DuckDbOptions {
 
     pub(crate) fn engine_error(&self, source: duckdb::Error) -> OpenError {
         OpenError::Engine {
-            path: self.path.clone(),
+            path: self.common.path.clone(),
             class: classify(&source),
             recovery_failures: Vec::new(),
             moved_aside: Vec::new(),

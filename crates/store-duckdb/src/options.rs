@@ -1,10 +1,10 @@
 //! [`DuckDbOptions`]: how to open a database, builder-lite.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use store_core::connect::OnConnect;
+use store_core::options::CommonOptions;
 use store_core::{FsKind, Migrations, RecoveryLadder, RecoveryPolicy};
 
 use crate::registry::InstanceConfig;
@@ -32,45 +32,35 @@ use crate::registry::InstanceConfig;
 /// ```
 #[derive(Debug, Clone)]
 pub struct DuckDbOptions {
-    pub(crate) path: PathBuf,
-    pub(crate) label: Option<String>,
-    pub(crate) migrations: Migrations,
+    /// What both engines' options hold alike.
+    pub(crate) common: CommonOptions<duckdb::Connection, duckdb::Error>,
     pub(crate) recovery_policy: Arc<dyn RecoveryPolicy>,
     pub(crate) retention: Option<usize>,
-    pub(crate) read_only: bool,
     /// DuckDB settings by lowercase name, applied to every instance the open starts.
     pub(crate) settings: BTreeMap<String, String>,
-    /// The filesystem kind to report instead of the detected one.
-    pub(crate) filesystem: Option<FsKind>,
-    pub(crate) on_connect: OnConnect<duckdb::Connection, duckdb::Error>,
 }
 
 impl DuckDbOptions {
     /// Options for the database at `path` (created on first open unless read-only).
     pub fn new(path: impl AsRef<Path>) -> DuckDbOptions {
         DuckDbOptions {
-            path: path.as_ref().to_owned(),
-            label: None,
-            migrations: Migrations::none(),
+            common: CommonOptions::new(path.as_ref()),
             recovery_policy: Arc::new(RecoveryLadder::default()),
             retention: None,
-            read_only: false,
             settings: BTreeMap::new(),
-            filesystem: None,
-            on_connect: OnConnect::default(),
         }
     }
 
     /// The name warnings and messages use for this database. Default: the file name.
     pub fn label(mut self, label: impl Into<String>) -> DuckDbOptions {
-        self.label = Some(label.into());
+        self.common.label = Some(label.into());
         self
     }
 
     /// Migrations to apply on open, each once, in order, with a checkpoint before and after and a
     /// pre-migration snapshot (`<db>.pre-migrate`) when any is pending. Default: none.
     pub fn migrations(mut self, migrations: Migrations) -> DuckDbOptions {
-        self.migrations = migrations;
+        self.common.migrations = migrations;
         self
     }
 
@@ -99,7 +89,7 @@ impl DuckDbOptions {
 
     /// Open read-only: never create, migrate or recover. Default: false.
     pub fn read_only(mut self, read_only: bool) -> DuckDbOptions {
-        self.read_only = read_only;
+        self.common.read_only = read_only;
         self
     }
 
@@ -139,7 +129,7 @@ impl DuckDbOptions {
     /// `filesystem` and the hints of a failed open then use `kind`; the mount point and type name
     /// stay as detected, and a note says the kind was set here. Default: the detected kind.
     pub fn filesystem(mut self, kind: FsKind) -> DuckDbOptions {
-        self.filesystem = Some(kind);
+        self.common.filesystem = Some(kind);
         self
     }
 
@@ -164,25 +154,25 @@ impl DuckDbOptions {
         mut self,
         init: impl Fn(&duckdb::Connection) -> duckdb::Result<()> + Send + Sync + 'static,
     ) -> DuckDbOptions {
-        self.on_connect.push(init);
+        self.common.on_connect.push(init);
         self
     }
 
     /// What an instance started by these options is: access mode and settings.
     pub fn instance_config(&self) -> InstanceConfig {
         InstanceConfig {
-            read_only: self.read_only,
+            read_only: self.common.read_only,
             settings: self.settings.clone(),
         }
     }
 
     /// The database path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.common.path
     }
 
     /// The label in use: the one set, or the file name.
     pub fn label_or_file_name(&self) -> String {
-        store_core::label_or_file_name(self.label.as_deref(), &self.path)
+        self.common.label_or_file_name()
     }
 }

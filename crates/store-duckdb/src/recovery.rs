@@ -109,14 +109,14 @@ impl Intent<'_> {
 fn settle_failed_recovery(options: &DuckDbOptions, report: &OpenReport) {
     let settled = match &report.interrupted_recovery {
         Some(InterruptedRecovery::Recorded(earlier)) => {
-            pending::record(&options.path, earlier).map_err(|error| cause_chain(&error))
+            pending::record(&options.common.path, earlier).map_err(|error| cause_chain(&error))
         }
-        _ => pending::clear(&options.path).map_err(|error| cause_chain(&error)),
+        _ => pending::clear(&options.common.path).map_err(|error| cause_chain(&error)),
     };
     if let Err(error) = settled {
         tracing::warn!(
             target: "store::recovery",
-            path = %options.path.display(),
+            path = %options.common.path.display(),
             error = %error,
             "cannot settle the recovery record after a failed recovery"
         );
@@ -180,17 +180,17 @@ impl Trigger {
     ) -> OpenError {
         match self {
             Trigger::Engine(source) => OpenError::Engine {
-                path: options.path.clone(),
+                path: options.common.path.clone(),
                 class,
                 recovery_failures,
                 moved_aside,
                 source,
             },
             Trigger::CutShort(missing) => {
-                missing.into_error(&options.path, recovery_failures, moved_aside)
+                missing.into_error(&options.common.path, recovery_failures, moved_aside)
             }
             Trigger::WalDamage(damage) => OpenError::WalTail {
-                path: options.path.clone(),
+                path: options.common.path.clone(),
                 file: damage.file,
                 tail: damage.tail,
                 recovery_failures,
@@ -206,10 +206,10 @@ impl Trigger {
 /// nothing, does not look. A log the reader does not know is left to DuckDB, as before the
 /// reader, with a note in the report.
 pub(crate) fn damaged_tail(options: &DuckDbOptions, report: &mut OpenReport) -> Option<WalDamage> {
-    if options.read_only {
+    if options.common.read_only {
         return None;
     }
-    wal::damage_before_replay(&options.path).unwrap_or_else(|unread| {
+    wal::damage_before_replay(&options.common.path).unwrap_or_else(|unread| {
         report
             .notes
             .push(format!("{unread}: a tail DuckDB drops would go unreported"));
@@ -274,12 +274,12 @@ pub(crate) fn recover(
             other => other.into_error(options, class, Vec::new(), Vec::new()),
         });
     }
-    let cause = trigger.cause(&options.path);
+    let cause = trigger.cause(&options.common.path);
     if WarnOnce::global().first(&report.label, "recovery") {
         tracing::warn!(
             target: "store::recovery",
             label = %report.label,
-            path = %options.path.display(),
+            path = %options.common.path.display(),
             class = %class,
             "{}: the write-ahead log cannot be replayed ({cause}); recovering with policy `{}`",
             report.label,
@@ -289,12 +289,12 @@ pub(crate) fn recover(
     let mut failures: Vec<StepFailed> = Vec::new();
     let mut moved: Vec<MovedAside> = Vec::new();
     let intent = Intent {
-        path: &options.path,
+        path: &options.common.path,
         class,
         cause: &cause,
     };
     for step in policy.steps() {
-        let outcome = match (step, inapplicable(step, class, &options.path)) {
+        let outcome = match (step, inapplicable(step, class, &options.common.path)) {
             (_, Some(reason)) => Err(StepFailure::skipped(reason)),
             (RecoveryStep::SalvageWal, None) => {
                 salvage_wal(options, &diagnosis, damaged_file, &intent)
@@ -346,8 +346,8 @@ pub(crate) fn recover(
                 if let Some((class, source)) = failure.fatal {
                     settle_failed_recovery(options, report);
                     return Err(OpenError::Snapshot {
-                        path: options.path.clone(),
-                        snapshot: sibling(&options.path, SNAPSHOT_SUFFIX),
+                        path: options.common.path.clone(),
+                        snapshot: sibling(&options.common.path, SNAPSHOT_SUFFIX),
                         class,
                         recovery_failures: failures,
                         moved_aside: moved,
@@ -366,7 +366,7 @@ pub(crate) fn recover(
 /// long before the disk is full.
 fn apply_retention(options: &DuckDbOptions) {
     let Some(keep) = options.retention else {
-        let kept = files::moved_aside_files(&options.path).unwrap_or_default();
+        let kept = files::moved_aside_files(&options.common.path).unwrap_or_default();
         let bytes: u64 = kept
             .iter()
             .filter_map(|file| fs::metadata(&file.path).ok())
@@ -374,18 +374,18 @@ fn apply_retention(options: &DuckDbOptions) {
             .sum();
         tracing::warn!(
             target: "store::recovery",
-            path = %options.path.display(),
+            path = %options.common.path.display(),
             files = kept.len(),
             bytes,
             "{} moved-aside file(s), {bytes} bytes, are kept beside {}: nothing is deleted unless a \
              retention is set (DuckDbOptions::retention)",
             kept.len(),
-            options.path.display()
+            options.common.path.display()
         );
         return;
     };
     for reason in [REASON_SALVAGED, REASON_DISCARDED, REASON_BROKEN] {
-        if let Err(error) = prune_moved_aside(&options.path, reason, keep) {
+        if let Err(error) = prune_moved_aside(&options.common.path, reason, keep) {
             tracing::warn!(target: "store::recovery", reason, error = %error, "retention could not prune");
         }
     }
@@ -421,7 +421,7 @@ fn salvage_wal(
     file: WalFile,
     intent: &Intent<'_>,
 ) -> Result<Recovered, StepFailure> {
-    let path = &options.path;
+    let path = &options.common.path;
     let log = sibling(path, file.suffix());
     if diagnosis.foreign_wal {
         return Err(StepFailure::skipped(
@@ -615,7 +615,7 @@ fn bisect(
 /// Sets the WAL and its sidecars aside, leaving their names empty, and opens at the last
 /// checkpoint.
 fn discard_wal(options: &DuckDbOptions, intent: &Intent<'_>) -> Result<Recovered, StepFailure> {
-    let path = &options.path;
+    let path = &options.common.path;
     if files::existing_sidecars(path, SIDECAR_SUFFIXES).is_ok_and(|found| found.is_empty()) {
         return Err(StepFailure::skipped("there is no WAL to discard"));
     }
@@ -660,7 +660,7 @@ fn restore_snapshot(
     options: &DuckDbOptions,
     intent: &Intent<'_>,
 ) -> Result<Recovered, StepFailure> {
-    let path = &options.path;
+    let path = &options.common.path;
     let snapshot = sibling(path, SNAPSHOT_SUFFIX);
     let fatal = |class: FailureClass, error: StepError| StepFailure {
         cause: StepCause::Failed(class),
@@ -681,7 +681,7 @@ fn restore_snapshot(
             .and_then(|connection| migrate::schema_version(&connection))
             .map_err(|error| fatal(crate::classify(&error), StepError::Duckdb(error)))?,
     };
-    let target_version = options.migrations.latest_version();
+    let target_version = options.common.migrations.latest_version();
     if !options
         .recovery_policy
         .accepts_snapshot(snapshot_version, target_version)

@@ -161,7 +161,7 @@ impl std::fmt::Debug for SqliteDatabase {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("SqliteDatabase")
-            .field("path", &self.options.path)
+            .field("path", &self.options.common.path)
             .field("journal_mode", &self.decided.journal_mode)
             .field("connection_limit", &self.decided.connection_limit)
             .finish_non_exhaustive()
@@ -176,7 +176,7 @@ impl SqliteDatabase {
         options: &SqliteOptions,
         first: Option<Connection>,
     ) -> SqliteDatabase {
-        let synchronous = match (options.read_only, decided.journal_mode) {
+        let synchronous = match (options.common.read_only, decided.journal_mode) {
             (false, Some(mode)) => Some(options.synchronous_for(mode)),
             _ => None,
         };
@@ -220,7 +220,7 @@ impl SqliteDatabase {
     fn new_connection(&self) -> Result<Connection, ConnectError> {
         let decided = &*self.decided;
         let options = &*self.options;
-        let path = &options.path;
+        let path = &options.common.path;
         let exclusive = decided.connection_limit == ConnectionLimit::One;
         let held = |holder| {
             ConnectError::HeldExclusively(ExclusivelyHeld {
@@ -243,7 +243,7 @@ impl SqliteDatabase {
         if exclusive && let Some(holder) = exclusive_holder(path) {
             return Err(held(holder));
         }
-        let access = if options.read_only {
+        let access = if options.common.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -274,6 +274,7 @@ impl SqliteDatabase {
             }
         }
         options
+            .common
             .on_connect
             .run(&connection)
             .map_err(|source| ConnectError::Init {
@@ -316,7 +317,7 @@ impl SqliteDatabase {
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.options.path
+        &self.options.common.path
     }
 
     /// The label warnings and messages use.
@@ -326,7 +327,7 @@ impl SqliteDatabase {
 
     /// Whether connections are read-only.
     pub fn read_only(&self) -> bool {
-        self.options.read_only
+        self.options.common.read_only
     }
 
     pub(crate) fn decided(&self) -> &Decided {

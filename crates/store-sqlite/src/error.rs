@@ -284,8 +284,8 @@ impl SqliteOptions {
     /// An error SQLite answered during this open, classified for `stage`, naming the path.
     pub(crate) fn engine_error(&self, stage: Stage, source: rusqlite::Error) -> OpenError {
         OpenError::Engine {
-            path: self.path.clone(),
-            class: classify_at(&source, stage, Some(&self.path)).class,
+            path: self.common.path.clone(),
+            class: classify_at(&source, stage, Some(&self.common.path)).class,
             source,
         }
     }

@@ -114,7 +114,7 @@ impl SqliteOptions {
             let has_next_rung = index + 1 < ladder.len();
             if mode == JournalMode::Wal
                 && has_next_rung
-                && let Some(earlier) = wal_failed_before(&self.path)
+                && let Some(earlier) = wal_failed_before(&self.common.path)
                 && policy.falls_back_on(earlier.class)
             {
                 let fallback = Fallback {
@@ -133,7 +133,7 @@ impl SqliteOptions {
                 Ok(probed) => return Ok((probed, mode)),
                 Err((JournalError::HeldExclusively { holder }, _)) => {
                     return Err(OpenError::HeldExclusively(ExclusivelyHeld {
-                        path: self.path.clone(),
+                        path: self.common.path.clone(),
                         holder,
                     }));
                 }
@@ -141,7 +141,7 @@ impl SqliteOptions {
             };
             if !policy.falls_back_on(class) {
                 return Err(OpenError::Journal {
-                    path: self.path.clone(),
+                    path: self.common.path.clone(),
                     mode,
                     class,
                     source: error,
@@ -156,7 +156,7 @@ impl SqliteOptions {
                 let mut attempts = report.fallbacks.clone();
                 attempts.push(fallback);
                 return Err(OpenError::NoJournalMode {
-                    path: self.path.clone(),
+                    path: self.common.path.clone(),
                     policy: policy.name().to_owned(),
                     class,
                     attempts,
@@ -164,13 +164,13 @@ impl SqliteOptions {
                 });
             };
             if mode == JournalMode::Wal && class == FailureClass::WalUnsupported {
-                remember_wal_failure(&self.path, &fallback);
+                remember_wal_failure(&self.common.path, &fallback);
             }
             self.warn_fallback(&report.label, &fallback, next);
             report.fallbacks.push(fallback);
         }
         Err(OpenError::EmptyLadder {
-            path: self.path.clone(),
+            path: self.common.path.clone(),
             policy: policy.name().to_owned(),
         })
     }
@@ -180,7 +180,7 @@ impl SqliteOptions {
     /// put a database that was not in WAL format back the way it was found.
     pub(crate) fn restore_rollback_format(&self) {
         let now_wal = matches!(
-            FileContent::inspect_database(&self.path),
+            FileContent::inspect_database(&self.common.path),
             Ok(FileContent::Sqlite { wal: true })
         );
         if !now_wal {
@@ -190,7 +190,7 @@ impl SqliteOptions {
             Ok(connection) => drop(connection),
             Err(error) => tracing::warn!(
                 target: "store::sqlite",
-                path = %self.path.display(),
+                path = %self.common.path.display(),
                 error = %error,
                 "could not take the database back out of WAL format after a failed open"
             ),
@@ -216,7 +216,7 @@ impl SqliteOptions {
             tracing::warn!(
                 target: "store::sqlite",
                 label = %label,
-                path = %self.path.display(),
+                path = %self.common.path.display(),
                 from = %fallback.from,
                 to = %next,
                 class = %fallback.class,
@@ -242,7 +242,7 @@ impl SqliteOptions {
             };
             let (class, transient) = match &error {
                 JournalError::Sqlite(sqlite) => {
-                    let classified = classify_at(sqlite, Stage::Journal, Some(&self.path));
+                    let classified = classify_at(sqlite, Stage::Journal, Some(&self.common.path));
                     (classified.class, classified.transient)
                 }
                 JournalError::NotTaken { asked, .. } if asked.is_wal() => {
@@ -293,12 +293,12 @@ impl SqliteOptions {
     ) -> Result<Probed, JournalError> {
         let file_is_wal = known_format.unwrap_or_else(|| {
             matches!(
-                FileContent::inspect_database(&self.path),
+                FileContent::inspect_database(&self.common.path),
                 Ok(FileContent::Sqlite { wal: true })
             )
         });
         let mut connection = Connection::open_with_flags(
-            &self.path,
+            &self.common.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         // A WAL database that another process (or connection) holds in exclusive locking mode
@@ -307,7 +307,7 @@ impl SqliteOptions {
         let held = Arc::new(OnceLock::new());
         if file_is_wal {
             connection.busy_handler(Some(busy_wait_naming_holder(
-                self.path.clone(),
+                self.common.path.clone(),
                 self.busy_timeout,
                 Arc::clone(&held),
             )))?;

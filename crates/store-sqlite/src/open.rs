@@ -48,7 +48,12 @@ impl SqliteOptions {
         &self,
         body: impl FnOnce(&mut OpenReport) -> Result<T, OpenError>,
     ) -> Result<(T, OpenReport), OpenError> {
-        store_core::opening::reporting(Engine::Sqlite, &self.path, self.label_or_file_name(), body)
+        store_core::opening::reporting(
+            Engine::Sqlite,
+            &self.common.path,
+            self.label_or_file_name(),
+            body,
+        )
     }
 
     /// Decides for the database, or reuses the live decision of this process for it.
@@ -56,14 +61,16 @@ impl SqliteOptions {
         // Keyed by the path as given (made absolute, no filesystem call): two spellings of one
         // file may decide at the same time, and the second to finish replaces the first's
         // registration with an equal decision.
-        let deciding =
-            deciding_lock(&std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone()));
+        let deciding = deciding_lock(
+            &std::path::absolute(&self.common.path).unwrap_or_else(|_| self.common.path.clone()),
+        );
         let _deciding = deciding.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = decision_key(&self.path, self.read_only);
+        let key = decision_key(&self.common.path, self.common.read_only);
         if let Some(decided) = key.and_then(live_decision) {
             return self.reuse(decided, report);
         }
-        report.filesystem = Filesystem::detect_unless_set(&self.path, self.filesystem);
+        report.filesystem =
+            Filesystem::detect_unless_set(&self.common.path, self.common.filesystem);
         let connection = self.open_reporting(report)?;
         let connection_limit = if report.journal_mode == Some(JournalMode::WalExclusive) {
             ConnectionLimit::One
@@ -73,7 +80,7 @@ impl SqliteOptions {
         report.connection_limit = connection_limit;
         let decided = Decided {
             // Asked again only for a file this open created: an existing one keeps its key.
-            key: key.or_else(|| decision_key(&self.path, self.read_only)),
+            key: key.or_else(|| decision_key(&self.common.path, self.common.read_only)),
             filesystem: report.filesystem.clone(),
             journal_mode: report.journal_mode,
             connection_limit,
@@ -97,11 +104,11 @@ impl SqliteOptions {
         report.schema_version = decided.schema_version.load(Ordering::Acquire);
         let database = SqliteDatabase::new(decided, self, None);
         report.durability = database.durability();
-        if !self.read_only && !self.migrations.is_empty() {
+        if !self.common.read_only && !self.common.migrations.is_empty() {
             let connection = database.connect()?;
-            migrate::apply(&connection, &self.migrations, report).map_err(|source| {
+            migrate::apply(&connection, &self.common.migrations, report).map_err(|source| {
                 OpenError::Migrate {
-                    path: self.path.clone(),
+                    path: self.common.path.clone(),
                     source,
                 }
             })?;
@@ -116,24 +123,24 @@ impl SqliteOptions {
 
     fn open_reporting(&self, report: &mut OpenReport) -> Result<Connection, OpenError> {
         let content = check_database_path(
-            &self.path,
+            &self.common.path,
             Engine::Sqlite,
-            self.read_only,
+            self.common.read_only,
             crate::SIDECAR_SUFFIXES,
         )?;
-        if self.read_only {
+        if self.common.read_only {
             let connection = self.open_read_only(content, report)?;
             self.run_on_connect(&connection)?;
-            migrate::report_read_only(&connection, &self.migrations, report).map_err(|source| {
-                OpenError::Migrate {
-                    path: self.path.clone(),
+            migrate::report_read_only(&connection, &self.common.migrations, report).map_err(
+                |source| OpenError::Migrate {
+                    path: self.common.path.clone(),
                     source,
-                }
-            })?;
+                },
+            )?;
             return Ok(connection);
         }
         if content == FileContent::Missing {
-            create_database(&self.path)?;
+            create_database(&self.common.path)?;
             report.created = true;
         }
         let was_wal = content == FileContent::Sqlite { wal: true };
@@ -161,9 +168,9 @@ impl SqliteOptions {
         report.durability =
             Some(self.set_synchronous(&connection, self.synchronous_for(mode), mode)?);
         self.run_on_connect(&connection)?;
-        migrate::apply_from(&connection, &self.migrations, report, schema_version).map_err(
+        migrate::apply_from(&connection, &self.common.migrations, report, schema_version).map_err(
             |source| OpenError::Migrate {
-                path: self.path.clone(),
+                path: self.common.path.clone(),
                 source,
             },
         )?;
@@ -188,7 +195,7 @@ impl SqliteOptions {
         match Synchronous::from_level(answered) {
             Some(in_force) if in_force == asked => Ok(in_force.durability_in(mode)),
             _ => Err(OpenError::SynchronousNotTaken {
-                path: self.path.clone(),
+                path: self.common.path.clone(),
                 asked,
                 answered,
             }),
@@ -197,10 +204,11 @@ impl SqliteOptions {
 
     /// The options' per-connection initialisation, on the open's own connection.
     fn run_on_connect(&self, connection: &Connection) -> Result<(), OpenError> {
-        self.on_connect
+        self.common
+            .on_connect
             .run(connection)
             .map_err(|source| OpenError::Init {
-                path: self.path.clone(),
+                path: self.common.path.clone(),
                 source,
             })
     }

@@ -1,13 +1,13 @@
 //! [`SqliteOptions`]: how to open a database, builder-lite.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
-use store_core::connect::OnConnect;
+use store_core::options::CommonOptions;
 use store_core::{
     Durability, FsKind, JournalLadder, JournalMode, JournalPolicy, Migrations, SyncLevel,
 };
@@ -185,36 +185,27 @@ impl FromStr for Synchronous {
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
-    pub(crate) path: PathBuf,
-    pub(crate) label: Option<String>,
+    /// What both engines' options hold alike.
+    pub(crate) common: CommonOptions<Connection, rusqlite::Error>,
     pub(crate) journal_policy: Arc<dyn JournalPolicy>,
     pub(crate) busy_timeout: Duration,
     pub(crate) synchronous: Option<Synchronous>,
-    pub(crate) migrations: Migrations,
-    pub(crate) read_only: bool,
-    pub(crate) filesystem: Option<FsKind>,
-    pub(crate) on_connect: OnConnect<Connection, rusqlite::Error>,
 }
 
 impl SqliteOptions {
     /// Options for the database at `path` (created on first open unless read-only).
     pub fn new(path: impl AsRef<Path>) -> SqliteOptions {
         SqliteOptions {
-            path: path.as_ref().to_owned(),
-            label: None,
+            common: CommonOptions::new(path.as_ref()),
             journal_policy: Arc::new(JournalLadder::default()),
             busy_timeout: Duration::from_secs(5),
             synchronous: None,
-            migrations: Migrations::none(),
-            read_only: false,
-            filesystem: None,
-            on_connect: OnConnect::default(),
         }
     }
 
     /// The name warnings and messages use for this database. Default: the file name.
     pub fn label(mut self, label: impl Into<String>) -> SqliteOptions {
-        self.label = Some(label.into());
+        self.common.label = Some(label.into());
         self
     }
 
@@ -243,13 +234,13 @@ impl SqliteOptions {
 
     /// Migrations to apply on open, each once, in order. Default: none.
     pub fn migrations(mut self, migrations: Migrations) -> SqliteOptions {
-        self.migrations = migrations;
+        self.common.migrations = migrations;
         self
     }
 
     /// Open read-only: never create, convert or migrate. Default: false.
     pub fn read_only(mut self, read_only: bool) -> SqliteOptions {
-        self.read_only = read_only;
+        self.common.read_only = read_only;
         self
     }
 
@@ -257,7 +248,7 @@ impl SqliteOptions {
     /// than detection (a FUSE mount that is NFS underneath). `FsKind::Nfs` sends the open
     /// straight to the policy's network ladder. Default: detected. The report says which.
     pub fn filesystem(mut self, kind: FsKind) -> SqliteOptions {
-        self.filesystem = Some(kind);
+        self.common.filesystem = Some(kind);
         self
     }
 
@@ -281,13 +272,13 @@ impl SqliteOptions {
         mut self,
         init: impl Fn(&Connection) -> rusqlite::Result<()> + Send + Sync + 'static,
     ) -> SqliteOptions {
-        self.on_connect.push(init);
+        self.common.on_connect.push(init);
         self
     }
 
     /// The database path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.common.path
     }
 
     /// The `synchronous` level connections get in `mode`: the option, or the default for the mode.
@@ -297,7 +288,7 @@ impl SqliteOptions {
 
     /// The label in use: the one set, or the file name.
     pub fn label_or_file_name(&self) -> String {
-        store_core::label_or_file_name(self.label.as_deref(), &self.path)
+        self.common.label_or_file_name()
     }
 }
 
@@ -310,8 +301,8 @@ mod tests {
         let options = SqliteOptions::new("/data/state.db");
         assert_eq!(options.busy_timeout, Duration::from_secs(5));
         assert_eq!(options.synchronous, None);
-        assert!(!options.read_only);
-        assert!(options.migrations.is_empty());
+        assert!(!options.common.read_only);
+        assert!(options.common.migrations.is_empty());
         assert_eq!(options.journal_policy.name(), "default");
         assert_eq!(options.label_or_file_name(), "state.db");
         assert_eq!(options.label("sessions").label_or_file_name(), "sessions");

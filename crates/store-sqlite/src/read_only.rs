@@ -19,7 +19,7 @@ impl SqliteOptions {
     ) -> Result<Connection, OpenError> {
         let attempt = |exclusive: bool| -> rusqlite::Result<Connection> {
             let connection = Connection::open_with_flags(
-                &self.path,
+                &self.common.path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             connection.busy_timeout(self.busy_timeout)?;
@@ -33,7 +33,7 @@ impl SqliteOptions {
         let (connection, exclusive) = match attempt(false) {
             Ok(connection) => (connection, false),
             Err(error) => {
-                let class = classify_at(&error, Stage::Journal, Some(&self.path)).class;
+                let class = classify_at(&error, Stage::Journal, Some(&self.common.path)).class;
                 if !(was_wal && class == FailureClass::WalUnsupported) {
                     return Err(self.engine_error(Stage::Open, error));
                 }
