@@ -148,8 +148,13 @@ impl Subscriber for CaptureSubscriber {
 /// assert_eq!(events[0].text, "careful");
 /// ```
 pub fn capture<R>(body: impl FnOnce() -> R) -> (R, Vec<CapturedEvent>) {
+    capture_into(Recorder::default(), body)
+}
+
+/// Runs `body` with `recorder` as this thread's subscriber; returns its result and the events.
+fn capture_into<R>(recorder: Recorder, body: impl FnOnce() -> R) -> (R, Vec<CapturedEvent>) {
     ask_each_thread();
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(recorder);
     let result = tracing::subscriber::with_default(CaptureSubscriber(Arc::clone(&recorder)), body);
     let events = std::mem::take(
         &mut *recorder
@@ -182,19 +187,11 @@ pub fn capture_with_hook<R>(
     hook: impl Fn() + Send + Sync + 'static,
     body: impl FnOnce() -> R,
 ) -> (R, Vec<CapturedEvent>) {
-    ask_each_thread();
-    let recorder = Arc::new(Recorder {
+    let recorder = Recorder {
         hook: Some((needle.to_owned(), Box::new(hook))),
         ..Recorder::default()
-    });
-    let result = tracing::subscriber::with_default(CaptureSubscriber(Arc::clone(&recorder)), body);
-    let events = std::mem::take(
-        &mut *recorder
-            .events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
-    (result, events)
+    };
+    capture_into(recorder, body)
 }
 
 /// A subscriber that is never any thread's and answers "sometimes" for every callsite.
