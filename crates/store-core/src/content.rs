@@ -43,6 +43,44 @@ pub enum FileContent {
 impl FileContent {
     /// Looks at `path` without changing anything (not even its access time beyond a read).
     pub fn inspect(path: &Path) -> io::Result<FileContent> {
+        FileContent::inspect_with(path, |_| {
+            let mut header = Vec::with_capacity(100);
+            File::open(path)?.take(100).read_to_end(&mut header)?;
+            Ok(FileContent::from_header(&header))
+        })
+    }
+
+    /// [`inspect`](Self::inspect) for a database about to be opened, which an engine in this
+    /// process may hold open already (a plain connection of the application's, another handle):
+    /// SQLite's and DuckDB's locks are POSIX locks, which the kernel drops for the whole process
+    /// when any descriptor of the file closes, so the descriptor this reads through is kept open,
+    /// one per file (device and inode), and read through again by the next inspection of that
+    /// file. Past [`KEPT_DESCRIPTORS`] files, the header is read through a descriptor that is
+    /// closed, as `inspect` does.
+    pub fn inspect_database(path: &Path) -> io::Result<FileContent> {
+        FileContent::inspect_with(path, |metadata| {
+            let mut header = [0u8; 100];
+            let read = kept_descriptor(path, metadata, |file| {
+                use std::os::unix::fs::FileExt as _;
+                let mut filled = 0;
+                while filled < header.len() {
+                    match file.read_at(&mut header[filled..], filled as u64)? {
+                        0 => break,
+                        count => filled += count,
+                    }
+                }
+                Ok(filled)
+            })?;
+            Ok(FileContent::from_header(&header[..read]))
+        })
+    }
+
+    /// What `path` is from its metadata, and from its first bytes, as `read_header` reads them,
+    /// when it is a regular file that is not empty.
+    fn inspect_with(
+        path: &Path,
+        read_header: impl FnOnce(&std::fs::Metadata) -> io::Result<FileContent>,
+    ) -> io::Result<FileContent> {
         let metadata = match std::fs::metadata(path) {
             Ok(metadata) => metadata,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -59,42 +97,7 @@ impl FileContent {
         if metadata.len() == 0 {
             return Ok(FileContent::Empty);
         }
-        let mut header = Vec::with_capacity(100);
-        File::open(path)?.take(100).read_to_end(&mut header)?;
-        Ok(FileContent::from_header(&header))
-    }
-
-    /// [`inspect`](Self::inspect) for a database about to be opened, which an engine in this
-    /// process may hold open already (a plain connection of the application's, another handle):
-    /// SQLite's and DuckDB's locks are POSIX locks, which the kernel drops for the whole process
-    /// when any descriptor of the file closes, so the descriptor this reads through is kept open,
-    /// one per file (device and inode), and read through again by the next inspection of that
-    /// file. Past [`KEPT_DESCRIPTORS`] files, the header is read through a descriptor that is
-    /// closed, as `inspect` does.
-    pub fn inspect_database(path: &Path) -> io::Result<FileContent> {
-        let metadata = match std::fs::metadata(path) {
-            Ok(metadata) => metadata,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return Ok(FileContent::Missing);
-            }
-            Err(error) => return Err(error),
-        };
-        if !metadata.is_file() || metadata.len() == 0 {
-            return FileContent::inspect(path);
-        }
-        let mut header = [0u8; 100];
-        let read = kept_descriptor(path, &metadata, |file| {
-            use std::os::unix::fs::FileExt as _;
-            let mut filled = 0;
-            while filled < header.len() {
-                match file.read_at(&mut header[filled..], filled as u64)? {
-                    0 => break,
-                    count => filled += count,
-                }
-            }
-            Ok(filled)
-        })?;
-        Ok(FileContent::from_header(&header[..read]))
+        read_header(&metadata)
     }
 
     /// Classifies the first bytes of a non-empty file.

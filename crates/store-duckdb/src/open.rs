@@ -52,10 +52,11 @@ impl DuckDbOptions {
     }
 
     fn open_reporting(&self, report: &mut OpenReport) -> Result<DuckDbConnection, OpenError> {
+        let key = store_core::connect::database_key(&self.common.path);
         // A file open in this process is a DuckDB database: its path is not checked again, since
         // the check's read of the header would close a descriptor of the file and so drop
         // DuckDB's lock on it for the whole process.
-        let content = if registry::is_open(&self.common.path) {
+        let content = if registry::is_open_key(&key) {
             FileContent::Duckdb
         } else {
             check_database_path(
@@ -67,7 +68,6 @@ impl DuckDbOptions {
         };
         // One open of a file at a time in this process: one starts the instance, the others
         // share it.
-        let key = store_core::connect::database_key(&self.common.path);
         let opening = store_core::connect::deciding_lock(&key);
         let _opening = opening.lock().unwrap_or_else(PoisonError::into_inner);
         // A record left by a recovery whose open never returned (a crash or power cut after its

@@ -147,7 +147,12 @@ pub(crate) fn register(
 
 /// Whether an instance is open for `path` in this process.
 pub fn is_open(path: &Path) -> bool {
-    instances().contains_key(&store_core::connect::database_key(path))
+    is_open_key(&store_core::connect::database_key(path))
+}
+
+/// [`is_open`] for a key already made with `database_key`.
+pub(crate) fn is_open_key(key: &Path) -> bool {
+    instances().contains_key(key)
 }
 
 /// A connection to a DuckDB database opened through store: a [`duckdb::Connection`] (it derefs to

@@ -40,26 +40,21 @@ pub(crate) fn create_database(path: &Path) -> Result<(), OpenError> {
             .and_then(|file| file.sync_all())
             .map_err(|source| CreateError::Sync { source })
     })
-    .map_err(|failure| match failure {
-        CreateFailure::Initialise(CreateError::Sqlite { source }) => OpenError::Create {
+    .map_err(|failure| {
+        let source = match failure {
+            CreateFailure::Initialise(error) => error,
+            CreateFailure::Place(source) => CreateError::Rename { source },
+        };
+        let class = match &source {
+            CreateError::Sqlite { source } => classify_at(source, Stage::Open, Some(path)).class,
+            CreateError::Sync { source } | CreateError::Rename { source } => {
+                FailureClass::from_io_error(source)
+            }
+        };
+        OpenError::Create {
             path: path.to_owned(),
-            class: classify_at(&source, Stage::Open, Some(path)).class,
-            source: CreateError::Sqlite { source },
-        },
-        CreateFailure::Initialise(source) => OpenError::Create {
-            path: path.to_owned(),
-            class: match &source {
-                CreateError::Sync { source } | CreateError::Rename { source } => {
-                    FailureClass::from_io_error(source)
-                }
-                CreateError::Sqlite { .. } => FailureClass::Other,
-            },
+            class,
             source,
-        },
-        CreateFailure::Place(source) => OpenError::Create {
-            path: path.to_owned(),
-            class: FailureClass::from_io_error(&source),
-            source: CreateError::Rename { source },
-        },
+        }
     })
 }
