@@ -28,6 +28,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -48,9 +49,14 @@ pub fn database_key(path: &Path) -> PathBuf {
 /// A lock that serialises the opens of one database (by [`database_key`]) in this process, so
 /// that one open decides and the others, waiting, find its decision and reuse it.
 pub fn deciding_lock(key: &Path) -> Arc<Mutex<()>> {
-    static DECIDING: Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
+    // Keyed by the path's bytes, compared as bytes: a `Path` compares component by component,
+    // and every open asks.
+    static DECIDING: Mutex<BTreeMap<OsString, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
     let mut deciding = DECIDING.lock().unwrap_or_else(PoisonError::into_inner);
-    Arc::clone(deciding.entry(key.to_owned()).or_default())
+    if let Some(lock) = deciding.get(key.as_os_str()) {
+        return Arc::clone(lock);
+    }
+    Arc::clone(deciding.entry(key.as_os_str().to_owned()).or_default())
 }
 
 /// How many connections a database's decision allows.

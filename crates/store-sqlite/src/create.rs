@@ -10,10 +10,13 @@ use store_core::{Engine, FailureClass};
 use crate::classify::{Stage, classify_at};
 use crate::error::{CreateError, OpenError};
 use crate::migrate;
+use crate::pragma::pragma_answer;
 
 /// Creates a new database atomically ([`store_core::opening::create_atomically`]): `path` is
-/// either absent or a valid SQLite file at every instant.
-pub(crate) fn create_database(path: &Path) -> Result<(), OpenError> {
+/// either absent or a valid SQLite file at every instant. `in_wal_format`: the file is made in WAL
+/// format, so that the open's WAL rung finds its mode in force and switches nothing (the switch
+/// at the database's name is a header write through the rollback journal: 4 fsyncs).
+pub(crate) fn create_database(path: &Path, in_wal_format: bool) -> Result<(), OpenError> {
     let sqlite = |source| CreateError::Sqlite { source };
     create_atomically(path, Engine::Sqlite, crate::SIDECAR_SUFFIXES, |temporary| {
         let connection = Connection::open_with_flags(
@@ -35,6 +38,15 @@ pub(crate) fn create_database(path: &Path) -> Result<(), OpenError> {
         connection
             .execute_batch(migrate::SCHEMA_VERSION_DDL)
             .map_err(sqlite)?;
+        if in_wal_format {
+            // Also only a saving: a file left in rollback format is switched by the WAL rung.
+            match pragma_answer(&connection, "PRAGMA journal_mode=WAL") {
+                Ok(answered) if answered.eq_ignore_ascii_case("wal") => {}
+                answered => {
+                    tracing::debug!(target: "store::sqlite", ?answered, "creating in rollback format");
+                }
+            }
+        }
         connection.close().map_err(|(_, error)| sqlite(error))?;
         File::open(temporary)
             .and_then(|file| file.sync_all())

@@ -9,12 +9,13 @@ use rusqlite::{Connection, OpenFlags};
 use store_core::locks::LockHolder;
 use store_core::{FailureClass, Fallback, FileContent, FsKind, JournalMode, OpenReport, WarnOnce};
 
-use crate::classify::{Stage, classify_at};
+use crate::classify::{Stage, classify_at, extended_code};
 use crate::database::exclusive_holder;
 use crate::error::{ExclusivelyHeld, JournalError, OpenError};
 use crate::migrate;
-use crate::options::SqliteOptions;
+use crate::options::{SqliteOptions, Synchronous};
 use crate::pragma::{pragma_answer, set_locking_mode};
+use crate::shared_memory::shared_memory_fails;
 
 /// How often a transient I/O error while switching journals is retried before it counts.
 const TRANSIENT_RETRIES: u32 = 2;
@@ -100,31 +101,73 @@ impl SqliteOptions {
         kept
     }
 
-    /// Tries each rung in turn. `was_wal`: the file's format as the path check read it, which
-    /// holds until a rung's attempt could have changed it: the first attempt reads nothing again.
+    /// Whether the ladder's WAL rung can be skipped without switching the file's format: WAL
+    /// failed in this directory earlier in this process, or (for a file not in WAL format, which
+    /// the attempt would switch to WAL and back) shared memory does not work here
+    /// ([`shared_memory_fails`], asked of SQLite's VFS on a scratch file). `None` where WAL is
+    /// the last rung (tried for real, so that its failure is the open's error), where the policy
+    /// would not fall back on it, or where nothing says it fails.
+    pub(crate) fn wal_ruled_out(
+        &self,
+        ladder: &[JournalMode],
+        file_is_wal: bool,
+    ) -> Option<Fallback> {
+        let wal_rung = ladder.iter().position(|&mode| mode == JournalMode::Wal)?;
+        if wal_rung + 1 == ladder.len()
+            || !self
+                .journal_policy
+                .falls_back_on(FailureClass::WalUnsupported)
+        {
+            return None;
+        }
+        if let Some(earlier) = wal_failed_before(&self.common.path) {
+            return Some(Fallback {
+                cause: format!(
+                    "{} (failed in this directory earlier in this process; not tried again)",
+                    earlier.cause
+                ),
+                ..earlier
+            });
+        }
+        if file_is_wal {
+            return None;
+        }
+        let directory = store_core::files::parent_directory(&self.common.path);
+        let failure = shared_memory_fails(&directory)?;
+        let classified = classify_at(&failure, Stage::Journal, None);
+        if classified.class != FailureClass::WalUnsupported || classified.transient {
+            return None;
+        }
+        let fallback = Fallback {
+            from: JournalMode::Wal,
+            class: classified.class,
+            cause: format!(
+                "{failure}: {} (asked on a scratch file, before switching the database to WAL)",
+                rusqlite::ffi::Error::new(extended_code(&failure).unwrap_or_default())
+            ),
+        };
+        remember_wal_failure(&self.common.path, &fallback);
+        Some(fallback)
+    }
+
+    /// Tries each rung in turn. `known_format`: whether the file is in WAL format, as the path
+    /// check read it, which holds until a rung's attempt could have changed it: the first attempt
+    /// reads nothing again (`None`: read the header). `wal_ruled_out`:
+    /// [`wal_ruled_out`](Self::wal_ruled_out).
     pub(crate) fn walk_ladder(
         &self,
         ladder: &[JournalMode],
-        was_wal: bool,
+        known_format: Option<bool>,
+        wal_ruled_out: Option<Fallback>,
         report: &mut OpenReport,
     ) -> Result<(Probed, JournalMode), OpenError> {
         let policy = &self.journal_policy;
-        let mut known_format = Some(was_wal);
+        let mut known_format = known_format;
+        let mut wal_ruled_out = wal_ruled_out;
         for (index, &mode) in ladder.iter().enumerate() {
-            let has_next_rung = index + 1 < ladder.len();
             if mode == JournalMode::Wal
-                && has_next_rung
-                && let Some(earlier) = wal_failed_before(&self.common.path)
-                && policy.falls_back_on(earlier.class)
+                && let Some(fallback) = wal_ruled_out.take()
             {
-                let fallback = Fallback {
-                    from: mode,
-                    class: earlier.class,
-                    cause: format!(
-                        "{} (failed in this directory earlier in this process; not tried again)",
-                        earlier.cause
-                    ),
-                };
                 self.warn_fallback(&report.label, &fallback, ladder[index + 1]);
                 report.fallbacks.push(fallback);
                 continue;
@@ -331,47 +374,89 @@ impl SqliteOptions {
         if mode.needs_exclusive_locking() || leaving_wal {
             set_locking_mode(&connection, "exclusive")?;
         }
-        let mut schema_version = probe(&connection)?;
-        let current = pragma_answer(&connection, "PRAGMA journal_mode")?;
-        if !current.eq_ignore_ascii_case(mode.pragma_value()) {
-            let answered = pragma_answer(
-                &connection,
-                &format!("PRAGMA journal_mode={}", mode.pragma_value()),
-            )?;
-            if !answered.eq_ignore_ascii_case(mode.pragma_value()) {
-                return Err(JournalError::NotTaken {
-                    asked: mode,
-                    answered,
-                });
+        if leaving_wal {
+            // Before any read the pager answers its default mode, and a `journal_mode=DELETE`
+            // it thinks already in force would change nothing: read the file first (through its
+            // WAL, under exclusive locking, which needs no shared memory).
+            probe(&connection)?;
+        }
+        // Set, not read first: a mode already in force is a no-op, as in a plain rusqlite open,
+        // and one statement fewer on every open.
+        let answered = match pragma_answer(
+            &connection,
+            &format!("PRAGMA journal_mode={}", mode.pragma_value()),
+        ) {
+            Ok(answered) => answered,
+            // An authorizer refusing the pragma (some sandboxes and FUSE front-ends) refuses no
+            // mode already in force: read what is (after a read of the file, as above).
+            Err(refused) if extended_code(&refused) == Some(rusqlite::ffi::SQLITE_AUTH) => {
+                probe(&connection)?;
+                let current = pragma_answer(&connection, "PRAGMA journal_mode")?;
+                if !current.eq_ignore_ascii_case(mode.pragma_value()) {
+                    return Err(refused.into());
+                }
+                current
             }
-            schema_version = probe(&connection)?;
+            Err(error) => return Err(error.into()),
+        };
+        if !answered.eq_ignore_ascii_case(mode.pragma_value()) {
+            return Err(JournalError::NotTaken {
+                asked: mode,
+                answered,
+            });
         }
         if leaving_wal {
             // Back to normal locking so that other processes can share the rollback journal;
-            // the lock is released by the next access.
+            // the lock is released by the probe's read below.
             set_locking_mode(&connection, "normal")?;
-            schema_version = probe(&connection)?;
         }
+        let schema_version = probe(&connection)?;
+        let synchronous = synchronous_in_force(&connection, self.synchronous_for(mode))?;
         // The plain busy timeout from here on, for the connection's whole life.
         connection.busy_timeout(self.busy_timeout)?;
         Ok(Probed {
             connection,
             schema_version,
+            synchronous,
         })
     }
 }
 
-/// A read that proves the journal mode works (a read of `sqlite_schema` through the mode's locks
-/// and, in WAL, its shared memory), answering the schema version on the way: the open's
-/// migrations start from it instead of asking again.
+/// A read that proves the journal mode works (a read through the mode's locks and, in WAL, its
+/// shared memory), answering on the way the schema version the open's migrations start from:
+/// one statement where the database has store's `schema_version` table, as every database store
+/// creates does (each statement of an open costs about as much as all of store's own work).
 pub(crate) fn probe(connection: &Connection) -> rusqlite::Result<u32> {
-    migrate::schema_version(connection)
+    // `max` of the primary key: one seek to the last row, no aggregate over the table.
+    let in_one_read = connection.query_row("SELECT max(version) FROM schema_version", [], |row| {
+        row.get::<_, Option<u32>>(0)
+    });
+    match in_one_read {
+        Ok(version) => Ok(version.unwrap_or(0)),
+        // No `schema_version` table (a database store did not create), or the read failed: the
+        // long way, whose first statement reads `sqlite_schema` and fails as the read failed.
+        Err(_) => migrate::schema_version(connection),
+    }
 }
 
-/// A connection whose journal mode a read proved, and the schema version that read found.
+/// Puts the `synchronous` level asked for in force and answers what SQLite then says (0 to 3 for
+/// off to extra). Read first, after the probe's read (which applies the mode's default): the
+/// default is often the level asked (FULL in WAL in this build), and then nothing is set.
+fn synchronous_in_force(connection: &Connection, asked: Synchronous) -> rusqlite::Result<i64> {
+    let read = || connection.query_row("PRAGMA synchronous", [], |row| row.get(0));
+    let answered = read()?;
+    if Synchronous::from_level(answered) == Some(asked) {
+        return Ok(answered);
+    }
+    connection.pragma_update(None, "synchronous", asked.as_str())?;
+    read()
+}
+
+/// A connection whose journal mode a read proved, and what that read found.
 pub(crate) struct Probed {
     pub(crate) connection: Connection,
     pub(crate) schema_version: u32,
+    pub(crate) synchronous: i64,
 }
 
 /// SQLite's busy wait (a growing sleep until `timeout` per locking event), except that the first

@@ -55,6 +55,7 @@ mod options;
 mod pragma;
 mod probe;
 mod read_only;
+mod shared_memory;
 
 pub use classify::{classify, extended_code};
 pub use database::SqliteDatabase;

@@ -10,7 +10,6 @@ use store_core::{
     check_database_path,
 };
 
-use crate::classify::Stage;
 use crate::create::create_database;
 use crate::database::{Decided, SqliteDatabase, decision_key, live_decision};
 use crate::error::OpenError;
@@ -58,12 +57,15 @@ impl SqliteOptions {
 
     /// Decides for the database, or reuses the live decision of this process for it.
     fn decide_or_reuse(&self, report: &mut OpenReport) -> Result<SqliteDatabase, OpenError> {
-        // Keyed by the path as given (made absolute, no filesystem call): two spellings of one
-        // file may decide at the same time, and the second to finish replaces the first's
-        // registration with an equal decision.
-        let deciding = deciding_lock(
-            &std::path::absolute(&self.common.path).unwrap_or_else(|_| self.common.path.clone()),
-        );
+        // Keyed by the path as given (a relative one made absolute, no filesystem call): two
+        // spellings of one file may decide at the same time, and the second to finish replaces
+        // the first's registration with an equal decision.
+        let path = &self.common.path;
+        let deciding = if path.is_absolute() {
+            deciding_lock(path)
+        } else {
+            deciding_lock(&std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+        };
         let _deciding = deciding.lock().unwrap_or_else(PoisonError::into_inner);
         let key = decision_key(&self.common.path, self.common.read_only);
         if let Some(decided) = key.and_then(live_decision) {
@@ -139,23 +141,36 @@ impl SqliteOptions {
             )?;
             return Ok(connection);
         }
-        if content == FileContent::Missing {
-            create_database(&self.common.path)?;
-            report.created = true;
-        }
         let was_wal = content == FileContent::Sqlite { wal: true };
         let filesystem = report
             .filesystem
             .as_ref()
             .map_or(FsKind::Unknown, |f| f.kind);
         let ladder = self.effective_ladder(filesystem, was_wal, report);
+        let wal_ruled_out = self.wal_ruled_out(&ladder, was_wal);
+        // What the path check read, until creation makes a file (ours, or another process's
+        // that won the race to the name): its header is read then.
+        let mut known_format = Some(was_wal);
+        if content == FileContent::Missing {
+            // In the format of the first rung the ladder will try.
+            let first_tried = ladder
+                .iter()
+                .find(|&&mode| !(mode == JournalMode::Wal && wal_ruled_out.is_some()));
+            create_database(
+                &self.common.path,
+                first_tried.is_some_and(|mode| mode.is_wal()),
+            )?;
+            known_format = None;
+            report.created = true;
+        }
         let (
             Probed {
                 connection,
                 schema_version,
+                synchronous,
             },
             mode,
-        ) = match self.walk_ladder(&ladder, was_wal, report) {
+        ) = match self.walk_ladder(&ladder, known_format, wal_ruled_out, report) {
             Ok(found) => found,
             Err(error) => {
                 if !was_wal {
@@ -165,8 +180,7 @@ impl SqliteOptions {
             }
         };
         report.journal_mode = Some(mode);
-        report.durability =
-            Some(self.set_synchronous(&connection, self.synchronous_for(mode), mode)?);
+        report.durability = Some(self.synchronous_in_force(synchronous, mode)?);
         self.run_on_connect(&connection)?;
         migrate::apply_from(&connection, &self.common.migrations, report, schema_version).map_err(
             |source| OpenError::Migrate {
@@ -177,21 +191,15 @@ impl SqliteOptions {
         Ok(connection)
     }
 
-    /// Sets `PRAGMA synchronous` and reads it back: the durability reported is the one SQLite
-    /// answers, and an answer other than the level asked for fails the open rather than leave
-    /// commits less durable than the caller was told.
-    fn set_synchronous(
+    /// The durability of `PRAGMA synchronous` as the ladder's probe read it back after setting
+    /// it: the durability reported is the one SQLite answers, and an answer other than the level
+    /// asked for fails the open rather than leave commits less durable than the caller was told.
+    fn synchronous_in_force(
         &self,
-        connection: &Connection,
-        asked: Synchronous,
+        answered: i64,
         mode: JournalMode,
     ) -> Result<Durability, OpenError> {
-        connection
-            .pragma_update(None, "synchronous", asked.as_str())
-            .map_err(|source| self.engine_error(Stage::Query, source))?;
-        let answered: i64 = connection
-            .query_row("PRAGMA synchronous", [], |row| row.get(0))
-            .map_err(|source| self.engine_error(Stage::Query, source))?;
+        let asked = self.synchronous_for(mode);
         match Synchronous::from_level(answered) {
             Some(in_force) if in_force == asked => Ok(in_force.durability_in(mode)),
             _ => Err(OpenError::SynchronousNotTaken {
