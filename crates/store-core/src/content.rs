@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::fs::{PathKind, PathStat};
 use crate::{Engine, FailureClass};
 
 /// The first 16 bytes of every SQLite database.
@@ -43,7 +44,7 @@ pub enum FileContent {
 impl FileContent {
     /// Looks at `path` without changing anything (not even its access time beyond a read).
     pub fn inspect(path: &Path) -> io::Result<FileContent> {
-        FileContent::inspect_with(path, |_| {
+        FileContent::inspect_with(PathStat::of(path), |_| {
             let mut header = Vec::with_capacity(100);
             File::open(path)?.take(100).read_to_end(&mut header)?;
             Ok(FileContent::from_header(&header))
@@ -58,9 +59,18 @@ impl FileContent {
     /// file. Past [`KEPT_DESCRIPTORS`] files, the header is read through a descriptor that is
     /// closed, as `inspect` does.
     pub fn inspect_database(path: &Path) -> io::Result<FileContent> {
-        FileContent::inspect_with(path, |metadata| {
+        FileContent::inspect_database_at(path, PathStat::of(path))
+    }
+
+    /// [`inspect_database`](Self::inspect_database) with the path's [`PathStat`], asked by the
+    /// caller (once for its whole open).
+    pub fn inspect_database_at(
+        path: &Path,
+        stat: io::Result<Option<PathStat>>,
+    ) -> io::Result<FileContent> {
+        FileContent::inspect_with(stat, |stat| {
             let mut header = [0u8; 100];
-            let read = kept_descriptor(path, metadata, |file| {
+            let read = kept_descriptor(path, (stat.dev, stat.ino), |file| {
                 use std::os::unix::fs::FileExt as _;
                 let mut filled = 0;
                 while filled < header.len() {
@@ -75,29 +85,21 @@ impl FileContent {
         })
     }
 
-    /// What `path` is from its metadata, and from its first bytes, as `read_header` reads them,
-    /// when it is a regular file that is not empty.
+    /// What the path `stat` describes is, from `stat`, and from its first bytes, as
+    /// `read_header` reads them, when it is a regular file that is not empty.
     fn inspect_with(
-        path: &Path,
-        read_header: impl FnOnce(&std::fs::Metadata) -> io::Result<FileContent>,
+        stat: io::Result<Option<PathStat>>,
+        read_header: impl FnOnce(&PathStat) -> io::Result<FileContent>,
     ) -> io::Result<FileContent> {
-        let metadata = match std::fs::metadata(path) {
-            Ok(metadata) => metadata,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return Ok(FileContent::Missing);
-            }
-            Err(error) => return Err(error),
+        let Some(stat) = stat? else {
+            return Ok(FileContent::Missing);
         };
-        if metadata.is_dir() {
-            return Ok(FileContent::Directory);
+        match stat.kind {
+            PathKind::Directory => Ok(FileContent::Directory),
+            PathKind::Special => Ok(FileContent::Special),
+            PathKind::File if stat.len == 0 => Ok(FileContent::Empty),
+            PathKind::File => read_header(&stat),
         }
-        if !metadata.is_file() {
-            return Ok(FileContent::Special);
-        }
-        if metadata.len() == 0 {
-            return Ok(FileContent::Empty);
-        }
-        read_header(&metadata)
     }
 
     /// Classifies the first bytes of a non-empty file.
@@ -256,17 +258,16 @@ fn kept() -> std::sync::MutexGuard<'static, std::collections::HashMap<(u64, u64)
         .unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Runs `read` on a descriptor of the regular file at `path` (whose `metadata` was just read)
-/// that is never closed while its file may be locked by this process: kept, per device and
-/// inode, for the life of the process (at most [`KEPT_DESCRIPTORS`]; beyond, a descriptor of its
+/// Runs `read` on a descriptor of the regular file at `path` (whose device and inode, `key`, were
+/// just read) that is never closed while its file may be locked by this process: kept, per device
+/// and inode, for the life of the process (at most [`KEPT_DESCRIPTORS`]; beyond, a descriptor of its
 /// own that closes; on a FUSE filesystem too, see [`on_fuse`]).
 fn kept_descriptor<T>(
     path: &Path,
-    metadata: &std::fs::Metadata,
+    key: (u64, u64),
     read: impl FnOnce(&File) -> io::Result<T>,
 ) -> io::Result<T> {
     use std::os::unix::fs::MetadataExt as _;
-    let key = (metadata.dev(), metadata.ino());
     let mut kept = kept();
     if let Some(file) = kept.get(&key) {
         return read(file);
@@ -318,10 +319,23 @@ pub fn check_database_path(
     must_exist: bool,
     sidecars: &[&str],
 ) -> Result<FileContent, PathError> {
-    let content = FileContent::inspect_database(path).map_err(|source| PathError::Inspect {
-        path: path.to_owned(),
-        source,
-    })?;
+    check_database_path_at(path, PathStat::of(path), expected, must_exist, sidecars)
+}
+
+/// [`check_database_path`] with the path's [`PathStat`], asked by the caller (once for its whole
+/// open).
+pub fn check_database_path_at(
+    path: &Path,
+    stat: io::Result<Option<PathStat>>,
+    expected: Engine,
+    must_exist: bool,
+    sidecars: &[&str],
+) -> Result<FileContent, PathError> {
+    let content =
+        FileContent::inspect_database_at(path, stat).map_err(|source| PathError::Inspect {
+            path: path.to_owned(),
+            source,
+        })?;
     let path_buf = || path.to_owned();
     for suffix in sidecars {
         let sidecar = crate::files::sibling(path, suffix);

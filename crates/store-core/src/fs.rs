@@ -162,8 +162,16 @@ impl Filesystem {
     /// new key): a process that opens many databases, or one database many times, pays the
     /// `statfs` and the mount table's parse once per mount, and one `statx` per open.
     pub fn detect(path: impl AsRef<Path>) -> Result<Filesystem, DetectError> {
-        let path = path.as_ref();
-        let key = mount_key(path);
+        Filesystem::detect_at(path.as_ref(), None)
+    }
+
+    /// [`detect`](Self::detect), with the path's [`PathStat`] where the caller has it (it names
+    /// the mount: no `statx` of its own).
+    pub fn detect_at(path: &Path, stat: Option<&PathStat>) -> Result<Filesystem, DetectError> {
+        let key = match stat {
+            Some(stat) if stat.mount.is_some() => stat.mount,
+            _ => mount_key(path),
+        };
         if let Some(known) = key.and_then(|key| detected_mounts().get(&key).cloned()) {
             return Ok(known);
         }
@@ -208,7 +216,17 @@ impl Filesystem {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn detect_unless_set(path: impl AsRef<Path>, set: Option<FsKind>) -> Option<Filesystem> {
-        let detected = Filesystem::detect(path).ok();
+        Filesystem::detect_unless_set_at(path.as_ref(), None, set)
+    }
+
+    /// [`detect_unless_set`](Self::detect_unless_set), with the path's [`PathStat`] where the
+    /// caller has it.
+    pub fn detect_unless_set_at(
+        path: &Path,
+        stat: Option<&PathStat>,
+        set: Option<FsKind>,
+    ) -> Option<Filesystem> {
+        let detected = Filesystem::detect_at(path, stat).ok();
         let Some(kind) = set else {
             return detected;
         };
@@ -302,6 +320,107 @@ pub fn writability(directory: &Path) -> Writability {
     }
 }
 
+/// What an open needs to know of a path before an engine touches it, from one `statx`: its type,
+/// size, identity (device and inode) and, on Linux, the mount it is on. An open asks once and
+/// hands it on (the path check, the decision's key, filesystem detection), instead of a `stat`
+/// each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathStat {
+    /// What is at the path (symbolic links followed).
+    pub kind: PathKind,
+    /// Its size in bytes.
+    pub len: u64,
+    /// Its device, as `st_dev`.
+    pub dev: u64,
+    /// Its inode.
+    pub ino: u64,
+    mount: Option<MountKey>,
+}
+
+/// What a path names, as [`PathStat`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// Anything else (a socket, a device, a FIFO).
+    Special,
+}
+
+impl PathStat {
+    /// Stats `path` (following symbolic links); `Ok(None)` when nothing is there.
+    pub fn of(path: &Path) -> io::Result<Option<PathStat>> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte")
+            })?;
+            let mut buffer = std::mem::MaybeUninit::<libc::statx>::zeroed();
+            // SAFETY: `c_path` is NUL-terminated and `buffer` holds one `statx`.
+            let status = unsafe {
+                libc::statx(
+                    libc::AT_FDCWD,
+                    c_path.as_ptr(),
+                    0,
+                    libc::STATX_TYPE
+                        | libc::STATX_SIZE
+                        | libc::STATX_INO
+                        | libc::STATX_MNT_ID
+                        | libc::STATX_MNT_ID_UNIQUE,
+                    buffer.as_mut_ptr(),
+                )
+            };
+            if status != 0 {
+                let error = io::Error::last_os_error();
+                return match error.kind() {
+                    io::ErrorKind::NotFound => Ok(None),
+                    _ => Err(error),
+                };
+            }
+            // SAFETY: statx returned 0, so it filled the buffer.
+            let info = unsafe { buffer.assume_init() };
+            let kind = match u32::from(info.stx_mode) & libc::S_IFMT {
+                libc::S_IFREG => PathKind::File,
+                libc::S_IFDIR => PathKind::Directory,
+                _ => PathKind::Special,
+            };
+            Ok(Some(PathStat {
+                kind,
+                len: info.stx_size,
+                dev: libc::makedev(info.stx_dev_major, info.stx_dev_minor),
+                ino: info.stx_ino,
+                mount: MountKey::from_statx(&info),
+            }))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let metadata = match std::fs::metadata(path) {
+                Ok(metadata) => metadata,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(error),
+            };
+            let kind = if metadata.is_file() {
+                PathKind::File
+            } else if metadata.is_dir() {
+                PathKind::Directory
+            } else {
+                PathKind::Special
+            };
+            Ok(Some(PathStat {
+                kind,
+                len: metadata.len(),
+                dev: metadata.dev(),
+                ino: metadata.ino(),
+                mount: None,
+            }))
+        }
+    }
+}
+
 /// Which mount a path is on: the mount's id (unique for the boot where the kernel gives one,
 /// Linux 6.8+; else reusable after an unmount, and paired with the device), from `statx` of the
 /// path or of its nearest existing ancestor.
@@ -310,6 +429,22 @@ struct MountKey {
     id: u64,
     unique: bool,
     device: (u32, u32),
+}
+
+#[cfg(target_os = "linux")]
+impl MountKey {
+    /// The mount a `statx` answer names, where it names one.
+    fn from_statx(info: &libc::statx) -> Option<MountKey> {
+        let unique = info.stx_mask & libc::STATX_MNT_ID_UNIQUE != 0;
+        if !unique && info.stx_mask & libc::STATX_MNT_ID == 0 {
+            return None;
+        }
+        Some(MountKey {
+            id: info.stx_mnt_id,
+            unique,
+            device: (info.stx_dev_major, info.stx_dev_minor),
+        })
+    }
 }
 
 /// What [`Filesystem::detect`] found per mount, in this process.
@@ -346,16 +481,7 @@ fn mount_key(path: &Path) -> Option<MountKey> {
         };
         if status == 0 {
             // SAFETY: statx returned 0, so it filled the buffer.
-            let info = unsafe { buffer.assume_init() };
-            let unique = info.stx_mask & libc::STATX_MNT_ID_UNIQUE != 0;
-            if !unique && info.stx_mask & libc::STATX_MNT_ID == 0 {
-                return None;
-            }
-            return Some(MountKey {
-                id: info.stx_mnt_id,
-                unique,
-                device: (info.stx_dev_major, info.stx_dev_minor),
-            });
+            return MountKey::from_statx(&unsafe { buffer.assume_init() });
         }
         if io::Error::last_os_error().kind() != io::ErrorKind::NotFound
             || candidate == Path::new(".")
@@ -696,11 +822,17 @@ mod tests {
     #[test]
     fn statmount_agrees_with_the_mount_table() -> Result<(), Box<dyn std::error::Error>> {
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
-        let mut version = release.trim().split(['.', '-']).map(|part| part.parse::<u32>());
+        let mut version = release
+            .trim()
+            .split(['.', '-'])
+            .map(|part| part.parse::<u32>());
         let (major, minor) = (version.next(), version.next());
         if !matches!((major, minor), (Some(Ok(major)), Some(Ok(minor))) if (major, minor) >= (6, 8))
         {
-            eprintln!("skipped: statmount needs Linux 6.8, this is {}", release.trim());
+            eprintln!(
+                "skipped: statmount needs Linux 6.8, this is {}",
+                release.trim()
+            );
             return Ok(());
         }
         let table = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
@@ -714,8 +846,18 @@ mod tests {
                 statfs_magic(&canonical)?,
             );
             assert_eq!(by_statmount.kind, by_table.kind, "{}", path.display());
-            assert_eq!(by_statmount.type_name, by_table.type_name, "{}", path.display());
-            assert_eq!(by_statmount.mount_point, by_table.mount_point, "{}", path.display());
+            assert_eq!(
+                by_statmount.type_name,
+                by_table.type_name,
+                "{}",
+                path.display()
+            );
+            assert_eq!(
+                by_statmount.mount_point,
+                by_table.mount_point,
+                "{}",
+                path.display()
+            );
         }
         Ok(())
     }

@@ -50,14 +50,14 @@ pub mod schema_tag;
 pub mod time;
 
 pub use connect::{Classify, ConnectionLimit, Database, Open};
-pub use content::{FileContent, PathError, check_database_path};
+pub use content::{FileContent, PathError, check_database_path, check_database_path_at};
 pub use diagnostics::{
     LastOpenError, OpenFailure, WarnOnce, cause_chain, clear_last_open_error, format_unavailable,
     last_open_error, record_open_failure, unavailable_message,
 };
 pub use failure::FailureClass;
 pub use files::{MoveAsideError, MovedAside, Replace, Snapshot, SnapshotCopy, SnapshotError};
-pub use fs::{DetectError, Filesystem, FsKind, KindSource};
+pub use fs::{DetectError, Filesystem, FsKind, KindSource, PathKind, PathStat};
 pub use journal::{JournalMode, ParseJournalModeError};
 pub use migration::{Migration, Migrations, MigrationsError, SCHEMA_VERSION_TABLE};
 pub use pending::{InterruptedRecovery, PendingRecovery};

@@ -39,17 +39,8 @@ const SHARED_SIZE: u64 = 510;
 const HOLDER_CONFIRM_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 pub(crate) fn decision_key(path: &Path, read_only: bool) -> Option<DecisionKey> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let metadata = std::fs::metadata(path).ok()?;
-        Some((metadata.dev(), metadata.ino(), read_only))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (path, read_only);
-        None
-    }
+    let found = store_core::PathStat::of(path).ok()??;
+    Some((found.dev, found.ino, read_only))
 }
 
 pub(crate) fn live_decision(key: DecisionKey) -> Option<Arc<Decided>> {

@@ -374,43 +374,36 @@ impl SqliteOptions {
         if mode.needs_exclusive_locking() || leaving_wal {
             set_locking_mode(&connection, "exclusive")?;
         }
-        if leaving_wal {
-            // Before any read the pager answers its default mode, and a `journal_mode=DELETE`
-            // it thinks already in force would change nothing: read the file first (through its
-            // WAL, under exclusive locking, which needs no shared memory).
-            probe(&connection)?;
+        // A fresh connection takes its journal mode from the file: WAL from a file in WAL
+        // format, DELETE (SQLite's default) from one in rollback format. That mode is not set
+        // (a statement on every open, and a pragma some authorizers refuse) but checked after the
+        // probe's read, from SQLite's own state: whether the read left a WAL open.
+        let by_format = matches!(
+            (mode, file_is_wal),
+            (JournalMode::Wal, true) | (JournalMode::Delete, false)
+        );
+        let mut schema_version = None;
+        if by_format || leaving_wal {
+            // Leaving WAL, the read comes first too: before any read the pager answers its
+            // default mode, and a `journal_mode=DELETE` it thinks already in force would change
+            // nothing (the read goes through the WAL under exclusive locking, which needs no
+            // shared memory).
+            schema_version = Some(probe(&connection)?);
         }
-        // Set, not read first: a mode already in force is a no-op, as in a plain rusqlite open,
-        // and one statement fewer on every open.
-        let answered = match pragma_answer(
-            &connection,
-            &format!("PRAGMA journal_mode={}", mode.pragma_value()),
-        ) {
-            Ok(answered) => answered,
-            // An authorizer refusing the pragma (some sandboxes and FUSE front-ends) refuses no
-            // mode already in force: read what is (after a read of the file, as above).
-            Err(refused) if extended_code(&refused) == Some(rusqlite::ffi::SQLITE_AUTH) => {
-                probe(&connection)?;
-                let current = pragma_answer(&connection, "PRAGMA journal_mode")?;
-                if !current.eq_ignore_ascii_case(mode.pragma_value()) {
-                    return Err(refused.into());
-                }
-                current
+        if !(by_format && holds_wal_open(&connection) == Some(mode.is_wal())) {
+            set_journal_mode(&connection, mode)?;
+            if leaving_wal {
+                // Back to normal locking so that other processes can share the rollback
+                // journal; the lock is released by the probe's read below.
+                set_locking_mode(&connection, "normal")?;
             }
-            Err(error) => return Err(error.into()),
+            // Proven again, in the mode set.
+            schema_version = None;
+        }
+        let schema_version = match schema_version {
+            Some(version) => version,
+            None => probe(&connection)?,
         };
-        if !answered.eq_ignore_ascii_case(mode.pragma_value()) {
-            return Err(JournalError::NotTaken {
-                asked: mode,
-                answered,
-            });
-        }
-        if leaving_wal {
-            // Back to normal locking so that other processes can share the rollback journal;
-            // the lock is released by the probe's read below.
-            set_locking_mode(&connection, "normal")?;
-        }
-        let schema_version = probe(&connection)?;
         let synchronous = synchronous_in_force(&connection, self.synchronous_for(mode))?;
         // The plain busy timeout from here on, for the connection's whole life.
         connection.busy_timeout(self.busy_timeout)?;
@@ -419,6 +412,57 @@ impl SqliteOptions {
             schema_version,
             synchronous,
         })
+    }
+}
+
+/// Sets the journal mode and checks SQLite's answer.
+fn set_journal_mode(connection: &Connection, mode: JournalMode) -> Result<(), JournalError> {
+    let answered = match pragma_answer(
+        connection,
+        &format!("PRAGMA journal_mode={}", mode.pragma_value()),
+    ) {
+        Ok(answered) => answered,
+        // An authorizer refusing the pragma (some sandboxes and FUSE front-ends) refuses no mode
+        // already in force: read what is (after a read of the file, which the pager's answer
+        // needs).
+        Err(refused) if extended_code(&refused) == Some(rusqlite::ffi::SQLITE_AUTH) => {
+            probe(connection)?;
+            let current = pragma_answer(connection, "PRAGMA journal_mode")?;
+            if !current.eq_ignore_ascii_case(mode.pragma_value()) {
+                return Err(refused.into());
+            }
+            current
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if !answered.eq_ignore_ascii_case(mode.pragma_value()) {
+        return Err(JournalError::NotTaken {
+            asked: mode,
+            answered,
+        });
+    }
+    Ok(())
+}
+
+/// Whether the connection holds a WAL open, from SQLite's own state: the journal file it names
+/// (`SQLITE_FCNTL_JOURNAL_POINTER`) is the WAL's while one is open, else the rollback journal's,
+/// which no read opens (`None` where SQLite does not answer). After a read, that is the journal
+/// mode in force, WAL or rollback, without a statement.
+fn holds_wal_open(connection: &Connection) -> Option<bool> {
+    let mut journal: *mut rusqlite::ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: the handle is this live connection's, used on this thread only; the file control
+    // writes one pointer to a file object SQLite owns, only read here while the connection lives.
+    unsafe {
+        let code = rusqlite::ffi::sqlite3_file_control(
+            connection.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+            (&raw mut journal).cast(),
+        );
+        if code != rusqlite::ffi::SQLITE_OK || journal.is_null() {
+            return None;
+        }
+        Some(!(*journal).pMethods.is_null())
     }
 }
 
@@ -493,5 +537,28 @@ fn pragma_text(mode: JournalMode) -> String {
         format!("{journal} with locking_mode=EXCLUSIVE")
     } else {
         journal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Promise: SQLite's own state tells the journal mode a read left in force, WAL or rollback,
+    /// which the open checks instead of running a pragma.
+    #[test]
+    fn a_read_leaves_a_wal_open_only_in_wal_mode() -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        for (mode, wal) in [("wal", true), ("delete", false), ("truncate", false)] {
+            let path = directory.path().join(format!("{mode}.db"));
+            let connection = Connection::open(&path)?;
+            connection.query_row(&format!("PRAGMA journal_mode={mode}"), [], |_| Ok(()))?;
+            connection.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")?;
+            drop(connection);
+            let connection = Connection::open(&path)?;
+            connection.query_row("SELECT count(*) FROM t", [], |_| Ok(()))?;
+            assert_eq!(holds_wal_open(&connection), Some(wal), "{mode}");
+        }
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use store_core::connect::deciding_lock;
 use store_core::{
     ConnectionLimit, Durability, Engine, FileContent, Filesystem, FsKind, JournalMode, OpenReport,
-    check_database_path,
+    PathStat, check_database_path_at,
 };
 
 use crate::create::create_database;
@@ -67,13 +67,17 @@ impl SqliteOptions {
             deciding_lock(&std::path::absolute(path).unwrap_or_else(|_| path.clone()))
         };
         let _deciding = deciding.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = decision_key(&self.common.path, self.common.read_only);
+        // One `statx` of the path for the whole open: the decision's key, the mount detection
+        // is remembered by, and the path check.
+        let stat = PathStat::of(path);
+        let found = stat.as_ref().ok().copied().flatten();
+        let key = found.map(|found| (found.dev, found.ino, self.common.read_only));
         if let Some(decided) = key.and_then(live_decision) {
             return self.reuse(decided, report);
         }
         report.filesystem =
-            Filesystem::detect_unless_set(&self.common.path, self.common.filesystem);
-        let connection = self.open_reporting(report)?;
+            Filesystem::detect_unless_set_at(path, found.as_ref(), self.common.filesystem);
+        let connection = self.open_reporting(stat, report)?;
         let connection_limit = if report.journal_mode == Some(JournalMode::WalExclusive) {
             ConnectionLimit::One
         } else {
@@ -123,9 +127,14 @@ impl SqliteOptions {
         Ok(database)
     }
 
-    fn open_reporting(&self, report: &mut OpenReport) -> Result<Connection, OpenError> {
-        let content = check_database_path(
+    fn open_reporting(
+        &self,
+        stat: std::io::Result<Option<PathStat>>,
+        report: &mut OpenReport,
+    ) -> Result<Connection, OpenError> {
+        let content = check_database_path_at(
             &self.common.path,
+            stat,
             Engine::Sqlite,
             self.common.read_only,
             crate::SIDECAR_SUFFIXES,

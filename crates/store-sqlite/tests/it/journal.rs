@@ -51,7 +51,8 @@ fn falls_back_to_delete_without_shared_memory_with_one_warning() {
                 report.fallbacks[0].cause.contains("disk I/O error"),
                 "{report}"
             );
-            // The failed WAL rung flipped the header; the DELETE rung put it back.
+            // Created in rollback format: shared memory was found missing before anything
+            // switched the file.
             assert_eq!(header_format(&path), (1, 1));
 
             let warnings = warnings(&events);
@@ -69,6 +70,68 @@ fn falls_back_to_delete_without_shared_memory_with_one_warning() {
             assert_eq!(count(&other, "t").unwrap(), 1);
         }
     );
+}
+
+/// Promise: the first fallback open of a process never switches a rollback-format file into WAL
+/// format and back (two durable header writes, 9 fsyncs): shared memory is asked of SQLite's VFS
+/// on a scratch file first, and the file stays byte for byte as it was.
+#[test]
+fn the_first_fallback_leaves_a_rollback_file_untouched() {
+    isolated!(the_first_fallback_leaves_a_rollback_file_untouched, {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("nfs.db");
+        let plain = Connection::open(&path).unwrap();
+        write_plain_rows(&plain, 3).unwrap();
+        drop(plain);
+        let before = std::fs::read(&path).unwrap();
+        assert_eq!(header_format(&path), (1, 1));
+
+        let _fault = SqliteFault::NoSharedMemory.install().unwrap();
+        let (connection, report) = SqliteOptions::new(&path).open().unwrap();
+        assert_eq!(report.journal_mode, Some(JournalMode::Delete), "{report}");
+        assert_eq!(report.fallbacks.len(), 1, "{report}");
+        assert_eq!(report.fallbacks[0].from, JournalMode::Wal);
+        assert_eq!(report.fallbacks[0].class, FailureClass::WalUnsupported);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the open wrote to the file"
+        );
+        // Nothing of the check is left in the directory.
+        let names: Vec<_> = std::fs::read_dir(directory.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["nfs.db"], "{names:?}");
+        assert_eq!(count(&connection, "t").unwrap(), 3);
+    });
+}
+
+/// Promise: a new database is made in the format of the rung the open lands on, WAL on a healthy
+/// disk and rollback where shared memory fails, so that the open at its name switches nothing.
+#[test]
+fn a_new_database_is_made_in_the_format_of_its_rung() {
+    isolated!(a_new_database_is_made_in_the_format_of_its_rung, {
+        let directory = tempfile::tempdir().unwrap();
+        let (_, healthy) = SqliteOptions::new(directory.path().join("local.db"))
+            .open()
+            .unwrap();
+        assert!(healthy.created && !healthy.fell_back(), "{healthy}");
+        assert_eq!(header_format(&directory.path().join("local.db")), (2, 2));
+
+        let _fault = SqliteFault::NoSharedMemory.install().unwrap();
+        let path = directory.path().join("nfs.db");
+        let (connection, report) = SqliteOptions::new(&path).open().unwrap();
+        assert!(report.created, "{report}");
+        assert_eq!(report.journal_mode, Some(JournalMode::Delete), "{report}");
+        assert_eq!(header_format(&path), (1, 1));
+        // The file change counter (header bytes 24..28) counts the write transactions a
+        // rollback-format file has seen: the creation's one, no switch to WAL and back.
+        let header = std::fs::read(&path).unwrap();
+        assert_eq!(u32::from_be_bytes(header[24..28].try_into().unwrap()), 1);
+        write_plain_rows(&connection, 2).unwrap();
+        assert_eq!(count(&connection, "t").unwrap(), 2);
+    });
 }
 
 /// Once WAL has failed in a directory, later opens there go straight to the next rung: the
