@@ -27,15 +27,21 @@
 //! 2. Detects the filesystem ([`store_core::Filesystem`]); the [`store_core::JournalPolicy`]
 //!    gives the ladder of journal modes for it.
 //! 3. Creates a missing database under a temporary name and renames it into place, so a crash
-//!    never leaves a zero-byte file behind.
-//! 4. Walks the ladder: each mode is set on a fresh connection, checked against what SQLite
-//!    answers, and proven by a real read. A one-off I/O error is retried twice, 50 ms apart.
-//!    Failures the policy falls back on move down the ladder with one WARN per label; any other
-//!    failure propagates. A database already in WAL format is never converted unless the policy
-//!    says so: where WAL's shared memory is missing it is opened with exclusive locking.
-//! 5. Sets `PRAGMA synchronous` ([`Synchronous::default_for`] the mode unless the options say
-//!    otherwise: every acknowledged commit survives a power cut) and reads it back; the report's
-//!    `durability` is what SQLite answered, and an answer other than the level set fails the open.
+//!    never leaves a zero-byte file behind; it is made in the format of the first rung the
+//!    ladder will try, so that nothing is switched at its name.
+//! 4. Walks the ladder: each mode is put in force on a fresh connection (set, and checked
+//!    against what SQLite answers; or, where the file's format gives it, checked from SQLite's
+//!    own state) and proven by a real read. Before a WAL rung would switch a rollback-format
+//!    file, SQLite's VFS is asked to map a WAL index on a scratch file in the directory: where
+//!    that fails, WAL is ruled out without touching the file. A one-off I/O error is retried
+//!    twice, 50 ms apart. Failures the policy falls back on move down the ladder with one WARN
+//!    per label; any other failure propagates. A database already in WAL format is never
+//!    converted unless the policy says so: where WAL's shared memory is missing it is opened with
+//!    exclusive locking.
+//! 5. Puts `PRAGMA synchronous` in force ([`Synchronous::default_for`] the mode unless the
+//!    options say otherwise: every acknowledged commit survives a power cut) and reads it back;
+//!    the report's `durability` is what SQLite answered, and an answer other than the level asked
+//!    fails the open.
 //! 6. Applies migrations, each once, inside `BEGIN IMMEDIATE`.
 //! 7. Returns the connection and an [`store_core::OpenReport`]; on failure, records the
 //!    process's last open error for [`store_core::unavailable_message`].

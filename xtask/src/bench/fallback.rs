@@ -36,11 +36,11 @@ pub(super) const FIRST: Spec = Spec {
     section: Section::Fallback,
     unit: Unit::Milliseconds,
     target: Target::AtMost(2.0),
-    reason: "Issue 17's bound. The first fallback open of a process tries WAL for real: \
-             journal_mode=WAL takes effect and flips the header, the read fails on the shared \
-             memory, and the file is converted back under exclusive locking on a fresh \
-             connection: two header writes through the rollback journal, 9 fsyncs where the baseline \
-             makes none (strace, BENCHMARKS.md). At most twice a DELETE open.",
+    reason: "Issue 17's bound. The first fallback open of a process asks SQLite's VFS to map \
+             a WAL index beside a scratch file in the directory (the syscalls WAL's shared \
+             memory makes: create, lock, grow, mmap, remove), finds it fails and opens in \
+             DELETE mode, the file untouched (before: journal_mode=WAL flipped the header and \
+             the fallback flipped it back, 9 fsyncs). At most twice a DELETE open.",
     baseline_name: "rusqlite DELETE-mode open, fresh process",
     baseline_does: "in a fresh process under the same fault, the raw DELETE-mode open above, \
                     once; only the open and close are timed; 15 processes a side, alternating \
