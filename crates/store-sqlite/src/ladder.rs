@@ -484,15 +484,24 @@ pub(crate) fn probe(connection: &Connection) -> rusqlite::Result<u32> {
 }
 
 /// Puts the `synchronous` level asked for in force and answers what SQLite then says (0 to 3 for
-/// off to extra). Read first, after the probe's read (which applies the mode's default): the
-/// default is often the level asked (FULL in WAL in this build), and then nothing is set.
+/// off to extra), read back after the probe's read (which applies the mode's default). SQLite's
+/// default is not set again: asked for, it costs the read alone.
 fn synchronous_in_force(connection: &Connection, asked: Synchronous) -> rusqlite::Result<i64> {
+    /// SQLite's default in every journal mode in this build: libsqlite3-sys's bundled SQLite
+    /// sets neither `SQLITE_DEFAULT_SYNCHRONOUS` nor `SQLITE_DEFAULT_WAL_SYNCHRONOUS` (FULL both).
+    /// Only a saving: a connection that answers otherwise is set and read again.
+    const SQLITE_DEFAULT: Synchronous = Synchronous::Full;
     let read = || connection.query_row("PRAGMA synchronous", [], |row| row.get(0));
+    let set = || connection.pragma_update(None, "synchronous", asked.as_str());
+    if asked != SQLITE_DEFAULT {
+        set()?;
+        return read();
+    }
     let answered = read()?;
     if Synchronous::from_level(answered) == Some(asked) {
         return Ok(answered);
     }
-    connection.pragma_update(None, "synchronous", asked.as_str())?;
+    set()?;
     read()
 }
 
