@@ -81,24 +81,24 @@ impl SqliteOptions {
         kept
     }
 
-    /// [`journal_ladder`](Self::journal_ladder), with a note in the report when it is not the
-    /// policy's own.
-    pub(crate) fn effective_ladder(
+    /// Notes in the report why an open that fell back tried the rungs it did, when they were not
+    /// the policy's own (a WAL database kept in WAL format). An open that did not fall back has
+    /// nothing to explain: the note would be made on every open of every WAL database.
+    pub(crate) fn note_kept_ladder(
         &self,
         filesystem: FsKind,
-        was_wal: bool,
+        ladder: &[JournalMode],
         report: &mut OpenReport,
-    ) -> Vec<JournalMode> {
-        let kept = self.journal_ladder(filesystem, was_wal);
-        if kept != self.journal_policy.ladder(filesystem) {
-            let names: Vec<&str> = kept.iter().map(|mode| mode.as_str()).collect();
-            report.notes.push(format!(
-                "existing WAL database kept in WAL format (policy `{}` does not convert it): trying {}",
-                self.journal_policy.name(),
-                names.join(", ")
-            ));
+    ) {
+        if !report.fell_back() || ladder == self.journal_policy.ladder(filesystem) {
+            return;
         }
-        kept
+        let names: Vec<&str> = ladder.iter().map(|mode| mode.as_str()).collect();
+        report.notes.push(format!(
+            "existing WAL database kept in WAL format (policy `{}` does not convert it): tried {}",
+            self.journal_policy.name(),
+            names.join(", ")
+        ));
     }
 
     /// Whether the ladder's WAL rung can be skipped without switching the file's format: WAL

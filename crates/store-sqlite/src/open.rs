@@ -11,7 +11,7 @@ use store_core::{
 };
 
 use crate::create::create_database;
-use crate::database::{Decided, SqliteDatabase, decision_key, live_decision};
+use crate::database::{Decided, DecisionKey, SqliteDatabase, decision_key, live_decision};
 use crate::error::OpenError;
 use crate::ladder::Probed;
 use crate::migrate;
@@ -26,10 +26,7 @@ impl SqliteOptions {
     /// A failure is recorded as the process's last open error
     /// ([`store_core::last_open_error`]) and logged at WARN once per label and class.
     pub fn open(&self) -> Result<(Connection, OpenReport), OpenError> {
-        self.reporting(|report| {
-            let database = self.decide_or_reuse(report)?;
-            Ok(database.connect()?)
-        })
+        self.reporting(|report| self.decide_or_reuse(report))
     }
 
     /// Opens the database as [`open`](Self::open) does and returns the handle that holds the
@@ -55,8 +52,9 @@ impl SqliteOptions {
         )
     }
 
-    /// Decides for the database, or reuses the live decision of this process for it.
-    fn decide_or_reuse(&self, report: &mut OpenReport) -> Result<SqliteDatabase, OpenError> {
+    /// Decides for the database, or reuses the live decision of this process for it, and hands
+    /// back what the caller asked for ([`Outcome`]).
+    fn decide_or_reuse<T: Outcome>(&self, report: &mut OpenReport) -> Result<T, OpenError> {
         // Keyed by the path as given (a relative one made absolute, no filesystem call): two
         // spellings of one file may decide at the same time, and the second to finish replaces
         // the first's registration with an equal decision.
@@ -73,7 +71,7 @@ impl SqliteOptions {
         let found = stat.as_ref().ok().copied().flatten();
         let key = found.map(|found| (found.dev, found.ino, self.common.read_only));
         if let Some(decided) = key.and_then(live_decision) {
-            return self.reuse(decided, report);
+            return T::reused(self.reuse(decided, report)?);
         }
         report.filesystem =
             Filesystem::detect_unless_set_at(path, found.as_ref(), self.common.filesystem);
@@ -84,16 +82,8 @@ impl SqliteOptions {
             ConnectionLimit::Many
         };
         report.connection_limit = connection_limit;
-        let decided = Decided {
-            // Asked again only for a file this open created: an existing one keeps its key.
-            key: key.or_else(|| decision_key(&self.common.path, self.common.read_only)),
-            filesystem: report.filesystem.clone(),
-            journal_mode: report.journal_mode,
-            connection_limit,
-            schema_version: AtomicU32::new(report.schema_version),
-        }
-        .register();
-        Ok(SqliteDatabase::new(decided, self, Some(connection)))
+        // Still under the deciding lock: an open waiting for it finds the decision registered.
+        Ok(T::decided(self, connection, key, report))
     }
 
     /// An open of a database this process has decided for and still holds a handle to: the
@@ -155,7 +145,7 @@ impl SqliteOptions {
             .filesystem
             .as_ref()
             .map_or(FsKind::Unknown, |f| f.kind);
-        let ladder = self.effective_ladder(filesystem, was_wal, report);
+        let ladder = self.journal_ladder(filesystem, was_wal);
         let wal_ruled_out = self.wal_ruled_out(&ladder, was_wal);
         // What the path check read, until creation makes a file (ours, or another process's
         // that won the race to the name): its header is read then.
@@ -188,6 +178,7 @@ impl SqliteOptions {
                 return Err(error);
             }
         };
+        self.note_kept_ladder(filesystem, &ladder, report);
         report.journal_mode = Some(mode);
         report.durability = Some(self.synchronous_in_force(synchronous, mode)?);
         self.run_on_connect(&connection)?;
@@ -228,5 +219,62 @@ impl SqliteOptions {
                 path: self.common.path.clone(),
                 source,
             })
+    }
+}
+
+/// What an open hands back, from a decision it made or one it reused.
+trait Outcome: Sized {
+    /// From the live decision of a handle this process holds.
+    fn reused(database: SqliteDatabase) -> Result<Self, OpenError>;
+    /// From the decision this open made, with the connection that proved it (`key`: the file's,
+    /// when it existed before the open).
+    fn decided(
+        options: &SqliteOptions,
+        connection: Connection,
+        key: Option<DecisionKey>,
+        report: &OpenReport,
+    ) -> Self;
+}
+
+/// [`SqliteOptions::open`]: a connection alone.
+impl Outcome for Connection {
+    fn reused(database: SqliteDatabase) -> Result<Connection, OpenError> {
+        Ok(database.connect()?)
+    }
+
+    /// The decision is not registered: no handle would hold it past this open (registering it,
+    /// with the options a handle keeps, cost more than the rest of store's share of the open).
+    fn decided(
+        _: &SqliteOptions,
+        connection: Connection,
+        _: Option<DecisionKey>,
+        _: &OpenReport,
+    ) -> Connection {
+        connection
+    }
+}
+
+/// [`SqliteOptions::database`]: the handle that holds the decision, registered for later opens.
+impl Outcome for SqliteDatabase {
+    fn reused(database: SqliteDatabase) -> Result<SqliteDatabase, OpenError> {
+        Ok(database)
+    }
+
+    fn decided(
+        options: &SqliteOptions,
+        connection: Connection,
+        key: Option<DecisionKey>,
+        report: &OpenReport,
+    ) -> SqliteDatabase {
+        let decided = Decided {
+            // Asked again only for a file this open created: an existing one keeps its key.
+            key: key.or_else(|| decision_key(&options.common.path, options.common.read_only)),
+            filesystem: report.filesystem.clone(),
+            journal_mode: report.journal_mode,
+            connection_limit: report.connection_limit,
+            schema_version: AtomicU32::new(report.schema_version),
+        }
+        .register();
+        SqliteDatabase::new(decided, options, Some(connection))
     }
 }
