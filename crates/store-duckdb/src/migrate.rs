@@ -23,23 +23,51 @@ pub const SNAPSHOT_SUFFIX: &str = ".pre-migrate";
 /// Where the table is missing, the direct read fails before the catalog is asked: inside an
 /// explicit transaction that failure aborts the transaction, so create the table first there.
 pub fn schema_version(connection: &duckdb::Connection) -> duckdb::Result<u32> {
-    // The table is read directly: a catalog function such as duckdb_tables() costs about as much
-    // as the open itself (measured by `cargo xtask bench`). Only when that fails is the catalog
-    // asked whether the table is simply missing (version 0) or the read really failed.
+    read_state(connection).map(|state| state.version)
+}
+
+/// What an open reads of a database before deciding what to migrate, and the durability it
+/// reports: one query, since each query costs about a tenth of an open here (`cargo xtask
+/// bench`).
+#[derive(Debug)]
+pub(crate) struct DatabaseState {
+    /// The schema version ([`schema_version`]).
+    pub(crate) version: u32,
+    /// What `current_setting('fsync_mode')` answers.
+    pub(crate) fsync_mode: String,
+}
+
+/// Reads the [`DatabaseState`]. The table is read directly: a catalog function such as
+/// duckdb_tables() costs about as much as the open itself (`cargo xtask bench`). Only when that
+/// fails is the catalog asked whether the table is simply missing (version 0) or the read really
+/// failed.
+pub(crate) fn read_state(connection: &duckdb::Connection) -> duckdb::Result<DatabaseState> {
     let read = connection.query_row(
-        "SELECT coalesce(max(version), 0) FROM schema_version",
+        "SELECT (SELECT coalesce(max(version), 0) FROM schema_version), \
+         current_setting('fsync_mode')",
         [],
-        |row| row.get(0),
+        |row| Ok((row.get(0)?, row.get(1)?)),
     );
     match read {
-        Ok(version) => Ok(version),
+        Ok((version, fsync_mode)) => Ok(DatabaseState {
+            version,
+            fsync_mode,
+        }),
         Err(error) => {
-            let has_table: bool = connection.query_row(
-                "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = 'schema_version' AND schema_name = 'main'",
+            let (has_table, fsync_mode): (bool, String) = connection.query_row(
+                "SELECT (SELECT count(*) > 0 FROM duckdb_tables() \
+                 WHERE table_name = 'schema_version' AND schema_name = 'main'), \
+                 current_setting('fsync_mode')",
                 [],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )?;
-            if has_table { Err(error) } else { Ok(0) }
+            if has_table {
+                return Err(error);
+            }
+            Ok(DatabaseState {
+                version: 0,
+                fsync_mode,
+            })
         }
     }
 }
@@ -60,19 +88,21 @@ fn checkpoint(connection: &duckdb::Connection, action: &'static str) -> Result<(
     Ok(())
 }
 
-/// Applies what is pending and records it in the report; `database` is the instance's descriptor
-/// of the file at `path`, which the snapshot is copied through. `restored_from_snapshot`: the
-/// database is, since this open, a copy of the pre-migration snapshot beside it, which then
-/// stands as the snapshot of these migrations (a new one would hold the same).
+/// Applies what is pending and records it in the report; `state` is what the open read of the
+/// database, `database` the instance's descriptor of the file at `path`, which the snapshot is
+/// copied through. `restored_from_snapshot`: the database is, since this open, a copy of the
+/// pre-migration snapshot beside it, which then stands as the snapshot of these migrations (a new
+/// one would hold the same).
 pub(crate) fn apply(
     connection: &duckdb::Connection,
     path: &Path,
     database: &std::fs::File,
     migrations: &Migrations,
+    state: &DatabaseState,
     restored_from_snapshot: bool,
     report: &mut OpenReport,
 ) -> Result<(), MigrateError> {
-    let before = schema_version(connection).map_err(step("read the schema version"))?;
+    let before = state.version;
     report.schema_version = before;
     if migrations.is_empty() {
         // No migrations given: the schema is the caller's business. No snapshot, no checkpoint.

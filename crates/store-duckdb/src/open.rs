@@ -143,9 +143,6 @@ impl DuckDbOptions {
         if report.recovery.is_none() {
             self.complete_interrupted_recovery(report);
         }
-        if !self.common.read_only {
-            report.durability = Some(self.durability(&connection)?);
-        }
         self.common
             .on_connect
             .run(&connection)
@@ -153,11 +150,12 @@ impl DuckDbOptions {
                 path: self.common.path.clone(),
                 source,
             })?;
+        let state = migrate::read_state(&connection).map_err(|source| self.engine_error(source))?;
         if self.common.read_only {
-            report.schema_version =
-                migrate::schema_version(&connection).map_err(|source| self.engine_error(source))?;
+            report.schema_version = state.version;
             return Ok(connection);
         }
+        report.durability = Some(self.durability(&state.fsync_mode)?);
         // A database this open restored from the pre-migration snapshot is that snapshot: the
         // snapshot in place already holds what a new one would, so migrating copies nothing.
         let restored = report
@@ -169,6 +167,7 @@ impl DuckDbOptions {
             &self.common.path,
             connection.database_file(),
             &self.common.migrations,
+            &state,
             restored,
             report,
         )
@@ -226,8 +225,9 @@ impl DuckDbOptions {
         }
     }
 
-    /// What a power cut may do to commits through `connection`, from the `fsync_mode` the
-    /// instance answers (store never changes it; a user's `SET` on a shared instance shows here).
+    /// What a power cut may do to commits, from the `fsync_mode` the instance answered (store
+    /// never changes it; a user's `SET` on a shared instance, or in the per-connection
+    /// initialisation, shows here).
     /// At its default, `standard`, DuckDB fsyncs its WAL before each commit returns, so every
     /// acknowledged commit survives a power cut; `full` does the same with `F_FULLFSYNC` on macOS;
     /// `none` never fsyncs.
@@ -235,13 +235,10 @@ impl DuckDbOptions {
     /// DuckDB fsyncs no directory: a WAL it creates after a checkpoint keeps its name across a
     /// power cut only where the filesystem makes a new file's name durable with the file's own
     /// sync (ext4, XFS and btrfs do; POSIX does not promise it).
-    fn durability(&self, connection: &duckdb::Connection) -> Result<Durability, OpenError> {
-        let answered: String = connection
-            .query_row("SELECT current_setting('fsync_mode')", [], |row| row.get(0))
-            .map_err(|source| self.engine_error(source))?;
-        durability_of_fsync_mode(&answered).ok_or_else(|| OpenError::UnknownFsyncMode {
+    fn durability(&self, fsync_mode: &str) -> Result<Durability, OpenError> {
+        durability_of_fsync_mode(fsync_mode).ok_or_else(|| OpenError::UnknownFsyncMode {
             path: self.common.path.clone(),
-            answered,
+            answered: fsync_mode.to_owned(),
         })
     }
 
