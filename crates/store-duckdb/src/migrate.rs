@@ -33,6 +33,8 @@ pub fn schema_version(connection: &duckdb::Connection) -> duckdb::Result<u32> {
 pub(crate) struct DatabaseState {
     /// The schema version ([`schema_version`]).
     pub(crate) version: u32,
+    /// Whether the `schema_version` table exists.
+    pub(crate) has_version_table: bool,
     /// What `current_setting('fsync_mode')` answers.
     pub(crate) fsync_mode: String,
 }
@@ -51,6 +53,7 @@ pub(crate) fn read_state(connection: &duckdb::Connection) -> duckdb::Result<Data
     match read {
         Ok((version, fsync_mode)) => Ok(DatabaseState {
             version,
+            has_version_table: true,
             fsync_mode,
         }),
         Err(error) => {
@@ -66,6 +69,7 @@ pub(crate) fn read_state(connection: &duckdb::Connection) -> duckdb::Result<Data
             }
             Ok(DatabaseState {
                 version: 0,
+                has_version_table: false,
                 fsync_mode,
             })
         }
@@ -114,15 +118,26 @@ pub(crate) fn apply(
     if pending.is_empty() {
         return Ok(());
     }
+    let applying = Applying {
+        has_version_table: state.has_version_table,
+        // This open started the instance, under the lock every open of the file takes, and
+        // DuckDB's file lock keeps other processes out: no connection but this one can have
+        // written since the version was read. A shared instance's other connections can have.
+        version_may_move: report.reused_decision,
+    };
     if restored_from_snapshot {
         tracing::info!(
             target: "store::duckdb",
             version = before,
             "the snapshot just restored from stands as the pre-migration snapshot"
         );
-        return apply_pending(connection, migrations, pending, report);
+        return apply_pending(connection, migrations, pending, applying, report);
     }
-    checkpoint(connection, "checkpoint before migrating")?;
+    // A checkpoint moves the logs into the file the snapshot copies; with no log there is
+    // nothing to move (DuckDB's CHECKPOINT then returns at once, after a statement's cost).
+    if crate::wal::logs_hold_bytes(path) {
+        checkpoint(connection, "checkpoint before migrating")?;
+    }
     let snapshot_path = sibling(path, SNAPSHOT_SUFFIX);
     // Copied through the instance's own descriptor: closing another would drop DuckDB's lock.
     let snapshot = snapshot_open_file(database, path, &snapshot_path, Replace::Allowed)
@@ -137,25 +152,38 @@ pub(crate) fn apply(
     // The version it was taken at, with the file: a restore checks it without an instance.
     store_core::schema_tag::tag(&snapshot.path, before);
     report.snapshot = Some(snapshot);
-    apply_pending(connection, migrations, pending, report)
+    apply_pending(connection, migrations, pending, applying, report)
 }
 
-/// Applies `pending` (of `migrations`), each in a transaction that re-reads the version first,
-/// then checkpoints and checks the database reached the latest version.
+/// What [`apply_pending`] may take as read.
+#[derive(Debug, Clone, Copy)]
+struct Applying {
+    /// The `schema_version` table exists (else the first migration's transaction creates it).
+    has_version_table: bool,
+    /// Another connection may change the version while the migrations run: each transaction
+    /// reads it again first, and the version reached is read back.
+    version_may_move: bool,
+}
+
+/// Applies `pending` (of `migrations`), each in its own transaction, then checkpoints and checks
+/// the database reached the latest version.
 fn apply_pending(
     connection: &duckdb::Connection,
     migrations: &Migrations,
     pending: &[Migration],
+    mut applying: Applying,
     report: &mut OpenReport,
 ) -> Result<(), MigrateError> {
+    let mut reached = report.schema_version;
     for migration in pending {
         connection
             .execute_batch("BEGIN TRANSACTION")
             .map_err(step("begin a migration"))?;
         let result = (|| {
-            connection.execute_batch(SCHEMA_VERSION_DDL)?;
-            let current = schema_version(connection)?;
-            if current >= migration.version {
+            if !applying.has_version_table {
+                connection.execute_batch(SCHEMA_VERSION_DDL)?;
+            }
+            if applying.version_may_move && schema_version(connection)? >= migration.version {
                 return Ok(false);
             }
             // Inside the transaction, before its first statement: a test can stop the process
@@ -183,6 +211,7 @@ fn apply_pending(
                         class: classify(&source),
                         source,
                     })?;
+                applying.has_version_table = true;
                 if !applied {
                     continue;
                 }
@@ -197,10 +226,15 @@ fn apply_pending(
                 });
             }
         }
+        reached = migration.version;
         store_core::opening::migration_applied(store_core::Engine::Duckdb, report, migration);
     }
     checkpoint(connection, "checkpoint after migrating")?;
-    report.schema_version = schema_version(connection).map_err(step("read the schema version"))?;
+    report.schema_version = if applying.version_may_move {
+        schema_version(connection).map_err(step("read the schema version"))?
+    } else {
+        reached
+    };
     migrations
         .check_migrated(report.schema_version)
         .map_err(|source| MigrateError::Mismatch { source })?;

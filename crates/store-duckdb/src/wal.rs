@@ -213,6 +213,21 @@ impl fmt::Display for WalFile {
     }
 }
 
+/// Whether either of `database`'s logs holds a byte: without one, a checkpoint has nothing to
+/// move into the database file. A log that cannot be looked at counts as holding bytes. Looks at
+/// the logs' sizes only, never at the database file: a descriptor of it opened and closed here
+/// would drop DuckDB's lock on it.
+pub(crate) fn logs_hold_bytes(database: &Path) -> bool {
+    [WalFile::Wal, WalFile::CheckpointWal]
+        .into_iter()
+        .any(
+            |file| match std::fs::metadata(store_core::files::sibling(database, file.suffix())) {
+                Ok(metadata) => metadata.len() > 0,
+                Err(error) => error.kind() != std::io::ErrorKind::NotFound,
+            },
+        )
+}
+
 /// What the WAL reader found wrong before a replay: which log, and what follows its last whole
 /// commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -93,6 +93,60 @@ fn nothing_pending_means_no_snapshot_and_no_checkpoint() -> TestResult {
     Ok(())
 }
 
+/// Promise: the snapshot holds every commit, those still in a log included: a checkpoint runs
+/// before it where a log holds bytes (here a shared instance's commits), and only there (a
+/// database closed cleanly has no log to move into the file). A migration through a shared
+/// instance, whose other connections may write, reads the version again inside its transaction
+/// and reads back the version reached.
+#[test]
+fn the_snapshot_holds_the_logged_commits_and_a_checkpoint_runs_only_for_them() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("system.duckdb");
+    let up_to = |version: usize| Migrations::new(schema().all()[..version].to_vec());
+    drop(DuckDbOptions::new(&path).migrations(up_to(1)?).open()?);
+    assert!(!wal_path(&path).exists(), "closed cleanly, checkpointed");
+    let checkpoints_before = |events: &[store_testkit::logs::CapturedEvent]| {
+        events
+            .iter()
+            .filter(|event| event.text.contains("checkpoint before migrating"))
+            .count()
+    };
+
+    let two = up_to(2)?;
+    let (opened, events) =
+        store_testkit::logs::capture(|| DuckDbOptions::new(&path).migrations(two).open());
+    let (connection, report) = opened?;
+    assert_eq!(
+        (report.schema_version, report.snapshot.is_some()),
+        (2, true),
+        "{report}"
+    );
+    assert_eq!(checkpoints_before(&events), 0, "{events:?}");
+
+    connection.execute("INSERT INTO runs (id, name) VALUES (1, 'logged')", [])?;
+    assert!(
+        std::fs::metadata(wal_path(&path))?.len() > 0,
+        "the row is in the WAL"
+    );
+    let (opened, events) =
+        store_testkit::logs::capture(|| DuckDbOptions::new(&path).migrations(schema()).open());
+    let (shared, report) = opened?;
+    assert!(report.reused_decision, "{report}");
+    assert_eq!(report.schema_version, 3, "{report}");
+    assert_eq!(report.migrations_applied.len(), 1, "{report}");
+    assert_eq!(checkpoints_before(&events), 1, "{events:?}");
+    drop((connection, shared));
+
+    let snapshot = duckdb::Connection::open(store_core::files::sibling(&path, SNAPSHOT_SUFFIX))?;
+    assert_eq!(schema_version(&snapshot)?, 2);
+    let rows: i64 = snapshot.query_row("SELECT count(*) FROM runs", [], |row| row.get(0))?;
+    assert_eq!(
+        rows, 1,
+        "the snapshot holds the row that was only in the WAL"
+    );
+    Ok(())
+}
+
 #[test]
 fn snapshots_keep_the_database_permissions() -> TestResult {
     use std::os::unix::fs::PermissionsExt;
