@@ -26,8 +26,9 @@ pub(super) const NOTHING_TO_MIGRATE: Spec = Spec {
     unit: Unit::Milliseconds,
     target: Target::AtMost(1.10),
     reason: "Past DuckDB's own open store reads the WAL's framing where there is one (none \
-             here), the schema version (as the baseline does) and registers the instance: 10% \
-             of an open that loads a 100,000-row database.",
+             here), the schema version with the fsync_mode it reports in one query (the \
+             baseline's one query) and registers the instance: 10% of an open that loads a \
+             100,000-row database.",
     baseline_name: "duckdb open + version query",
     baseline_does: "duckdb::Connection::open of the same database (100,000 rows, checkpointed), \
                     SELECT max(version) FROM schema_version, close; 5 opens a run",
