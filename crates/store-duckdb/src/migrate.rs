@@ -42,11 +42,11 @@ pub(crate) struct DatabaseState {
 /// Reads the [`DatabaseState`]. The table is read directly: a catalog function such as
 /// duckdb_tables() costs about as much as the open itself (`cargo xtask bench`). Only when that
 /// fails is the catalog asked whether the table is simply missing (version 0) or the read really
-/// failed.
+/// failed. The setting is a column beside the aggregate, not a subquery around it: that costs a
+/// fifth more (1.7 against 1.5 ms as a connection's first query).
 pub(crate) fn read_state(connection: &duckdb::Connection) -> duckdb::Result<DatabaseState> {
     let read = connection.query_row(
-        "SELECT (SELECT coalesce(max(version), 0) FROM schema_version), \
-         current_setting('fsync_mode')",
+        "SELECT coalesce(max(version), 0), current_setting('fsync_mode') FROM schema_version",
         [],
         |row| Ok((row.get(0)?, row.get(1)?)),
     );
@@ -58,9 +58,8 @@ pub(crate) fn read_state(connection: &duckdb::Connection) -> duckdb::Result<Data
         }),
         Err(error) => {
             let (has_table, fsync_mode): (bool, String) = connection.query_row(
-                "SELECT (SELECT count(*) > 0 FROM duckdb_tables() \
-                 WHERE table_name = 'schema_version' AND schema_name = 'main'), \
-                 current_setting('fsync_mode')",
+                "SELECT count(*) > 0, current_setting('fsync_mode') FROM duckdb_tables() \
+                 WHERE table_name = 'schema_version' AND schema_name = 'main'",
                 [],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )?;
