@@ -641,9 +641,11 @@ fn run_workload(point: Point, setup: Setup, path: &Path, first_id: u64) -> Resul
                     .map_err(|error| error.to_string()),
             }
         }
+        // Paused as the snapshot begins (the checkpoint before it runs only where the logs
+        // hold bytes, and here they hold none): the cut lands in the snapshot's own writes.
         Point::DuringSnapshot => pause_at(
             KillPoint {
-                message: "checkpoint".into(),
+                message: "taking the pre-migration snapshot".into(),
                 version: None,
             },
             || open(setup, path, LATEST).map(drop),

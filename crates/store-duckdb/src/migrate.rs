@@ -138,6 +138,8 @@ pub(crate) fn apply(
         checkpoint(connection, "checkpoint before migrating")?;
     }
     let snapshot_path = sibling(path, SNAPSHOT_SUFFIX);
+    // Where a crash test stops the process to cut the power inside the snapshot.
+    tracing::debug!(target: "store::duckdb", version = before, "taking the pre-migration snapshot");
     // Copied through the instance's own descriptor: closing another would drop DuckDB's lock.
     let snapshot = snapshot_open_file(database, path, &snapshot_path, Replace::Allowed)
         .map_err(|source| MigrateError::Snapshot { source })?;

@@ -38,6 +38,20 @@ impl KillPoint {
     }
 }
 
+impl KillPoint {
+    /// Whether `event` is this point: its message contains the point's, and its `version` is
+    /// the point's where the point names one.
+    fn matches(&self, event: &Event<'_>) -> bool {
+        let mut matcher = Matcher {
+            point: self,
+            message_matches: false,
+            version_matches: self.version.is_none(),
+        };
+        event.record(&mut matcher);
+        matcher.message_matches && matcher.version_matches
+    }
+}
+
 struct Matcher<'a> {
     point: &'a KillPoint,
     message_matches: bool,
@@ -57,14 +71,15 @@ impl Visit for Matcher<'_> {
         }
     }
 
+    // A point that names no version matches an event whatever version it carries.
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "version" {
+        if field.name() == "version" && self.point.version.is_some() {
             self.version_matches = Some(value) == self.point.version;
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if field.name() == "version" {
+        if field.name() == "version" && self.point.version.is_some() {
             self.version_matches = u64::try_from(value).ok() == self.point.version;
         }
     }
@@ -100,13 +115,7 @@ impl Subscriber for KillSubscriber {
     fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        let mut matcher = Matcher {
-            point: &self.0,
-            message_matches: false,
-            version_matches: self.0.version.is_none(),
-        };
-        event.record(&mut matcher);
-        if matcher.message_matches && matcher.version_matches {
+        if self.0.matches(event) {
             stop(self.1);
         }
     }
@@ -201,4 +210,65 @@ fn stop(how: Stop) {
 pub fn was_killed(status: &std::process::ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
     status.signal() == Some(libc::SIGKILL)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records, for each event, whether the point matches it.
+    struct Recording(KillPoint, Mutex<Vec<bool>>);
+
+    impl Subscriber for Recording {
+        fn enabled(&self, _metadata: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _attributes: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _span: &Id, _values: &Record<'_>) {}
+        fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let matched = self.0.matches(event);
+            self.1.lock().unwrap().push(matched);
+        }
+        fn enter(&self, _span: &Id) {}
+        fn exit(&self, _span: &Id) {}
+    }
+
+    fn matches(point: KillPoint, emit: impl FnOnce()) -> Vec<bool> {
+        let recording = std::sync::Arc::new(Recording(point, Mutex::new(Vec::new())));
+        tracing::subscriber::with_default(std::sync::Arc::clone(&recording), emit);
+        recording.1.lock().unwrap().clone()
+    }
+
+    /// Promise: a point that names no version stops at its message whatever version the event
+    /// carries (the power cell that cuts inside the pre-migration snapshot never stopped: the
+    /// snapshot's event carries the version it is taken at).
+    #[test]
+    fn a_point_without_a_version_matches_any_version() {
+        let point = KillPoint {
+            message: "taking the pre-migration snapshot".into(),
+            version: None,
+        };
+        let found = matches(point, || {
+            tracing::debug!(version = 1_u32, "taking the pre-migration snapshot");
+            tracing::debug!("taking the pre-migration snapshot");
+            tracing::debug!(version = 1_u32, "migration applied");
+        });
+        assert_eq!(found, [true, true, false]);
+    }
+
+    /// Promise: a point that names a version stops only at that version.
+    #[test]
+    fn a_point_with_a_version_matches_only_it() {
+        let found = matches(KillPoint::after_migration(2), || {
+            tracing::info!(version = 1_u64, "migration applied");
+            tracing::info!(version = 2_i64, "migration applied");
+            tracing::info!("migration applied");
+        });
+        assert_eq!(found, [false, true, false]);
+    }
 }
