@@ -99,9 +99,10 @@ enum Stop {
 /// The line [`pause_at`] and [`pause_here`] print on standard output when their process stops.
 pub const PAUSED: &str = "PAUSED";
 
-struct KillSubscriber(KillPoint, Stop);
+/// Tells its function, for each event, whether it is the point.
+struct PointSubscriber<F>(KillPoint, F);
 
-impl Subscriber for KillSubscriber {
+impl<F: Fn(bool) + Send + Sync + 'static> Subscriber for PointSubscriber<F> {
     fn enabled(&self, _metadata: &Metadata<'_>) -> bool {
         true
     }
@@ -115,9 +116,7 @@ impl Subscriber for KillSubscriber {
     fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        if self.0.matches(event) {
-            stop(self.1);
-        }
+        (self.1)(self.0.matches(event));
     }
 
     fn enter(&self, _span: &Id) {}
@@ -125,11 +124,20 @@ impl Subscriber for KillSubscriber {
     fn exit(&self, _span: &Id) {}
 }
 
+/// Stops the process (`how`) at the point.
+fn stopping_at(point: KillPoint, how: Stop) -> impl Subscriber {
+    PointSubscriber(point, move |matched| {
+        if matched {
+            stop(how);
+        }
+    })
+}
+
 /// Runs `body`; if store logs the step `point` meanwhile (on this thread), the process is
 /// SIGKILLed on the spot: no destructor, no checkpoint at close, no flush.
 pub fn kill_at<R>(point: KillPoint, body: impl FnOnce() -> R) -> R {
     crate::logs::ask_each_thread();
-    tracing::subscriber::with_default(KillSubscriber(point, Stop::Kill), body)
+    tracing::subscriber::with_default(stopping_at(point, Stop::Kill), body)
 }
 
 /// Runs `body`; if store logs the step `point` meanwhile (on this thread), the process prints
@@ -138,7 +146,7 @@ pub fn kill_at<R>(point: KillPoint, body: impl FnOnce() -> R) -> R {
 /// cut and continues it.
 pub fn pause_at<R>(point: KillPoint, body: impl FnOnce() -> R) -> R {
     crate::logs::ask_each_thread();
-    tracing::subscriber::with_default(KillSubscriber(point, Stop::Pause), body)
+    tracing::subscriber::with_default(stopping_at(point, Stop::Pause), body)
 }
 
 /// Prints [`PAUSED`] and stops this process until its parent continues (SIGCONT) or kills it:
@@ -214,34 +222,20 @@ pub fn was_killed(status: &std::process::ExitStatus) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
-    /// Records, for each event, whether the point matches it.
-    struct Recording(KillPoint, Mutex<Vec<bool>>);
-
-    impl Subscriber for Recording {
-        fn enabled(&self, _metadata: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _attributes: &Attributes<'_>) -> Id {
-            Id::from_u64(1)
-        }
-        fn record(&self, _span: &Id, _values: &Record<'_>) {}
-        fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
-        fn event(&self, event: &Event<'_>) {
-            let matched = self.0.matches(event);
-            self.1.lock().unwrap().push(matched);
-        }
-        fn enter(&self, _span: &Id) {}
-        fn exit(&self, _span: &Id) {}
-    }
-
+    /// Whether the point matches each event `emit` makes, in order.
     fn matches(point: KillPoint, emit: impl FnOnce()) -> Vec<bool> {
-        let recording = std::sync::Arc::new(Recording(point, Mutex::new(Vec::new())));
-        tracing::subscriber::with_default(std::sync::Arc::clone(&recording), emit);
-        recording.1.lock().unwrap().clone()
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recording = Arc::clone(&seen);
+        let subscriber = PointSubscriber(point, move |matched| {
+            recording.lock().unwrap().push(matched);
+        });
+        tracing::subscriber::with_default(subscriber, emit);
+        let found = seen.lock().unwrap().clone();
+        found
     }
 
     /// Promise: a point that names no version stops at its message whatever version the event
