@@ -249,13 +249,13 @@ impl PathError {
 /// How many database files [`FileContent::inspect_database`] keeps a descriptor of.
 pub const KEPT_DESCRIPTORS: usize = 256;
 
-/// The descriptors [`FileContent::inspect_database`] keeps, by device and inode.
-fn kept() -> std::sync::MutexGuard<'static, std::collections::HashMap<(u64, u64), File>> {
-    use std::sync::{Mutex, OnceLock, PoisonError};
-    static KEPT: OnceLock<Mutex<std::collections::HashMap<(u64, u64), File>>> = OnceLock::new();
-    KEPT.get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+/// The descriptors [`FileContent::inspect_database`] keeps, by device and inode. A `BTreeMap`:
+/// no hasher to seed (a `getrandom` in a fresh process) or to run on every open.
+fn kept() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<(u64, u64), File>> {
+    use std::sync::{Mutex, PoisonError};
+    static KEPT: Mutex<std::collections::BTreeMap<(u64, u64), File>> =
+        Mutex::new(std::collections::BTreeMap::new());
+    KEPT.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs `read` on a descriptor of the regular file at `path` (whose device and inode, `key`, were

@@ -424,7 +424,7 @@ impl PathStat {
 /// Which mount a path is on: the mount's id (unique for the boot where the kernel gives one,
 /// Linux 6.8+; else reusable after an unmount, and paired with the device), from `statx` of the
 /// path or of its nearest existing ancestor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct MountKey {
     id: u64,
     unique: bool,
@@ -447,14 +447,13 @@ impl MountKey {
     }
 }
 
-/// What [`Filesystem::detect`] found per mount, in this process.
+/// What [`Filesystem::detect`] found per mount, in this process. A `BTreeMap`, as the kept
+/// descriptors are: nothing to seed or hash on every open.
 fn detected_mounts()
--> std::sync::MutexGuard<'static, std::collections::HashMap<MountKey, Filesystem>> {
-    static DETECTED: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<MountKey, Filesystem>>,
-    > = std::sync::OnceLock::new();
+-> std::sync::MutexGuard<'static, std::collections::BTreeMap<MountKey, Filesystem>> {
+    static DETECTED: std::sync::Mutex<std::collections::BTreeMap<MountKey, Filesystem>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
     DETECTED
-        .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
