@@ -234,8 +234,7 @@ mod tests {
             recording.lock().unwrap().push(matched);
         });
         tracing::subscriber::with_default(subscriber, emit);
-        let found = seen.lock().unwrap().clone();
-        found
+        seen.lock().unwrap().clone()
     }
 
     /// Promise: a point that names no version stops at its message whatever version the event
