@@ -38,9 +38,9 @@ const SHARED_SIZE: u64 = 510;
 /// connection closing in WAL mode takes the same lock for the moment of its checkpoint.
 const HOLDER_CONFIRM_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
-pub(crate) fn decision_key(path: &Path, read_only: bool) -> Option<DecisionKey> {
-    let found = store_core::PathStat::of(path).ok()??;
-    Some((found.dev, found.ino, read_only))
+/// The key a decision is registered under: the file (device and inode) and the access.
+pub(crate) fn decision_key(found: &store_core::PathStat, read_only: bool) -> DecisionKey {
+    (found.dev, found.ino, read_only)
 }
 
 pub(crate) fn live_decision(key: DecisionKey) -> Option<Arc<Decided>> {

@@ -69,7 +69,7 @@ impl SqliteOptions {
         // is remembered by, and the path check.
         let stat = PathStat::of(path);
         let found = stat.as_ref().ok().copied().flatten();
-        let key = found.map(|found| (found.dev, found.ino, self.common.read_only));
+        let key = found.map(|found| decision_key(&found, self.common.read_only));
         if let Some(decided) = key.and_then(live_decision) {
             return T::reused(self.reuse(decided, report)?);
         }
@@ -268,7 +268,10 @@ impl Outcome for SqliteDatabase {
     ) -> SqliteDatabase {
         let decided = Decided {
             // Asked again only for a file this open created: an existing one keeps its key.
-            key: key.or_else(|| decision_key(&options.common.path, options.common.read_only)),
+            key: key.or_else(|| {
+                let found = PathStat::of(&options.common.path).ok()??;
+                Some(decision_key(&found, options.common.read_only))
+            }),
             filesystem: report.filesystem.clone(),
             journal_mode: report.journal_mode,
             connection_limit: report.connection_limit,
