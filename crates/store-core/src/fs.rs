@@ -354,34 +354,14 @@ impl PathStat {
     pub fn of(path: &Path) -> io::Result<Option<PathStat>> {
         #[cfg(target_os = "linux")]
         {
-            use std::os::unix::ffi::OsStrExt;
-            let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte")
-            })?;
-            let mut buffer = std::mem::MaybeUninit::<libc::statx>::zeroed();
-            // SAFETY: `c_path` is NUL-terminated and `buffer` holds one `statx`.
-            let status = unsafe {
-                libc::statx(
-                    libc::AT_FDCWD,
-                    c_path.as_ptr(),
-                    0,
-                    libc::STATX_TYPE
-                        | libc::STATX_SIZE
-                        | libc::STATX_INO
-                        | libc::STATX_MNT_ID
-                        | libc::STATX_MNT_ID_UNIQUE,
-                    buffer.as_mut_ptr(),
-                )
+            let mask = libc::STATX_TYPE
+                | libc::STATX_SIZE
+                | libc::STATX_INO
+                | libc::STATX_MNT_ID
+                | libc::STATX_MNT_ID_UNIQUE;
+            let Some(info) = statx(path, 0, mask)? else {
+                return Ok(None);
             };
-            if status != 0 {
-                let error = io::Error::last_os_error();
-                return match error.kind() {
-                    io::ErrorKind::NotFound => Ok(None),
-                    _ => Err(error),
-                };
-            }
-            // SAFETY: statx returned 0, so it filled the buffer.
-            let info = unsafe { buffer.assume_init() };
             let kind = match u32::from(info.stx_mode) & libc::S_IFMT {
                 libc::S_IFREG => PathKind::File,
                 libc::S_IFDIR => PathKind::Directory,
@@ -462,29 +442,15 @@ fn detected_mounts()
 /// (not Linux, an old kernel): detection then runs in full every time.
 #[cfg(target_os = "linux")]
 fn mount_key(path: &Path) -> Option<MountKey> {
-    use std::os::unix::ffi::OsStrExt;
     let mut candidate = path;
     loop {
-        let c_path = std::ffi::CString::new(candidate.as_os_str().as_bytes()).ok()?;
-        let mut buffer = std::mem::MaybeUninit::<libc::statx>::zeroed();
-        // SAFETY: `c_path` is NUL-terminated and `buffer` holds one `statx`. AT_STATX_DONT_SYNC:
-        // a network filesystem need not ask its server for attributes this does not read.
-        let status = unsafe {
-            libc::statx(
-                libc::AT_FDCWD,
-                c_path.as_ptr(),
-                libc::AT_STATX_DONT_SYNC,
-                libc::STATX_MNT_ID | libc::STATX_MNT_ID_UNIQUE,
-                buffer.as_mut_ptr(),
-            )
-        };
-        if status == 0 {
-            // SAFETY: statx returned 0, so it filled the buffer.
-            return MountKey::from_statx(&unsafe { buffer.assume_init() });
+        // AT_STATX_DONT_SYNC: a network filesystem need not ask its server for attributes this
+        // does not read.
+        let mask = libc::STATX_MNT_ID | libc::STATX_MNT_ID_UNIQUE;
+        if let Some(info) = statx(candidate, libc::AT_STATX_DONT_SYNC, mask).ok()? {
+            return MountKey::from_statx(&info);
         }
-        if io::Error::last_os_error().kind() != io::ErrorKind::NotFound
-            || candidate == Path::new(".")
-        {
+        if candidate == Path::new(".") {
             return None;
         }
         // Up to the nearest ancestor that exists; a relative path ends at the working
@@ -495,6 +461,35 @@ fn mount_key(path: &Path) -> Option<MountKey> {
             None => return None,
         };
     }
+}
+
+/// `statx(2)` of `path` (symbolic links followed) with `flags` and `mask`; `Ok(None)` when
+/// nothing is there.
+#[cfg(target_os = "linux")]
+fn statx(path: &Path, flags: libc::c_int, mask: libc::c_uint) -> io::Result<Option<libc::statx>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let mut buffer = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: `c_path` is NUL-terminated and `buffer` holds one `statx`.
+    let status = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            flags,
+            mask,
+            buffer.as_mut_ptr(),
+        )
+    };
+    if status != 0 {
+        let error = io::Error::last_os_error();
+        return match error.kind() {
+            io::ErrorKind::NotFound => Ok(None),
+            _ => Err(error),
+        };
+    }
+    // SAFETY: statx returned 0, so it filled the buffer.
+    Ok(Some(unsafe { buffer.assume_init() }))
 }
 
 #[cfg(not(target_os = "linux"))]
