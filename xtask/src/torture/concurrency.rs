@@ -1,6 +1,8 @@
 //! The concurrency campaign: processes racing to open, migrate and write one new database.
 //! SQLite: all succeed and each migration is applied once. DuckDB: the holders' peers get
-//! `Locked`, and nothing is ever recovered or moved aside.
+//! `Locked`, and nothing is ever recovered or moved aside. Every racer ends within
+//! [`RACER_TIMEOUT`] (one that hangs is killed and fails its round), and each engine's rounds
+//! within its share of the time limit.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -10,12 +12,15 @@ use std::time::{Duration, Instant};
 use store_core::{Engine, FailureClass};
 
 use super::database::{LATEST_VERSION, TortureResult, database_name, open};
-use super::{Settings, Tally, TortureChild};
+use super::{Settings, Tally, TortureChild, stopped_by_time_share, wait_until};
 use crate::EngineArg;
 use crate::progress::Progress;
 
 /// Rows each racer commits.
 const RACE_ROWS: u64 = 20;
+/// How long a round's racers may take, from their start: longer than the busy timeout a racer
+/// waits out behind its peers ([`open`]'s 60 s), so that only a racer that hangs reaches it.
+const RACER_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// `xtask __torture-child race ENGINE DATABASE ID_BASE HOLD_MS`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -43,9 +48,12 @@ impl RaceChild {
     }
 }
 
+/// One engine's rounds, stopped by `deadline` (this engine's share of the time limit): rounds
+/// stopped before `settings.concurrency_rounds` fail, naming how many ran.
 pub(super) fn campaign(
     engine: Engine,
     settings: &Settings,
+    deadline: Instant,
     tally: &mut Tally,
     progress: &Progress,
 ) -> TortureResult<()> {
@@ -57,8 +65,22 @@ pub(super) fn campaign(
     ));
     let mut holders_total = 0;
     let mut locked_total = 0;
+    let mut hung_total = 0;
+    let mut rounds = 0;
     let started = Instant::now();
+    let share = deadline.saturating_duration_since(started);
     for round in 0..settings.concurrency_rounds {
+        if Instant::now() > deadline {
+            tally.failures.push(stopped_by_time_share(
+                &format!("concurrency/{}", engine.as_str()),
+                round,
+                settings.concurrency_rounds,
+                "rounds",
+                share,
+            ));
+            break;
+        }
+        rounds += 1;
         let directory = tempfile::tempdir()?;
         let path = directory.path().join(database_name(engine));
         // DuckDB racers keep the database open a while, so that they overlap.
@@ -78,13 +100,21 @@ pub(super) fn campaign(
                     .spawn()
             })
             .collect::<Result<_, _>>()?;
+        let racers_deadline = Instant::now() + RACER_TIMEOUT;
         let mut applied: Vec<u32> = Vec::new();
         let mut holders = 0;
         let mut problems = Vec::new();
-        for child in children {
-            let output = child.wait_with_output()?;
+        for (racer, child) in children.into_iter().enumerate() {
+            let output = wait_until(child, racers_deadline)?;
             let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-            if let Some(list) = stdout
+            if output.hung {
+                hung_total += 1;
+                problems.push(format!(
+                    "racer {racer} had not ended {} s after the round began, and was killed then{}",
+                    RACER_TIMEOUT.as_secs(),
+                    output.last_words()
+                ));
+            } else if let Some(list) = stdout
                 .lines()
                 .find_map(|line| line.strip_prefix("applied "))
             {
@@ -100,14 +130,15 @@ pub(super) fn campaign(
                     locked_total += 1;
                 } else {
                     problems.push(format!(
-                        "a racer was refused ({class}): {}",
+                        "racer {racer} was refused ({class}): {}",
                         String::from_utf8_lossy(&output.stderr).trim()
                     ));
                 }
             } else {
                 problems.push(format!(
-                    "a racer failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
+                    "racer {racer} failed ({}){}",
+                    output.status,
+                    output.last_words()
                 ));
             }
         }
@@ -144,11 +175,13 @@ pub(super) fn campaign(
     let mut line = String::new();
     let _ = write!(
         line,
-        "concurrency/{}: {} rounds of {} processes in {:.0} s; opened: {holders_total}",
+        "concurrency/{}: {rounds} of {} rounds of {} processes in {:.0} s (its share: {:.0} s); \
+         opened: {holders_total}; hung and killed (must be 0): {hung_total}",
         engine.as_str(),
         settings.concurrency_rounds,
         settings.racers,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        share.as_secs_f64()
     );
     if engine == Engine::Duckdb {
         let _ = write!(line, "; refused as locked: {locked_total}; recoveries: 0");

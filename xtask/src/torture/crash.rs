@@ -1,6 +1,7 @@
 //! The crash campaign: per engine, a child opens through store, migrates and commits rows,
 //! logging each acknowledgement; it dies at a random moment or at a step store logs; the parent
-//! reopens through store and checks every acknowledged row against the loss the report names.
+//! checks that it died of that SIGKILL, reopens through store and checks every acknowledged row
+//! against the loss the report names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,20 +14,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use store_core::files::sibling;
 use store_core::{DataLoss, Engine};
-use store_testkit::crash::{KillPoint, kill_at};
+use store_testkit::crash::{KillPoint, kill_at, was_killed};
 use store_testkit::random::SplitMix64;
 use thiserror::Error;
 
 use super::database::{LATEST_VERSION, TortureResult, database_name, open, wal_bytes};
-use super::{Settings, Tally, TortureChild};
+use super::{Ended, Settings, Tally, TortureChild, stopped_by_time_share, wait_until};
 use crate::EngineArg;
 use crate::oracle::{Ledger, Place};
 use crate::progress::Progress;
 
 /// Crash iterations per database: then the campaign starts a new one from version 0.
 const EPOCH_ITERATIONS: u32 = 16;
-/// Rows a crash child commits at most before it exits by itself.
+/// Rows a crash child commits at most: then it waits to be killed.
 const ROWS_PER_CHILD: u64 = 2_000;
+/// How long a crash child may take to die at its step (an open, a migration of a few hundred
+/// thousand rows): one still running then is killed, and its iteration fails.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How a crash child dies.
 #[derive(Debug, Clone, Copy)]
@@ -50,10 +54,12 @@ impl Death {
     }
 }
 
-/// How the child dies, as it is told: `parent`, `after-snapshot` or `after-migration-N`.
+/// How the child dies, as it is told: `parent`, `after-snapshot` or `after-migration-N`. It never
+/// exits by itself: a child that did was not killed where the campaign planned, and what its
+/// files hold says nothing about a crash there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChildDeath {
-    /// The parent kills it; it stops after its rows otherwise.
+    /// The parent kills it; after its rows it waits for the kill.
     Parent,
     /// It kills itself as store logs the pre-migration snapshot.
     AfterSnapshot,
@@ -125,6 +131,8 @@ impl CrashChild {
     }
 }
 
+/// One engine's crash loop, stopped by `deadline` (this engine's share of the time limit): a
+/// loop stopped before `settings.crash_iterations` fails, naming how many ran.
 pub(super) fn campaign(
     engine: Engine,
     settings: &Settings,
@@ -137,6 +145,7 @@ pub(super) fn campaign(
         engine.as_str(),
         settings.crash_iterations
     ));
+    let share = deadline.saturating_duration_since(Instant::now());
     let directory = tempfile::tempdir()?;
     let mut path = PathBuf::new();
     // Every row acknowledged in this epoch and not yet found lost, with where it lives.
@@ -152,9 +161,12 @@ pub(super) fn campaign(
     let started = Instant::now();
     for iteration in 0..settings.crash_iterations {
         if Instant::now() > deadline {
-            tally.lines.push(format!(
-                "crash/{}: stopped by the time limit after {iteration} iterations",
-                engine.as_str()
+            tally.failures.push(stopped_by_time_share(
+                &format!("crash/{}", engine.as_str()),
+                iteration,
+                settings.crash_iterations,
+                "iterations",
+                share,
             ));
             break;
         }
@@ -205,22 +217,28 @@ pub(super) fn campaign(
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
+        let spawned = Instant::now();
         match death {
             Death::TimedKill(delay) => {
                 std::thread::sleep(Duration::from_millis(delay));
-                let _ = child.kill();
+                // A child that ended already is not signalled again (its status says how it
+                // ended); one that is still running gets the SIGKILL its death plans.
+                if child.try_wait()?.is_none() {
+                    child.kill()?;
+                }
             }
-            // It kills itself at the step; if the step never comes, it stops after its rows.
+            // It kills itself at the step; if the step never comes, it exits after its rows.
             Death::Snapshot | Death::Migration(_) => {}
         }
-        let output = child.wait_with_output()?;
-        if output.status.code().is_some_and(|code| code != 0) {
-            tally.failures.push(format!(
-                "crash/{} iteration {iteration} (seed {seed}): the child failed before its death: {}",
-                engine.as_str(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-            continue;
+        let ended = wait_until(child, spawned + CHILD_TIMEOUT)?;
+        let context = format!(
+            "crash/{} iteration {iteration} (seed {seed}, {death:?})",
+            engine.as_str()
+        );
+        // A death not as planned fails the iteration; its files are still reopened and checked,
+        // so that the ledger and the version follow what the child did.
+        if let Err(problem) = judge_death(&ended) {
+            tally.failures.push(format!("{context}: {problem}"));
         }
         // A snapshot the child took (at its open, before its first acknowledgement) holds every
         // row so far: store checkpoints before taking it.
@@ -237,10 +255,8 @@ pub(super) fn campaign(
             Ok(opened) => opened,
             Err(refused) => {
                 tally.failures.push(format!(
-                    "crash/{} iteration {iteration} (seed {seed}, {death:?}): reopen failed ({}): {}",
-                    engine.as_str(),
-                    refused.class,
-                    refused.cause
+                    "{context}: reopen failed ({}): {}",
+                    refused.class, refused.cause
                 ));
                 break;
             }
@@ -294,13 +310,7 @@ pub(super) fn campaign(
         if engine == Engine::Duckdb && wal_bytes(engine, &path) == 0 {
             ledger.checkpoint();
         }
-        tally.check(
-            format!(
-                "crash/{} iteration {iteration} (seed {seed}, {death:?})",
-                engine.as_str()
-            ),
-            &problems,
-        );
+        tally.check(context, &problems);
     }
     let recovered: String = if recoveries.is_empty() {
         "none".into()
@@ -312,16 +322,43 @@ pub(super) fn campaign(
             .join(", ")
     };
     tally.lines.push(format!(
-        "crash/{}: {iterations} iterations in {:.0} s (kills: {} timed, {} after a snapshot, {} after a migration); \
+        "crash/{}: {iterations} of {} iterations in {:.0} s (its share: {:.0} s; kills: {} timed, {} after a snapshot, {} after a migration); \
          recoveries: {recovered}; acknowledged rows checked: {checked_rows}; lost with a report (excused): \
          {reported_lost}; lost beyond the report (must be 0): {unreported_lost}",
         engine.as_str(),
+        settings.crash_iterations,
         started.elapsed().as_secs_f64(),
+        share.as_secs_f64(),
         deaths[0],
         deaths[1],
         deaths[2],
     ));
     Ok(())
+}
+
+/// Checks that a crash child died of a SIGKILL, its own at its step or the parent's, as each
+/// iteration plans: a child that exited by itself (done, or failed), died of another signal or
+/// hung until [`CHILD_TIMEOUT`] was not killed where the campaign says, and its files say nothing
+/// about a crash there.
+fn judge_death(ended: &Ended) -> Result<(), String> {
+    let said = ended.last_words();
+    if ended.hung {
+        return Err(format!(
+            "the child had not died {} s after it started, and was killed then{said}",
+            CHILD_TIMEOUT.as_secs()
+        ));
+    }
+    if was_killed(&ended.status) {
+        return Ok(());
+    }
+    Err(match ended.status.code() {
+        Some(0) => format!("the child exited by itself where a SIGKILL was planned{said}"),
+        Some(_) => format!("the child failed before its death ({}){said}", ended.status),
+        None => format!(
+            "the child died of {}, not of the SIGKILL planned{said}",
+            ended.status
+        ),
+    })
 }
 
 /// Enters a row the child acknowledged with the WAL's length after its commit. DuckDB's WAL only
@@ -415,7 +452,14 @@ pub(crate) fn crash_child(arguments: CrashChild) -> TortureResult<()> {
         let wal = wal_bytes(engine, path);
         acknowledgements.write_all(format!("{id} {wal}\n").as_bytes())?;
     }
-    Ok(())
+    match death {
+        // Until the parent's SIGKILL: it must die of it, however early its rows ran out.
+        ChildDeath::Parent => loop {
+            std::thread::park();
+        },
+        // Its step never came: it exits, and the campaign fails the iteration.
+        ChildDeath::AfterSnapshot | ChildDeath::AfterMigration(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -460,6 +504,34 @@ mod tests {
         enter(Engine::Sqlite, &mut sqlite, 1, 4096);
         let account = sqlite.account(&BTreeSet::new(), Some(&DataLoss::UncheckpointedCommits));
         assert_eq!(account.lost_silent, [1]);
+    }
+
+    fn ended(status: i32, hung: bool) -> Ended {
+        use std::os::unix::process::ExitStatusExt as _;
+        Ended {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: Vec::new(),
+            stderr: b"its last words".to_vec(),
+            hung,
+        }
+    }
+
+    /// Promise: only a child that died of a SIGKILL died as planned; one that exited by itself,
+    /// failed, died of another signal or hung fails its iteration.
+    #[test]
+    fn only_a_sigkill_is_a_planned_death() {
+        // A wait status: the signal in the low 7 bits, an exit code in the next 8.
+        assert_eq!(judge_death(&ended(libc::SIGKILL, false)), Ok(()));
+        let exited = judge_death(&ended(0, false)).expect_err("exited by itself");
+        assert!(exited.contains("exited by itself"), "{exited}");
+        let failed = judge_death(&ended(1 << 8, false)).expect_err("failed");
+        assert!(failed.contains("failed before its death"), "{failed}");
+        assert!(failed.contains("its last words"), "{failed}");
+        let signalled = judge_death(&ended(libc::SIGSEGV, false)).expect_err("another signal");
+        assert!(signalled.contains("not of the SIGKILL"), "{signalled}");
+        // Killed, but by the timeout: not the death planned.
+        let hung = judge_death(&ended(libc::SIGKILL, true)).expect_err("hung");
+        assert!(hung.contains("had not died"), "{hung}");
     }
 
     #[test]

@@ -7,20 +7,28 @@
 //!   that every acknowledged row is there unless it lies inside the loss the report names (a WAL
 //!   offset excuses only the commits that end after it, a discarded WAL only the rows written
 //!   since the last checkpoint, a restored snapshot only the rows written since it:
-//!   [`crate::oracle`]), and (SQLite) `PRAGMA integrity_check`.
+//!   [`crate::oracle`]), and (SQLite) `PRAGMA integrity_check`. A child that did not die of the
+//!   SIGKILL planned for it (it exited by itself, failed, or hung) fails its iteration.
 //! - concurrency ([`concurrency`]): processes racing to open, migrate and write one database.
 //!   SQLite: all succeed and each migration is applied once. DuckDB: the holders' peers get
-//!   `Locked` and nothing is ever recovered or moved aside.
-//! - bad-input ([`bad_input`]): each bad path, file or sidecar gives a typed error or a reported
-//!   recovery, and the directory changes only as the report says.
+//!   `Locked` and nothing is ever recovered or moved aside. A racer that hangs is killed and
+//!   fails its round.
+//! - bad-input ([`bad_input`]): each bad path, file or sidecar has its one right outcome (refused
+//!   with a given class, created, or recovered by a given step), and every file the report does
+//!   not name stays byte for byte (all of them, when the open is refused).
 //! - power ([`power_cuts`]): power cuts at seeded points on a lossy FUSE mount
 //!   ([`crate::power`]).
 //!
 //! Seeded and reproducible: `--seed N` replays a run; each failure prints the seed of its
 //! iteration. `--short` is the CI version (fixed seed, small counts). Standard output gets the
 //! results; progress goes to standard error ([`crate::progress`]).
+//!
+//! The time limit is handed out in shares ([`TimeBudget`]), one per engine of each campaign, and a
+//! campaign stopped by its share before it ran the iterations asked is a failure: a run that
+//! checked less than it was asked to check has not passed.
 
-use std::process::ExitCode;
+use std::process::{Child, ExitCode, ExitStatus};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use store_core::Engine;
@@ -86,7 +94,8 @@ pub(crate) struct TortureArgs {
     /// Which unsynced pages a power cut keeps [default: each engine's own].
     #[arg(long, value_enum)]
     tearing: Option<power::Tears>,
-    /// Stop every campaign after this many seconds [default: 900, --short 100].
+    /// The whole run's time limit, shared out per engine of each campaign; a campaign its share
+    /// stops short fails [default: 900, --short 100].
     #[arg(long, value_name = "N")]
     time_limit_s: Option<u64>,
     /// Run this campaign (repeatable) [default: all].
@@ -139,6 +148,16 @@ impl Settings {
         }
     }
 
+    /// How many shares of the time limit a campaign gets: one per engine for those that loop
+    /// until a count (the power campaign's two setups share its two), none for the bad inputs, a
+    /// fixed list of single opens.
+    fn time_shares(campaign: Campaign) -> u32 {
+        match campaign {
+            Campaign::Crash | Campaign::Concurrency | Campaign::Power => ENGINES.len() as u32,
+            Campaign::BadInput => 0,
+        }
+    }
+
     /// The steps of a campaign, for the progress bar.
     fn steps(&self, campaign: Campaign) -> u64 {
         let per_engine = match campaign {
@@ -171,10 +190,126 @@ impl Tally {
 /// The two engines, in the order every campaign runs them.
 const ENGINES: [Engine; 2] = [Engine::Sqlite, Engine::Duckdb];
 
+/// The time limit, handed out in shares as the campaigns start: each engine of each campaign gets
+/// a deadline of its own, so that none can eat the others' time (with one deadline for all, a
+/// slow SQLite half let `--campaign crash` pass with 0 DuckDB iterations). A share is the time
+/// left divided by the shares still to come: time a share leaves unused goes to those after it,
+/// and none can take more than its part of what is left.
+#[derive(Debug, Clone, Copy)]
+struct TimeBudget {
+    /// When the whole limit runs out.
+    deadline: Instant,
+    /// Shares not yet handed out.
+    shares_left: u32,
+}
+
+impl TimeBudget {
+    /// `limit` from `started`, in `shares` shares.
+    fn new(started: Instant, limit: Duration, shares: u32) -> TimeBudget {
+        TimeBudget {
+            deadline: started + limit,
+            shares_left: shares,
+        }
+    }
+
+    /// The deadline of the next `count` shares, starting `now`.
+    fn next_shares(&mut self, now: Instant, count: u32) -> Instant {
+        let left = self.deadline.saturating_duration_since(now);
+        let part = if self.shares_left == 0 {
+            left
+        } else {
+            left * count.min(self.shares_left) / self.shares_left
+        };
+        self.shares_left = self.shares_left.saturating_sub(count);
+        now + part
+    }
+}
+
+/// A line saying that a campaign's share of the time limit stopped it after `done` of `asked`
+/// (iterations, rounds): a failure, since what did not run was not checked.
+fn stopped_by_time_share(
+    context: &str,
+    done: u32,
+    asked: u32,
+    what: &str,
+    share: Duration,
+) -> String {
+    format!(
+        "{context}: stopped by its share of the time limit ({:.0} s) after {done} of {asked} \
+         {what}; raise --time-limit-s or lower the count",
+        share.as_secs_f64()
+    )
+}
+
+/// How a child process ended, waited for until a deadline.
+struct Ended {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// It was still running at the deadline and was SIGKILLed then.
+    hung: bool,
+}
+
+impl Ended {
+    /// What the child wrote to standard error, after a colon, or nothing when it wrote nothing.
+    fn last_words(&self) -> String {
+        let said = String::from_utf8_lossy(&self.stderr);
+        match said.trim() {
+            "" => String::new(),
+            said => format!(": {said}"),
+        }
+    }
+}
+
+/// Waits for `child` until `deadline`, reading its piped standard output and error meanwhile
+/// (a full pipe would stop it); one still running at the deadline is SIGKILLed, and said to have
+/// hung, so that a campaign's child that never ends fails its campaign instead of hanging it.
+fn wait_until(mut child: Child, deadline: Instant) -> std::io::Result<Ended> {
+    /// How long the output is read after the child ended: whatever else holds its pipes (a
+    /// process it started) must not hang the campaign either.
+    const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            let _ = sender.send(bytes);
+        });
+        receiver
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let mut hung = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            hung = true;
+            child.kill()?;
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(Ended {
+        status,
+        stdout: stdout.recv_timeout(DRAIN_LIMIT).unwrap_or_default(),
+        stderr: stderr.recv_timeout(DRAIN_LIMIT).unwrap_or_default(),
+        hung,
+    })
+}
+
 pub(crate) fn run(arguments: TortureArgs) -> ExitCode {
     let settings = Settings::of(arguments);
     let started = Instant::now();
-    let deadline = started + settings.time_limit;
+    let shares = settings
+        .campaigns
+        .iter()
+        .map(|campaign| Settings::time_shares(*campaign))
+        .sum();
+    let mut budget = TimeBudget::new(started, settings.time_limit, shares);
     let mut tally = Tally::default();
     println!(
         "torture: seed {} (replay with --seed {})",
@@ -189,12 +324,17 @@ pub(crate) fn run(arguments: TortureArgs) -> ExitCode {
     for campaign in &settings.campaigns {
         let outcome = match campaign {
             Campaign::Crash => ENGINES.into_iter().try_for_each(|engine| {
+                let deadline = budget.next_shares(Instant::now(), 1);
                 crash::campaign(engine, &settings, deadline, &mut tally, &progress)
             }),
             Campaign::Concurrency => ENGINES.into_iter().try_for_each(|engine| {
-                concurrency::campaign(engine, &settings, &mut tally, &progress)
+                let deadline = budget.next_shares(Instant::now(), 1);
+                concurrency::campaign(engine, &settings, deadline, &mut tally, &progress)
             }),
-            Campaign::Power => power_cuts::campaign(&settings, deadline, &mut tally, &progress),
+            Campaign::Power => {
+                let deadline = budget.next_shares(Instant::now(), Settings::time_shares(*campaign));
+                power_cuts::campaign(&settings, deadline, &mut tally, &progress)
+            }
             Campaign::BadInput => bad_input::campaign(&mut tally, &progress),
         };
         if let Err(error) = outcome {
@@ -266,6 +406,69 @@ mod tests {
             Task::Torture(arguments) => Ok(Settings::of(arguments)),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    /// Promise: each engine of each campaign gets its own share of the time limit; one that
+    /// uses all of its share leaves the others theirs, and time one leaves goes to those after.
+    #[test]
+    fn the_time_limit_is_shared_per_engine() {
+        let start = Instant::now();
+        let seconds = |deadline: Instant, from: Instant| (deadline - from).as_secs();
+        let shares = [Campaign::Crash, Campaign::BadInput, Campaign::Power]
+            .into_iter()
+            .map(Settings::time_shares)
+            .sum();
+        assert_eq!(
+            shares, 4,
+            "two engines of crash, two of power, none for bad input"
+        );
+        let mut budget = TimeBudget::new(start, Duration::from_secs(100), shares);
+        let sqlite = budget.next_shares(start, 1);
+        assert_eq!(seconds(sqlite, start), 25);
+        // SQLite ran out its share: DuckDB still gets its own.
+        let duckdb = budget.next_shares(sqlite, 1);
+        assert_eq!(seconds(duckdb, sqlite), 25);
+        // DuckDB finished 15 s early: the power campaign's two shares get what is left.
+        let early = duckdb - Duration::from_secs(15);
+        let power = budget.next_shares(early, 2);
+        assert_eq!(seconds(power, early), 65);
+        // A share past the limit is empty, not a panic.
+        assert_eq!(
+            budget.next_shares(power + Duration::from_secs(5), 1),
+            power + Duration::from_secs(5)
+        );
+    }
+
+    /// Promise: a child still running at its deadline is killed and said to have hung; one that
+    /// ends in time is waited for, its output read.
+    #[test]
+    fn a_child_past_its_deadline_is_killed() -> std::io::Result<()> {
+        use std::process::{Command, Stdio};
+        let spawn = |script: &str| {
+            Command::new("sh")
+                .args(["-c", script])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        let started = Instant::now();
+        let hung = wait_until(
+            spawn("exec sleep 30")?,
+            started + Duration::from_millis(200),
+        )?;
+        assert!(hung.hung);
+        assert!(store_testkit::crash::was_killed(&hung.status));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let quick = wait_until(
+            spawn("echo out; echo err >&2")?,
+            Instant::now() + Duration::from_secs(30),
+        )?;
+        assert!(!quick.hung && quick.status.success());
+        assert_eq!(
+            (&quick.stdout[..], &quick.stderr[..]),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
+        Ok(())
     }
 
     #[test]
