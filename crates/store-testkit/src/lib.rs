@@ -14,6 +14,8 @@
 //! - [`logs`]: capturing tracing events to assert what was logged;
 //! - [`lossyfs`]: a FUSE filesystem that forgets what was never fsynced, for real power cuts;
 //! - [`random`]: a seeded generator, so that a campaign replays from its seed;
+//! - [`shares`]: real SFTP, SMB and GlusterFS shares on loopback, with a client mount per
+//!   machine, and [`shares::Host`], another machine's hostname, PIDs and boot id;
 //! - [`snapshot`]: a directory's files before and after, and what changed.
 //!
 //! Each engine is a feature: `sqlite` (default) and `duckdb`.
@@ -58,6 +60,8 @@ pub mod logs;
 #[cfg(target_os = "linux")]
 pub mod lossyfs;
 pub mod random;
+#[cfg(target_os = "linux")]
+pub mod shares;
 pub mod snapshot;
 
 pub use fixtures::{FixtureError, ITEMS_TABLE, TempDatabase, count_rows, write_rows};
