@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use store_core::Engine;
 
 mod bench;
+mod limits;
 mod matrix;
 mod names;
 mod oracle;

@@ -7,8 +7,10 @@
 //! schema version.
 //!
 //! The child speaks in lines on standard output: `ACK <id>` once the commit of row `id`
-//! returned, [`PAUSED`] where it stopped itself for the cut, `DONE`, or `FAILED <words>` when
-//! store or the engine refused (after the cut, every request fails with EIO).
+//! returned, [`CHECKPOINTED`] once a checkpoint it ran returned (what the commits before it are
+//! promised depends on it), [`PAUSED`] where it stopped itself for the cut, `DONE`, or
+//! `FAILED <words>` when store or the engine refused (after the cut, every request fails with
+//! EIO).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -33,12 +35,16 @@ use store_testkit::lossyfs::{LossyFs, LossyOptions, MemoryMaps, Names, PowerLoss
 use store_testkit::random::SplitMix64;
 use store_testkit::snapshot::{DirectorySnapshot, EntryState};
 
+use crate::limits::{CELL_TIME_LIMIT, run_within, skips_fail};
 use crate::names::UnknownName;
-use crate::oracle::{Ledger, Place};
+use crate::oracle::{Ledger, Place, Promise};
 use crate::outcome::Outcome::{self, FellBack, Opened, Recovered};
 
-/// Rows the workload commits, one transaction each, before a cut "after commits".
+/// Rows the workload commits, one transaction each, before a cut "after commits"; it checkpoints
+/// after the first half, so that a promise bounded by the last checkpoint is held to a position.
 pub const COMMITS: u64 = 50;
+/// The line a workload writes once a checkpoint it ran has returned.
+const CHECKPOINTED: &str = "CHECKPOINTED";
 /// Rows standing before a cut inside a later step (migration, snapshot, recovery), made
 /// durable before the step begins.
 pub const BASELINE_ROWS: u64 = 50;
@@ -100,10 +106,13 @@ impl Setup {
     /// What the configuration promises of acknowledged commits across a power cut.
     pub fn promise(self) -> Promise {
         match self {
-            Setup::SqliteWalNormal | Setup::SqliteDeleteFull | Setup::DuckdbStrictNames => {
-                Promise::RecentMayBeLost
-            }
-            _ => Promise::EveryAcknowledged,
+            Setup::SqliteWalNormal | Setup::DuckdbStrictNames => Promise::SinceLastCheckpoint,
+            Setup::SqliteDeleteFull => Promise::LastCommit,
+            Setup::SqliteWal
+            | Setup::SqliteDelete
+            | Setup::SqliteWalExclusive
+            | Setup::Duckdb
+            | Setup::DuckdbSnapshotOnly => Promise::EveryAcknowledged,
         }
     }
 
@@ -145,27 +154,6 @@ impl FromStr for Setup {
             .into_iter()
             .find(|setup| setup.name() == name)
             .ok_or_else(|| UnknownName::new("power setup", name, Setup::ALL.map(Setup::name)))
-    }
-}
-
-/// What a configuration promises of acknowledged commits across a power cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Promise {
-    /// Every acknowledged commit survives.
-    EveryAcknowledged,
-    /// The most recent acknowledged commits may be undone (WAL with `synchronous=NORMAL`: since
-    /// the last checkpoint; DELETE with `FULL`: the last one, when its journal comes back; DuckDB
-    /// on strict POSIX names: since the last checkpoint, with the WAL's name), never an older one
-    /// while a newer survives. Counted and shown as lost by design.
-    RecentMayBeLost,
-}
-
-impl Promise {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Promise::EveryAcknowledged => "every acknowledged",
-            Promise::RecentMayBeLost => "recent may be lost",
-        }
     }
 }
 
@@ -212,6 +200,18 @@ impl Point {
         }
     }
 
+    /// Whether the state the point starts from calls for a recovery (a WAL with garbage after its
+    /// last commit), whose steps the power cuts.
+    fn recovers(self) -> bool {
+        matches!(
+            self,
+            Point::DuringMoveAside
+                | Point::DuringSalvage
+                | Point::DuringRestore
+                | Point::AfterRecovery
+        )
+    }
+
     /// The name without its `power-loss-` prefix, as the power table's column.
     pub fn short_name(self) -> &'static str {
         self.name().trim_start_matches("power-loss-")
@@ -224,7 +224,8 @@ impl Point {
             Point::AfterCommits | Point::DuringMoveAside => Cut::Now,
             Point::DuringCreation => Cut::After(2),
             Point::InsideMigration | Point::DuringCheckpoint => Cut::After(1),
-            Point::DuringSnapshot | Point::DuringSalvage | Point::DuringRestore => Cut::After(2),
+            Point::DuringSnapshot | Point::DuringSalvage => Cut::After(2),
+            Point::DuringRestore => Cut::After(RESTORE_OPERATIONS_TO_CUT),
             // Paused once the step opened the database: its files are in place and durable; the
             // cut lands in what the open does next (the restored database's migration).
             Point::AfterRecovery => Cut::After(RECOVERED_OPERATIONS_TO_CUT),
@@ -233,6 +234,10 @@ impl Point {
         }
     }
 }
+
+/// Mutating requests let through after the restore moved the database aside (a durable rename)
+/// before the power goes: past the creation of the snapshot's copy, into its unsynced writes.
+const RESTORE_OPERATIONS_TO_CUT: u64 = 4;
 
 /// Mutating requests let through after a recovery step reported success before the power goes:
 /// enough to land inside the migration that follows a restore.
@@ -277,7 +282,7 @@ pub struct PowerCell {
     pub point: Point,
     pub setup: Setup,
     /// What the open after the cut must report (`opened(wal)`, `recovered(salvage-wal)`...);
-    /// `None`: whatever the state left calls for (a cut mid-recovery may leave either).
+    /// `None` only in the campaign, whose cuts land anywhere: every matrix cell names one.
     pub expected: Option<Outcome>,
 }
 
@@ -340,9 +345,23 @@ pub const CELLS: &[PowerCell] = &[
     cell(Point::DuringCheckpoint, Setup::Duckdb, Some(Opened(None))),
     cell(Point::DuringSnapshot, Setup::Duckdb, Some(Opened(None))),
     cell(Point::InsideMigration, Setup::Duckdb, Some(Opened(None))),
-    cell(Point::DuringMoveAside, Setup::Duckdb, None),
-    cell(Point::DuringSalvage, Setup::Duckdb, None),
-    cell(Point::DuringRestore, Setup::DuckdbSnapshotOnly, None),
+    // A cut inside a recovery leaves the damage, or the record of the interrupted recovery: the
+    // next open recovers by the same step either way, and says so.
+    cell(
+        Point::DuringMoveAside,
+        Setup::Duckdb,
+        Some(Recovered(RecoveryStep::SalvageWal)),
+    ),
+    cell(
+        Point::DuringSalvage,
+        Setup::Duckdb,
+        Some(Recovered(RecoveryStep::SalvageWal)),
+    ),
+    cell(
+        Point::DuringRestore,
+        Setup::DuckdbSnapshotOnly,
+        Some(Recovered(RecoveryStep::RestoreSnapshot)),
+    ),
     // The restore is whole on disk; the open that ran it never returned. The next open finds a
     // healthy database and must still report what the restore lost.
     cell(
@@ -353,6 +372,27 @@ pub const CELLS: &[PowerCell] = &[
 ];
 
 impl PowerCell {
+    /// What this cell promises: its setup's, except where the point's damage calls for the
+    /// recovery a snapshot-only policy makes, which keeps exactly the snapshot.
+    pub fn promise(&self) -> Promise {
+        if self.point.recovers() && self.setup == Setup::DuckdbSnapshotOnly {
+            Promise::ExactlySnapshot
+        } else {
+            self.setup.promise()
+        }
+    }
+
+    /// Whether the cut must find writes not yet durable: inside a step it aims at writes in
+    /// flight, and after commits a configuration that does not make every commit durable leaves
+    /// some. (After durable commits nothing is pending, and the campaign's cuts land anywhere.)
+    fn cut_finds_unsynced_writes(&self) -> bool {
+        match self.point {
+            Point::AfterCommits => self.setup.promise() != Promise::EveryAcknowledged,
+            Point::Anywhere => false,
+            _ => true,
+        }
+    }
+
     pub fn name(&self) -> String {
         format!(
             "{}/{}/{}",
@@ -383,7 +423,10 @@ pub struct PowerObserved {
     pub phantom_rows: u64,
     /// Everything else that failed the promise, in words (empty: held).
     pub broken: Vec<String>,
-    /// Bytes the cut dropped, and whether it landed inside the step it aimed at.
+    /// Bytes written and not yet fsynced when the power went: what the cut could lose.
+    #[serde(default)]
+    pub pending_bytes: u64,
+    /// Of those, the bytes the cut dropped (the rest a torn write kept).
     pub pending_bytes_dropped: u64,
     pub detail: String,
 }
@@ -401,6 +444,8 @@ pub enum PowerError {
     Unsupported(String),
     /// Something else went wrong before the verdict.
     Setup(String),
+    /// The cell's process ran past its time limit and was killed: a failure, the cell named.
+    TimedOut(String),
 }
 
 impl<E: std::fmt::Display> From<E> for PowerError {
@@ -455,6 +500,19 @@ pub enum Connection {
 }
 
 impl Connection {
+    /// An engine checkpoint: SQLite's WAL copied into the database file and truncated, DuckDB's
+    /// `CHECKPOINT`.
+    fn checkpoint(&self) -> Result<(), String> {
+        match self {
+            Connection::Duckdb(connection) => connection
+                .execute_batch("CHECKPOINT")
+                .map_err(|error| error.to_string()),
+            Connection::Sqlite(connection) => connection
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .map_err(|error| error.to_string()),
+        }
+    }
+
     fn insert(&self, id: u64) -> Result<(), String> {
         let sql = "INSERT INTO items (id, payload) VALUES (?1, ?2)";
         let payload = format!("row {id}");
@@ -609,7 +667,11 @@ fn run_workload(point: Point, setup: Setup, path: &Path, first_id: u64) -> Resul
     match point {
         Point::AfterCommits => {
             let (opened, _report) = open(setup, path, LATEST)?;
-            commit_rows(&opened, first_id, COMMITS)?;
+            let half = COMMITS / 2;
+            commit_rows(&opened, first_id, half)?;
+            opened.checkpoint()?;
+            say(CHECKPOINTED);
+            commit_rows(&opened, first_id + half, COMMITS - half)?;
             pause_here();
             Err("continued after the cut".into())
         }
@@ -632,14 +694,7 @@ fn run_workload(point: Point, setup: Setup, path: &Path, first_id: u64) -> Resul
             let (opened, _report) = open(setup, path, LATEST)?;
             commit_rows(&opened, first_id, COMMITS)?;
             pause_here();
-            match &opened {
-                Connection::Duckdb(connection) => connection
-                    .execute_batch("CHECKPOINT")
-                    .map_err(|error| error.to_string()),
-                Connection::Sqlite(connection) => connection
-                    .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .map_err(|error| error.to_string()),
-            }
+            opened.checkpoint()
         }
         // Paused as the snapshot begins (the checkpoint before it runs only where the logs
         // hold bytes, and here they hold none): the cut lands in the snapshot's own writes.
@@ -738,10 +793,17 @@ impl Drop for Workload {
 #[derive(Debug, Default)]
 struct Run {
     acknowledged: Vec<u64>,
+    /// How many of `acknowledged` a checkpoint the workload ran had reached when it returned.
+    checkpointed: usize,
     /// The child finished its step before the armed cut came.
     completed: bool,
+    /// The power went while the child ran (not after it had stopped by itself).
+    cut_while_running: bool,
     /// What the child said when it failed.
     failure: Option<String>,
+    /// What it said when it failed with the power still on: a refusal of store's or the
+    /// engine's on a healthy machine, never a cut.
+    failure_before_cut: Option<String>,
 }
 
 /// Runs the workload of `point` until the power goes, as `cut` says.
@@ -781,6 +843,8 @@ fn run_until_cut(
         silent_since = std::time::Instant::now();
         if let Some(id) = line.strip_prefix("ACK ") {
             run.acknowledged.push(id.parse()?);
+        } else if line == CHECKPOINTED {
+            run.checkpointed = run.acknowledged.len();
         } else if line == PAUSED && paused {
             // The point matched again (a recovery moves two files aside): the cut is armed.
             workload.resume()?;
@@ -799,9 +863,15 @@ fn run_until_cut(
         } else if line == "DONE" {
             run.completed = true;
         } else if let Some(words) = line.strip_prefix("FAILED ") {
+            // The child reads its error before it writes the line: a switch still on now was on
+            // when the refusal came.
+            if !switch.is_cut() {
+                run.failure_before_cut = Some(words.to_owned());
+            }
             run.failure = Some(words.to_owned());
         }
     }
+    run.cut_while_running = switch.is_cut();
     workload.kill();
     if !paused {
         return Err(PowerError::Setup(format!(
@@ -903,10 +973,31 @@ pub fn run_cell(cell: &PowerCell, tearing: Tearing) -> Result<PowerObserved, Pow
             cell.point.cut()
         )));
     }
+    // The baseline of a recovery point is in the database file; its later rows are in the WAL.
+    let prepared_durable = if cell.point.recovers() {
+        BASELINE_ROWS as usize
+    } else {
+        acknowledged.len()
+    };
     acknowledged.extend(&run.acknowledged);
     let loss = filesystem.power_loss()?;
     filesystem.remount()?;
-    let (mut observed, _present) = judge(cell, &database, &acknowledged, &before, first_id, &loss);
+    let (mut observed, _present) = judge(
+        cell,
+        &database,
+        &Acknowledged {
+            ids: &acknowledged,
+            durable_through: prepared_durable + run.checkpointed,
+            in_flight: acknowledged.last().map_or(first_id, |last| last + 1),
+        },
+        &before,
+        &loss,
+    );
+    if let Some(words) = &run.failure_before_cut {
+        observed.broken.push(format!(
+            "the workload failed before the power went: {words}"
+        ));
+    }
     observed.detail = format!(
         "{}; child: {}",
         observed.detail,
@@ -915,50 +1006,79 @@ pub fn run_cell(cell: &PowerCell, tearing: Tearing) -> Result<PowerObserved, Pow
     Ok(observed)
 }
 
-/// Where each acknowledged row lived when the power went, for the shared oracle. At the recovery
-/// points the baseline was checkpointed and then snapshotted by migration 2, and the rows after it
-/// were committed into the WAL (at offsets not measured here: no WAL offset excuses them).
-/// Elsewhere every row counts as in the database file, so that no WAL loss can excuse it.
-fn ledger_of(point: Point, acknowledged: &[u64]) -> Ledger {
-    let recovering = matches!(
-        point,
-        Point::DuringMoveAside | Point::DuringSalvage | Point::DuringRestore | Point::AfterRecovery
-    );
+/// Where each acknowledged row lived when the power went, for the shared oracle: the first
+/// `durable_through` (made durable before the workload, or reached by a checkpoint it ran) in the
+/// database file, the rest in the WAL (at offsets not measured here: no WAL offset excuses them).
+/// At the recovery points the baseline was checkpointed and then snapshotted by migration 2.
+fn ledger_of(point: Point, acknowledged: &[u64], durable_through: usize) -> Ledger {
     let mut ledger = Ledger::default();
-    let (baseline, later): (Vec<u64>, Vec<u64>) = acknowledged
-        .iter()
-        .partition(|id| recovering && **id <= BASELINE_ROWS);
-    for id in baseline {
-        ledger.acknowledge(id, Place::DatabaseFile);
+    for (position, id) in acknowledged.iter().enumerate() {
+        if point.recovers() && *id == BASELINE_ROWS + 1 {
+            ledger.snapshot();
+        }
+        let place = if position < durable_through {
+            Place::DatabaseFile
+        } else {
+            Place::Wal { end_bytes: None }
+        };
+        ledger.acknowledge(*id, place);
     }
-    if recovering {
+    if point.recovers()
+        && acknowledged
+            .last()
+            .is_some_and(|last| *last <= BASELINE_ROWS)
+    {
         ledger.snapshot();
     }
-    for id in later {
-        let place = if recovering {
-            Place::Wal { end_bytes: None }
-        } else {
-            Place::DatabaseFile
-        };
-        ledger.acknowledge(id, place);
-    }
     ledger
+}
+
+/// What the workload acknowledged before a cut, for the judge.
+struct Acknowledged<'a> {
+    /// Every row acknowledged on this database, in order.
+    ids: &'a [u64],
+    /// How many of them were durable before the cut could reach them: made durable before the
+    /// workload, or reached by a checkpoint it ran.
+    durable_through: usize,
+    /// The id of the commit in flight at the cut, which may have reached the disk unacknowledged.
+    in_flight: u64,
 }
 
 /// Opens the database through store after the cut and checks the promise.
 fn judge(
     cell: &PowerCell,
     database: &Path,
-    acknowledged: &[u64],
+    acknowledged: &Acknowledged<'_>,
     before: &DirectorySnapshot,
-    first_in_flight: u64,
     loss: &PowerLoss,
 ) -> (PowerObserved, BTreeSet<u64>) {
     let mut observed = PowerObserved {
-        acknowledged: acknowledged.len() as u64,
+        acknowledged: acknowledged.ids.len() as u64,
+        pending_bytes: loss.counts.pending_bytes,
         pending_bytes_dropped: loss.counts.pending_bytes_dropped,
         ..PowerObserved::default()
     };
+    // The model's own account of the cut: it cannot drop more than was pending, and without a
+    // torn page kept it drops all of it.
+    let dropped = loss.counts.pending_bytes_dropped;
+    if dropped > loss.counts.pending_bytes
+        || (loss.counts.torn_pages_kept == 0 && dropped != loss.counts.pending_bytes)
+    {
+        observed.broken.push(format!(
+            "the cut's counts disagree: {dropped} bytes dropped of {} pending, {} torn pages kept",
+            loss.counts.pending_bytes, loss.counts.torn_pages_kept
+        ));
+    }
+    if cell.cut_finds_unsynced_writes()
+        && loss.counts.pending_bytes == 0
+        && loss.counts.directories_reverted == 0
+    {
+        observed.broken.push(
+            "the cut found nothing unsynced (no byte, no directory entry): it landed where \
+             nothing could be lost, not inside its step"
+                .into(),
+        );
+    }
     let directory = database.parent().expect("a file in a directory");
     let (opened, report) = match open(cell.setup, database, LATEST) {
         Ok(opened) => opened,
@@ -1003,38 +1123,43 @@ fn judge(
         }
     };
     drop(opened);
-    let acknowledged_set: BTreeSet<u64> = acknowledged.iter().copied().collect();
-    // The oracle the matrix and the torture share: a reported loss excuses only the rows inside
-    // the range it names.
-    let account = ledger_of(cell.point, acknowledged).account(
+    let acknowledged_set: BTreeSet<u64> = acknowledged.ids.iter().copied().collect();
+    // The oracle the matrix and the torture share: the promise bounds what may go, and a report
+    // explains a loss without allowing one.
+    let ledger = ledger_of(cell.point, acknowledged.ids, acknowledged.durable_through);
+    let promise = cell.promise();
+    let judged = promise.judge(
+        &ledger,
         &present,
         report.recovery.as_ref().map(|recovery| &recovery.lost),
     );
-    observed.lost_with_report = account.lost_reported.len() as u64;
-    observed.survived =
-        observed.acknowledged - observed.lost_with_report - account.lost_silent.len() as u64;
-    observed.lost_by_design = match cell.setup.promise() {
-        Promise::EveryAcknowledged => 0,
-        // Allowed: a suffix of the acknowledged commits, never one older than a survivor.
-        Promise::RecentMayBeLost => {
-            let newest_present = acknowledged
+    observed.survived = observed.acknowledged - judged.missing() as u64;
+    observed.lost_by_design = judged.lost_by_design.len() as u64;
+    observed.lost_with_report = judged.account.lost_reported.len() as u64;
+    observed.lost_beyond_promise = judged.lost_beyond_promise.len() as u64;
+    if let Some(first) = judged.lost_beyond_promise.first() {
+        observed.broken.push(format!(
+            "{} acknowledged rows lost beyond the promise ({}; first {first}; {} of them named by \
+             the report)",
+            judged.lost_beyond_promise.len(),
+            promise.describe(),
+            judged
+                .lost_beyond_promise
                 .iter()
-                .rposition(|id| present.contains(id))
-                .map_or(0, |position| position + 1);
-            let suffix = &acknowledged[newest_present..];
-            account
-                .lost_silent
-                .iter()
-                .filter(|id| suffix.contains(id))
-                .count() as u64
-        }
-    };
-    observed.lost_beyond_promise = account.lost_silent.len() as u64 - observed.lost_by_design;
-    // A commit in flight at the cut may have reached the disk without its acknowledgement.
-    let in_flight = acknowledged.last().map_or(first_in_flight, |last| last + 1);
+                .filter(|id| judged.account.lost_reported.contains(id))
+                .count()
+        ));
+    }
+    if let Some(first) = judged.present_against_promise.first() {
+        observed.broken.push(format!(
+            "{} rows present that the snapshot does not hold (first {first}): not the snapshot's \
+             database",
+            judged.present_against_promise.len()
+        ));
+    }
     observed.phantom_rows = present
         .iter()
-        .filter(|id| !acknowledged_set.contains(id) && **id != in_flight)
+        .filter(|id| !acknowledged_set.contains(id) && **id != acknowledged.in_flight)
         .count() as u64;
     // Whatever recovery moved aside, now or in the open the cut interrupted, is what stood there:
     // the same size and content as a file before, its permissions no wider.
@@ -1085,13 +1210,7 @@ fn judge(
     // The original WAL of a recovery is never lost: at its name, or moved aside whole.
     let wal_name = format!("{}.wal", cell.setup.file_name());
     if let Some(original_wal) = before.entries.get(&wal_name)
-        && matches!(
-            cell.point,
-            Point::DuringMoveAside
-                | Point::DuringSalvage
-                | Point::DuringRestore
-                | Point::AfterRecovery
-        )
+        && cell.point.recovers()
     {
         let kept = after
             .entries
@@ -1200,7 +1319,9 @@ fn encode(result: &Result<PowerObserved, PowerError>) -> String {
     let line = match result {
         Ok(observed) => PowerLine::Ok(observed.clone()),
         Err(PowerError::Unsupported(reason)) => PowerLine::Skipped(reason.clone()),
-        Err(PowerError::Setup(words)) => PowerLine::Setup(words.clone()),
+        Err(PowerError::Setup(words) | PowerError::TimedOut(words)) => {
+            PowerLine::Setup(words.clone())
+        }
     };
     let json = serde_json::to_string(&line).expect("a result is strings and numbers");
     format!("{LINE_PREFIX}{json}")
@@ -1233,6 +1354,8 @@ pub enum PowerVerdict {
     Broken,
     /// The run could not be set up: never a pass.
     Setup,
+    /// The cell's process ran past its time limit: a failure.
+    TimedOut,
     /// This machine cannot mount FUSE: never a pass, and a failure where `CI` is set.
     Skipped,
 }
@@ -1243,16 +1366,22 @@ impl PowerVerdict {
             PowerVerdict::Held => "ok",
             PowerVerdict::Broken => "BROKEN",
             PowerVerdict::Setup => "SETUP",
+            PowerVerdict::TimedOut => "TIMEOUT",
             PowerVerdict::Skipped => "skip",
         }
     }
 
     /// Whether the matrix fails on it. CI must run every power cell: a skip there fails.
     pub fn failed(self) -> bool {
+        self.fails(skips_fail())
+    }
+
+    /// Whether the matrix fails on it where skips fail (`skips_fail`) or not.
+    fn fails(self, skips_fail: bool) -> bool {
         match self {
             PowerVerdict::Held => false,
-            PowerVerdict::Skipped => std::env::var_os("CI").is_some(),
-            PowerVerdict::Broken | PowerVerdict::Setup => true,
+            PowerVerdict::Skipped => skips_fail,
+            PowerVerdict::Broken | PowerVerdict::Setup | PowerVerdict::TimedOut => true,
         }
     }
 }
@@ -1264,6 +1393,7 @@ impl PowerRow {
             Ok(observed) => observed.outcome.clone(),
             Err(PowerError::Unsupported(reason)) => format!("skipped: {reason}"),
             Err(PowerError::Setup(words)) => format!("setup failed: {words}"),
+            Err(PowerError::TimedOut(words)) => format!("timed out: {words}"),
         }
     }
 
@@ -1273,24 +1403,28 @@ impl PowerRow {
             Ok(_) => PowerVerdict::Broken,
             Err(PowerError::Unsupported(_)) => PowerVerdict::Skipped,
             Err(PowerError::Setup(_)) => PowerVerdict::Setup,
+            Err(PowerError::TimedOut(_)) => PowerVerdict::TimedOut,
         }
     }
 }
 
+/// Runs `cell` in a child process within [`CELL_TIME_LIMIT`]; one that runs past it is killed
+/// and fails as timed out, with the cell named.
 fn run_in_child(cell: &PowerCell) -> Result<PowerObserved, PowerError> {
-    let output = Command::new(std::env::current_exe()?)
-        .args(PowerCellArgs::arguments(cell))
-        .stdin(Stdio::null())
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let finished = run_within(
+        Command::new(std::env::current_exe()?).args(PowerCellArgs::arguments(cell)),
+        CELL_TIME_LIMIT,
+    )?;
+    if finished.timed_out() {
+        return Err(PowerError::TimedOut(
+            finished.why_no_result(CELL_TIME_LIMIT),
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&finished.stdout);
     stdout.lines().find_map(decode).unwrap_or_else(|| {
         Err(PowerError::Setup(format!(
-            "the cell's process exited with {} and no result: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
+            "the cell's process gave no result: {}",
+            finished.why_no_result(CELL_TIME_LIMIT)
         )))
     })
 }
@@ -1339,7 +1473,7 @@ pub fn run_matrix(engine: Option<Engine>, fault: Option<&str>) -> Vec<PowerRow> 
 }
 
 /// The power-loss table's columns.
-pub const POWER_COLUMNS: [&str; 13] = [
+pub const POWER_COLUMNS: [&str; 14] = [
     "",
     "engine",
     "power cut",
@@ -1352,10 +1486,11 @@ pub const POWER_COLUMNS: [&str; 13] = [
     "lost reported",
     "lost beyond promise",
     "phantom",
+    "bytes dropped/pending",
     "ms",
 ];
 
-pub fn power_columns(row: &PowerRow) -> [String; 13] {
+pub fn power_columns(row: &PowerRow) -> [String; 14] {
     let cell = row.cell;
     let numbers = match &row.result {
         Ok(observed) => [
@@ -1369,13 +1504,20 @@ pub fn power_columns(row: &PowerRow) -> [String; 13] {
         .map(|number| number.to_string()),
         Err(_) => std::array::from_fn(|_| "-".to_owned()),
     };
+    let bytes = match &row.result {
+        Ok(observed) => format!(
+            "{}/{}",
+            observed.pending_bytes_dropped, observed.pending_bytes
+        ),
+        Err(_) => "-".to_owned(),
+    };
     let [acknowledged, survived, by_design, reported, beyond, phantom] = numbers;
     [
         row.verdict().mark().to_owned(),
         cell.setup.engine().to_string(),
         cell.point.short_name().to_owned(),
         cell.setup.name().to_owned(),
-        cell.setup.promise().describe().to_owned(),
+        cell.promise().describe().to_owned(),
         row.actual_text(),
         acknowledged,
         survived,
@@ -1383,6 +1525,7 @@ pub fn power_columns(row: &PowerRow) -> [String; 13] {
         reported,
         beyond,
         phantom,
+        bytes,
         row.elapsed.as_millis().to_string(),
     ]
 }
@@ -1437,11 +1580,21 @@ pub fn power_summary(rows: &[PowerRow]) -> String {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PowerTally {
     pub iterations: u32,
-    /// Cuts that landed before the workload had finished (the rest came after it).
+    /// Cuts that landed while the workload ran (the rest came after it had finished). A workload
+    /// that failed with the power still on is no cut: it is a failure.
     pub cuts_inside: u32,
+    /// Cuts that found writes not yet durable (bytes or directory entries): those that could
+    /// lose something.
+    pub cuts_with_unsynced_writes: u32,
+    /// Bytes pending at the cuts, and those the cuts dropped.
+    pub pending_bytes: u64,
+    pub pending_bytes_dropped: u64,
     /// Acknowledged rows checked after each cut (a row counts once per check).
     pub rows_checked: u64,
     pub lost_by_design: u64,
+    /// Acknowledged rows missing that a report names: shown beside the others, and beyond the
+    /// promise all the same where it allows no loss.
+    pub lost_with_report: u64,
     pub lost_beyond_promise: u64,
     pub phantom_rows: u64,
     pub failures: Vec<String>,
@@ -1550,9 +1703,16 @@ pub fn campaign(
             Cut::After(operations),
         )?;
         let mut mounted = mounted;
-        if !run.completed {
+        if let Some(words) = &run.failure_before_cut {
+            tally.failures.push(format!(
+                "{} iteration {iteration} (cut armed after {operations} writes): the workload \
+                 failed with the power still on: {words}",
+                setup.name()
+            ));
+        } else if run.cut_while_running && !run.completed {
             tally.cuts_inside += 1;
         }
+        let durable_through = acknowledged.len();
         acknowledged.extend(&run.acknowledged);
         let loss = mounted.power_loss()?;
         mounted.remount()?;
@@ -1563,10 +1723,26 @@ pub fn campaign(
         };
         // What a recovery after this cut may move aside is what the cut left.
         let before = DirectorySnapshot::take(mounted.mountpoint())?;
-        let (observed, present) = judge(&cell, &database, &acknowledged, &before, first_id, &loss);
+        let (observed, present) = judge(
+            &cell,
+            &database,
+            &Acknowledged {
+                ids: &acknowledged,
+                durable_through,
+                in_flight: acknowledged.last().map_or(first_id, |last| last + 1),
+            },
+            &before,
+            &loss,
+        );
         tally.iterations += 1;
+        if loss.counts.pending_bytes > 0 || loss.counts.directories_reverted > 0 {
+            tally.cuts_with_unsynced_writes += 1;
+        }
+        tally.pending_bytes += observed.pending_bytes;
+        tally.pending_bytes_dropped += observed.pending_bytes_dropped;
         tally.rows_checked += observed.acknowledged;
         tally.lost_by_design += observed.lost_by_design;
+        tally.lost_with_report += observed.lost_with_report;
         tally.lost_beyond_promise += observed.lost_beyond_promise;
         tally.phantom_rows += observed.phantom_rows;
         if !observed.held() {
@@ -1628,6 +1804,23 @@ mod tests {
                 parsed.task,
                 Task::PowerCell(PowerCellArgs { cell, line: true })
             );
+        }
+    }
+
+    /// Promise: a skipped power cell never passes under CI; a timed-out one always fails.
+    #[test]
+    fn a_skip_fails_under_ci_and_a_timeout_everywhere() {
+        assert!(PowerVerdict::Skipped.fails(true));
+        assert!(!PowerVerdict::Skipped.fails(false));
+        assert!(PowerVerdict::TimedOut.fails(false));
+        assert!(!PowerVerdict::Held.fails(true));
+    }
+
+    /// Promise: no matrix cell accepts any outcome.
+    #[test]
+    fn every_power_cell_expects_an_outcome() {
+        for cell in CELLS {
+            assert!(cell.expected.is_some(), "{}", cell.name());
         }
     }
 

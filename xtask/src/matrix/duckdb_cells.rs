@@ -12,7 +12,7 @@ use store_testkit::DirectorySnapshot;
 use store_testkit::faults::duckdb as duckdb_faults;
 use store_testkit::faults::mounts;
 
-use super::cells::{Cell, Keep, MatrixFault, MatrixPolicy, ROWS_BEFORE};
+use super::cells::{Cell, Keep, MatrixFault, MatrixPolicy, Outcome, ROWS_BEFORE};
 use super::error::{CellError, fault_or_skip};
 use super::finish::{Opening, Prepared, finish};
 use super::kill::{KillPlan, run_killed_migration};
@@ -251,7 +251,49 @@ pub(super) fn run(cell: &Cell, directory: &Path) -> Result<Observed, CellError> 
         kill: setup.kill,
         checks,
     };
-    open_case(cell, directory, &setup, prepared).map(|(observed, _)| observed)
+    let (mut observed, loss) = open_case(cell, directory, &setup, prepared)?;
+    // A salvage of damage at a known byte reports its loss from the end of the last commit before
+    // it: a loss reported from byte 0 would pass the row count (the rows before the damage are
+    // still read) and must not pass the cell.
+    if let Some(damage) = damage_at_wal_byte
+        && cell.expected == Outcome::Recovered(RecoveryStep::SalvageWal)
+    {
+        observed
+            .checks
+            .push(loss_boundary_check(&commit_ends, damage, loss.as_ref(), ""));
+    }
+    Ok(observed)
+}
+
+/// Whether the reported loss starts exactly where the last commit ending at or before `damage`
+/// ends (no commit ends inside an entry, so that is the last one before the damaged entry, and
+/// the salvage's cut).
+fn loss_boundary_check(
+    commit_ends: &[u64],
+    damage: u64,
+    loss: Option<&DataLoss>,
+    case: &str,
+) -> Check {
+    let cut = commit_ends
+        .iter()
+        .copied()
+        .filter(|end| *end <= damage)
+        .max();
+    let reported = match loss {
+        Some(
+            DataLoss::CommitsAfterWalByte { byte_offset }
+            | DataLoss::DroppedWalTail { byte_offset, .. },
+        ) => Some(*byte_offset),
+        _ => None,
+    };
+    Check::new(
+        CheckKind::LossBoundary,
+        cut.is_some() && reported == cut,
+        format!(
+            "{case}byte {damage} damaged; the last commit before it ends at {cut:?}; the report's \
+             loss starts at {reported:?}"
+        ),
+    )
 }
 
 /// The seeded-damage cell: a WAL of [`SEEDED_WAL_COMMITS`] commits, one byte flipped at each of
@@ -283,14 +325,6 @@ fn seeded_damage_cell(cell: &Cell, directory: &Path, setup: &Setup) -> Result<Ob
         std::fs::copy(&original, &path)?;
         std::fs::write(duckdb_faults::wal_path(&path), &wal)?;
         duckdb_faults::flip_wal_byte(&path, damage)?;
-        // No commit ends inside an entry: the last commit ending at or before the damaged byte
-        // is the last one before the damaged entry, and the salvage's cut.
-        let cut = commit_ends
-            .iter()
-            .copied()
-            .filter(|end| *end <= damage)
-            .max()
-            .expect("the first commit ends before the damage");
         let prepared = Prepared {
             engine: Engine::Duckdb,
             path,
@@ -300,20 +334,11 @@ fn seeded_damage_cell(cell: &Cell, directory: &Path, setup: &Setup) -> Result<Ob
             checks: Vec::new(),
         };
         let (mut observed, loss) = open_case(cell, &case_directory, setup, prepared)?;
-        let reported = match loss {
-            Some(
-                DataLoss::CommitsAfterWalByte { byte_offset }
-                | DataLoss::DroppedWalTail { byte_offset, .. },
-            ) => Some(byte_offset),
-            _ => None,
-        };
-        observed.checks.push(Check::new(
-            CheckKind::LossBoundary,
-            reported == Some(cut),
-            format!(
-                "case {case}: byte {damage} flipped; the last commit before it ends at {cut}; \
-                 the report's loss starts at {reported:?}"
-            ),
+        observed.checks.push(loss_boundary_check(
+            &commit_ends,
+            damage,
+            loss.as_ref(),
+            &format!("case {case}: "),
         ));
         observed.detail = format!("case {case} (byte {damage}): {}", observed.detail);
         merged = Some(match merged {

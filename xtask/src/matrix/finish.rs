@@ -8,15 +8,81 @@ use std::path::{Path, PathBuf};
 use store_core::{DataLoss, Engine, MovedAside, OpenReport};
 use store_testkit::DirectorySnapshot;
 
-use super::cells::{Cell, Keep, Outcome};
+use super::cells::{Cell, Keep, MatrixFault, Outcome};
 use super::kill::{KillPlan, reopened_checks};
-use super::observe::{Check, MovedFile, Observed, Required, account_rows, moved_aside_checks};
+use super::observe::{
+    Check, CheckKind, MovedFile, Observed, Required, account_rows, moved_aside_checks,
+};
 use crate::oracle::Ledger;
 
 /// The ids in the fixtures' `items` table, read with the engine directly and read-only (it must
 /// work on a read-only mount, and never checkpoint).
 fn read_ids(engine: Engine, path: &Path) -> Result<BTreeSet<u64>, String> {
     store_testkit::fixtures::read_ids(engine, path).map_err(|error| store_core::cause_chain(&error))
+}
+
+/// After a refusal, with the fault gone (the hook removed, the holder stopped; a read-only mount
+/// stays, so that open is read-only), the next start opens through store with the engine's
+/// default policy and no migration: it must open, every row it does not report lost must be
+/// there, and so must every row the cell's [`Keep`] requires. (A database a refusal left unusable
+/// would pass on the refusal alone.)
+fn reopen_after_refusal(
+    cell: &Cell,
+    engine: Engine,
+    path: &Path,
+    ledger: &Ledger,
+    required: &Required,
+) -> Check {
+    let read_only = cell.fault == MatrixFault::ReadOnlyFilesystem;
+    let reopened = match engine {
+        Engine::Sqlite => store_sqlite::SqliteOptions::new(path)
+            .read_only(read_only)
+            .open()
+            .map(|(_, report)| report)
+            .map_err(|error| error.cause_chain()),
+        _ => store_duckdb::DuckDbOptions::new(path)
+            .read_only(read_only)
+            .open()
+            .map(|(_, report)| report)
+            .map_err(|error| error.cause_chain()),
+    };
+    let report = match reopened {
+        Ok(report) => report,
+        Err(words) => {
+            return Check::new(
+                CheckKind::ReopenAfterRefusal,
+                false,
+                format!("the reopen without the fault failed: {words}"),
+            );
+        }
+    };
+    let present = match read_ids(engine, path) {
+        Ok(present) => present,
+        Err(words) => {
+            return Check::new(
+                CheckKind::ReopenAfterRefusal,
+                false,
+                format!("reopened ({report}), but the rows do not read: {words}"),
+            );
+        }
+    };
+    let loss = report.recovery.as_ref().map(|recovery| &recovery.lost);
+    let account = ledger.account(&present, loss);
+    let required_missing = if cell.keep == Keep::Untouched {
+        // The cell kept the damage for this open: what the default ladder keeps is its report's.
+        0
+    } else {
+        required.ids.difference(&present).count()
+    };
+    Check::new(
+        CheckKind::ReopenAfterRefusal,
+        account.lost_silent.is_empty() && required_missing == 0,
+        format!(
+            "reopened: {report}; {} rows lost without a report, {required_missing} required rows \
+             missing",
+            account.lost_silent.len()
+        ),
+    )
 }
 
 /// What a cell prepared before its open.
@@ -131,6 +197,9 @@ pub(super) fn finish(
             }
         }
     };
+    if refused {
+        checks.push(reopen_after_refusal(cell, engine, path, &ledger, &required));
+    }
     if let (Some(plan), Some(version)) = (kill, opening.schema_version) {
         checks.extend(reopened_checks(
             engine,
@@ -161,6 +230,7 @@ pub(super) fn finish(
         directory_unchanged,
         skipped: None,
         setup_failure: None,
+        timed_out: None,
         detail,
     }
 }

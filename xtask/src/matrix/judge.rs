@@ -3,12 +3,16 @@
 
 use super::cells::{Cell, Keep};
 use super::observe::{CheckKind, Observed};
+use crate::limits::skips_fail;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
     AsExpected,
-    /// The cell could not run here (a capability is missing): neither a pass nor a failure.
+    /// The cell could not run here (a capability is missing): never a pass, and a failure under
+    /// CI ([`skips_fail`]).
     Skipped,
+    /// The cell's child ran past its time limit and was killed: a failure.
+    TimedOut,
     /// The cell could not set up its fault (or the kill landed elsewhere): a failure.
     SetupFailed,
     /// Another outcome than the expected one.
@@ -32,7 +36,16 @@ pub(super) enum Verdict {
 
 impl Verdict {
     pub(super) fn failed(self) -> bool {
-        !matches!(self, Verdict::AsExpected | Verdict::Skipped)
+        self.fails(skips_fail())
+    }
+
+    /// Whether the run fails on it where skips fail (under CI) or not.
+    fn fails(self, skips_fail: bool) -> bool {
+        match self {
+            Verdict::AsExpected => false,
+            Verdict::Skipped => skips_fail,
+            _ => true,
+        }
     }
 
     /// The verdict as the tables and the JSON write it.
@@ -41,6 +54,7 @@ impl Verdict {
             Verdict::AsExpected => "ok",
             Verdict::Skipped => "skip",
             Verdict::SetupFailed => "SETUP",
+            Verdict::TimedOut => "TIMEOUT",
             Verdict::Differs => "DIFF",
             Verdict::Touched => "TOUCH",
             Verdict::LostRows => "LOST",
@@ -58,6 +72,8 @@ impl CheckKind {
     fn verdict(self) -> Verdict {
         match self {
             CheckKind::MovedAside => Verdict::MovedAside,
+            CheckKind::FaultFired => Verdict::SetupFailed,
+            CheckKind::ReopenAfterRefusal => Verdict::LostRows,
             CheckKind::LossBoundary => Verdict::LossBoundary,
             CheckKind::SchemaAfterKill
             | CheckKind::SchemaAfterReopen
@@ -77,6 +93,12 @@ pub(super) fn judge(cell: &Cell, observed: &Observed) -> Judgement {
     if let Some(reason) = &observed.skipped {
         return Judgement {
             verdict: Verdict::Skipped,
+            reasons: vec![reason.clone()],
+        };
+    }
+    if let Some(reason) = &observed.timed_out {
+        return Judgement {
+            verdict: Verdict::TimedOut,
             reasons: vec![reason.clone()],
         };
     }
@@ -191,6 +213,15 @@ mod tests {
         assert_eq!(judge(cell, &observed).verdict, Verdict::Differs);
         observed.skipped = Some("no mount rights".into());
         assert_eq!(judge(cell, &observed).verdict, Verdict::Skipped);
+        // A skip never passes under CI; elsewhere it is shown, not failed.
+        assert!(Verdict::Skipped.fails(true));
+        assert!(!Verdict::Skipped.fails(false));
+        // A child past its time limit fails, whatever it observed before.
+        observed.skipped = None;
+        observed.timed_out = Some("timed out after 300 s and was killed".into());
+        let judgement = judge(cell, &observed);
+        assert_eq!(judgement.verdict, Verdict::TimedOut);
+        assert!(Verdict::TimedOut.fails(false));
     }
 
     #[test]

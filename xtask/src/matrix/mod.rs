@@ -32,9 +32,9 @@
 //!   "cells": [{
 //!     "engine": "duckdb", "fault": "wal-garbage", "policy": "default",
 //!     "expected": "recovered(salvage-wal)",            an outcome, as the table writes it
-//!     "actual": "recovered(salvage-wal)",               or "skipped: WHY", or "cell-failed"
-//!     "verdict": "ok",                                  ok, skip, SETUP, DIFF, TOUCH, LOST, ROWS,
-//!                                                       SILENT, MOVED, SCHEMA, BOUND
+//!     "actual": "recovered(salvage-wal)",               or "skipped: WHY", "cell-failed", "timed-out"
+//!     "verdict": "ok",                                  ok, skip, SETUP, TIMEOUT, DIFF, TOUCH, LOST,
+//!                                                       ROWS, SILENT, MOVED, SCHEMA, BOUND
 //!     "reasons": ["..."],                               why it failed; empty when ok
 //!     "keep": "all",                                    all, before damage, checkpointed, snapshot,
 //!                                                       untouched

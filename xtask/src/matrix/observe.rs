@@ -66,6 +66,12 @@ pub(super) enum CheckKind {
     /// entry ends: never inside or after that entry (the row count cannot see that, since no
     /// commit ends inside an entry).
     LossBoundary,
+    /// The injected fault fired as the cell planned (an outcome equal to the no-fault one proves
+    /// nothing unless the fault was met), and where the open must absorb it, its retry was logged.
+    FaultFired,
+    /// After a refusal, a second open through store (the fault gone) opens the database and
+    /// reads every row it must keep: a refusal must leave a database the next start can use.
+    ReopenAfterRefusal,
 }
 
 impl CheckKind {
@@ -77,6 +83,8 @@ impl CheckKind {
             CheckKind::SchemaAfterReopen => "schema-after-reopen",
             CheckKind::MigrationsAppliedOnce => "migrations-applied-once",
             CheckKind::LossBoundary => "loss-boundary",
+            CheckKind::FaultFired => "fault-fired",
+            CheckKind::ReopenAfterRefusal => "reopen-after-refusal",
         }
     }
 }
@@ -123,6 +131,9 @@ pub(super) struct Observed {
     pub(super) skipped: Option<String>,
     /// Why the cell could not set up its fault: a failure, never a pass.
     pub(super) setup_failure: Option<String>,
+    /// The cell's child ran past its time limit and was killed: a failure, never a pass.
+    #[serde(default)]
+    pub(super) timed_out: Option<String>,
     /// The report or the error, in words.
     pub(super) detail: String,
 }
@@ -142,6 +153,7 @@ impl Observed {
         self.directory_unchanged &= later.directory_unchanged;
         self.skipped = self.skipped.or(later.skipped);
         self.setup_failure = self.setup_failure.or(later.setup_failure);
+        self.timed_out = self.timed_out.or(later.timed_out);
         if self.outcome == Some(cell.expected) && later.outcome != Some(cell.expected) {
             self.outcome = later.outcome;
             self.detail = later.detail;
@@ -153,6 +165,14 @@ impl Observed {
     pub(super) fn setup_failed(reason: String) -> Observed {
         Observed {
             setup_failure: Some(reason),
+            ..Observed::default()
+        }
+    }
+
+    /// A cell whose child ran past its time limit.
+    pub(super) fn timed_out(reason: String) -> Observed {
+        Observed {
+            timed_out: Some(reason),
             ..Observed::default()
         }
     }
@@ -169,6 +189,9 @@ impl Observed {
     pub(super) fn actual_text(&self) -> String {
         if let Some(reason) = &self.skipped {
             return format!("skipped: {reason}");
+        }
+        if self.timed_out.is_some() {
+            return "timed-out".into();
         }
         if self.setup_failure.is_some() {
             return "cell-failed".into();

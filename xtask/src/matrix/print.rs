@@ -147,7 +147,7 @@ pub(super) fn print_table(rows: &[Row], wall: Duration) {
 }
 
 pub(super) fn print_power_table(rows: &[PowerRow]) {
-    let body: Vec<[String; 13]> = rows.iter().map(power::power_columns).collect();
+    let body: Vec<[String; 14]> = rows.iter().map(power::power_columns).collect();
     println!();
     print_aligned(&power::POWER_COLUMNS, &body);
     for problem in power::power_problems(rows) {
@@ -246,6 +246,8 @@ struct PowerCellJson {
     lost_reported: Option<u64>,
     lost_beyond_promise: Option<u64>,
     phantom: Option<u64>,
+    pending_bytes: Option<u64>,
+    pending_bytes_dropped: Option<u64>,
     ms: u64,
 }
 
@@ -258,7 +260,7 @@ impl PowerCellJson {
             engine: row.cell.setup.engine().as_str(),
             power_cut: row.cell.point.short_name(),
             setup: row.cell.setup.name(),
-            promise: row.cell.setup.promise().describe(),
+            promise: row.cell.promise().describe(),
             actual: row.actual_text(),
             acked: count(|observed| observed.acknowledged),
             survived: count(|observed| observed.survived),
@@ -266,6 +268,8 @@ impl PowerCellJson {
             lost_reported: count(|observed| observed.lost_with_report),
             lost_beyond_promise: count(|observed| observed.lost_beyond_promise),
             phantom: count(|observed| observed.phantom_rows),
+            pending_bytes: count(|observed| observed.pending_bytes),
+            pending_bytes_dropped: count(|observed| observed.pending_bytes_dropped),
             ms: duration_ms(row.elapsed),
         }
     }

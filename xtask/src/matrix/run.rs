@@ -10,6 +10,7 @@ use super::child::CellChild;
 use super::judge::{Judgement, judge};
 use super::observe::Observed;
 use super::wire;
+use crate::limits::{CELL_TIME_LIMIT, run_within};
 
 /// A cell, what its child observed, how long it took, and the verdict.
 pub(super) struct Row {
@@ -69,28 +70,32 @@ pub(super) fn run_cells(cells: &[&'static Cell]) -> Vec<Row> {
 }
 
 /// Runs `cell` in a child process and reads its result; a child that gave none is a setup
-/// failure with the last line it wrote to stderr.
+/// failure with the last line it wrote to stderr, and one that ran past [`CELL_TIME_LIMIT`] is
+/// killed and fails as timed out, with the cell named in the row.
 fn run_cell_in_child(cell: &Cell) -> Observed {
+    run_cell_within(cell, CELL_TIME_LIMIT)
+}
+
+fn run_cell_within(cell: &Cell, limit: Duration) -> Observed {
     let executable = match std::env::current_exe() {
         Ok(executable) => executable,
         Err(error) => return Observed::setup_failed(error.to_string()),
     };
-    let output = match Command::new(executable)
-        .args(CellChild::arguments(cell))
-        .output()
-    {
-        Ok(output) => output,
+    let finished = match run_within(
+        Command::new(executable).args(CellChild::arguments(cell)),
+        limit,
+    ) {
+        Ok(finished) => finished,
         Err(error) => return Observed::setup_failed(error.to_string()),
     };
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    if finished.timed_out() {
+        return Observed::timed_out(finished.why_no_result(limit));
+    }
+    let stdout = String::from_utf8_lossy(&finished.stdout);
     wire::decode(&stdout).unwrap_or_else(|problem| {
         Observed::setup_failed(format!(
-            "the cell's child exited with {} ({problem}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
+            "the cell's child gave no result ({problem}): {}",
+            finished.why_no_result(limit)
         ))
     })
 }

@@ -8,13 +8,13 @@ use store_core::{Engine, JournalLadder, JournalMode, Migration, Migrations};
 use store_sqlite::SqliteOptions;
 use store_testkit::DirectorySnapshot;
 use store_testkit::faults::mounts;
-use store_testkit::faults::sqlite::SqliteFault;
+use store_testkit::faults::sqlite::{SqliteFault, commit_failures_injected};
 
 use super::cells::{Cell, MatrixFault, MatrixPolicy, ROWS_BEFORE};
 use super::error::{CellError, fault_or_skip};
 use super::finish::{Opening, Prepared, finish};
 use super::kill::{KillPlan, run_killed_migration};
-use super::observe::{Observed, required_rows};
+use super::observe::{Check, CheckKind, Observed, required_rows};
 use super::schema::sqlite_migrations;
 use crate::oracle::{Ledger, Place};
 
@@ -93,6 +93,36 @@ impl Setup {
     }
 }
 
+/// Whether the commit fault fired: exactly once where it fails one commit, and then the open
+/// logged its retry (the outcome of an absorbed fault is the no-fault one, which proves nothing
+/// alone); at least once where it fails every commit.
+fn commit_fault_fired(
+    planned_failures: u32,
+    events: &[store_testkit::logs::CapturedEvent],
+) -> Check {
+    let injected = commit_failures_injected();
+    let retries = events
+        .iter()
+        .filter(|event| {
+            event.target == "store::sqlite"
+                && event.text.contains("transient I/O error")
+                && event.text.contains("retrying")
+        })
+        .count();
+    let holds = if planned_failures == 1 {
+        injected == 1 && retries == 1
+    } else {
+        injected >= 1
+    };
+    Check::new(
+        CheckKind::FaultFired,
+        holds,
+        format!(
+            "{injected} commit(s) failed of {planned_failures} planned; {retries} retry logged"
+        ),
+    )
+}
+
 /// The journal ladder of a cell's policy.
 fn journal_ladder(policy: MatrixPolicy) -> Result<JournalLadder, CellError> {
     match policy {
@@ -155,13 +185,16 @@ pub(super) fn run(cell: &Cell, directory: &Path) -> Result<Observed, CellError> 
     }
     let before = DirectorySnapshot::take(directory)?;
     let guard = fault_or_skip(setup.injected.map(SqliteFault::install).transpose())?;
-    let opening = match options.open() {
+    let (opening, events) = store_testkit::logs::capture(|| match options.open() {
         Ok((connection, report)) => {
             drop(connection);
             Opening::of(&report)
         }
         Err(error) => Opening::refused(error.class(), Vec::new(), error.cause_chain()),
-    };
+    });
+    if let Some(SqliteFault::CommitIoError { fail, .. }) = setup.injected {
+        checks.push(commit_fault_fired(fail, &events));
+    }
     drop(guard);
     drop(holder);
     let after = DirectorySnapshot::take(directory)?;

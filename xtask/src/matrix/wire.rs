@@ -68,6 +68,7 @@ mod tests {
             directory_unchanged: false,
             skipped: None,
             setup_failure: Some("back\\slash \"quoted\"".into()),
+            timed_out: Some("sqlite/none/default: timed out".into()),
             detail: "a\ttab".into(),
         };
         let encoded = encode(&observed);

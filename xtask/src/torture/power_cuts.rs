@@ -44,7 +44,7 @@ pub(super) fn campaign(
                 ));
                 continue;
             }
-            Err(power::PowerError::Setup(words)) => {
+            Err(power::PowerError::Setup(words) | power::PowerError::TimedOut(words)) => {
                 tally
                     .failures
                     .push(format!("power {}: could not run: {words}", setup.name()));
@@ -52,20 +52,33 @@ pub(super) fn campaign(
             }
         };
         tally.lines.push(format!(
-            "power {:<7} {}, tearing {}: {} iterations ({} cut inside the work) in {:.0} s; \
-             acknowledged rows: {} checked, {} lost by design, {} lost beyond the promise (must be \
-             0), {} phantom",
+            "power {:<7} {}, tearing {}: {} iterations ({} cut while the workload ran, {} with \
+             unsynced writes: {} bytes pending, {} dropped) in {:.0} s; acknowledged rows: {} \
+             checked, {} lost by design, {} lost with a report, {} lost beyond the promise (must \
+             be 0, a report or not), {} phantom",
             setup.engine(),
             setup.name(),
             tears.name(),
             found.iterations,
             found.cuts_inside,
+            found.cuts_with_unsynced_writes,
+            found.pending_bytes,
+            found.pending_bytes_dropped,
             started.elapsed().as_secs_f64(),
             found.rows_checked,
             found.lost_by_design,
+            found.lost_with_report,
             found.lost_beyond_promise,
             found.phantom_rows
         ));
+        // A campaign whose cuts never found anything unsynced proved nothing about power cuts.
+        if found.iterations > 0 && found.cuts_with_unsynced_writes == 0 {
+            tally.failures.push(format!(
+                "power {}: none of {} cuts found an unsynced write",
+                setup.name(),
+                found.iterations
+            ));
+        }
         tally.failures.extend(found.failures);
     }
     Ok(())

@@ -260,19 +260,38 @@ fn falls_back_on_a_disk_io_error_that_persists() {
     });
 }
 
+/// Promise: a one-off I/O error while switching to WAL is retried, and WAL is kept. The fault
+/// must be seen to fire (once) and the retry to happen: an outcome equal to the no-fault one
+/// proves nothing alone (the open of a new database switches nothing, and this test passed on it).
 #[test]
 fn a_one_off_io_error_is_retried_and_wal_kept() {
     isolated!(a_one_off_io_error_is_retried_and_wal_kept, {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("blip.db");
-        // Creation commits once; the WAL switch's first commit then fails, once.
-        let _fault = SqliteFault::CommitIoError { skip: 1, fail: 1 }
+        // A rollback-format database with rows: the open's switch to WAL is a commit, the first.
+        write_plain_rows(&Connection::open(&path).unwrap(), 3).unwrap();
+        assert_eq!(header_format(&path), (1, 1));
+        let _fault = SqliteFault::CommitIoError { skip: 0, fail: 1 }
             .install()
             .unwrap();
-        let (_connection, report) = SqliteOptions::new(&path).open().unwrap();
+        let (result, events) = logs::capture(|| SqliteOptions::new(&path).open());
+        let (connection, report) = result.unwrap();
+        assert_eq!(
+            store_testkit::faults::sqlite::commit_failures_injected(),
+            1,
+            "the fault fired once"
+        );
+        let retries: Vec<_> = events
+            .iter()
+            .filter(|event| {
+                event.text.contains("transient I/O error") && event.text.contains("retrying")
+            })
+            .collect();
+        assert_eq!(retries.len(), 1, "one retry logged: {events:?}");
         assert_eq!(report.journal_mode, Some(JournalMode::Wal), "{report}");
         assert!(!report.fell_back(), "{report}");
         assert_eq!(header_format(&path), (2, 2));
+        assert_eq!(count(&connection, "t").unwrap(), 3);
     });
 }
 

@@ -102,6 +102,7 @@ impl SqliteFault {
             SqliteFault::CommitIoError { skip, fail } => {
                 COMMITS_TO_SKIP.store(skip, Ordering::SeqCst);
                 COMMITS_TO_FAIL.store(fail, Ordering::SeqCst);
+                COMMITS_FAILED.store(0, Ordering::SeqCst);
                 let callback: FaultCallback = fail_commit_sync;
                 // SAFETY: FAULT_INSTALL takes one `int (*)(int)` argument.
                 let code = unsafe {
@@ -248,6 +249,14 @@ unsafe extern "C" fn deny_journal_mode_entry(
 
 static COMMITS_TO_SKIP: AtomicU32 = AtomicU32::new(0);
 static COMMITS_TO_FAIL: AtomicU32 = AtomicU32::new(0);
+static COMMITS_FAILED: AtomicU32 = AtomicU32::new(0);
+
+/// How many commits [`SqliteFault::CommitIoError`] has failed since it was installed: a test that
+/// expects the open to absorb the fault shows with it that the fault fired at all (a change that
+/// moves the open's commits elsewhere would otherwise pass it on the no-fault outcome).
+pub fn commit_failures_injected() -> u32 {
+    COMMITS_FAILED.load(Ordering::SeqCst)
+}
 
 /// `sqlite3FaultSim(400)` guards the database sync of every commit.
 const COMMIT_SYNC_FAULT_POINT: c_int = 400;
@@ -264,5 +273,9 @@ extern "C" fn fail_commit_sync(point: c_int) -> c_int {
     if take(&COMMITS_TO_SKIP) {
         return 0;
     }
-    c_int::from(take(&COMMITS_TO_FAIL))
+    let fail = take(&COMMITS_TO_FAIL);
+    if fail {
+        COMMITS_FAILED.fetch_add(1, Ordering::SeqCst);
+    }
+    c_int::from(fail)
 }

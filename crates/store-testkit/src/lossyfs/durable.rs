@@ -39,6 +39,8 @@ struct Pending {
 /// What a power cut dropped and kept, for the caller's report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CutCounts {
+    /// Bytes written but never fsynced when the power went: what the cut could lose.
+    pub pending_bytes: u64,
     /// Bytes written but never fsynced, and lost.
     pub pending_bytes_dropped: u64,
     /// Pages of those that a torn write kept anyway.
@@ -173,7 +175,9 @@ impl Durable {
                 .iter()
                 .flat_map(|range| pages_of(range.offset, range.length))
                 .collect();
-            counts.pending_bytes_dropped += pending.iter().map(|range| range.length).sum::<u64>();
+            let pending_bytes = pending.iter().map(|range| range.length).sum::<u64>();
+            counts.pending_bytes += pending_bytes;
+            counts.pending_bytes_dropped += pending_bytes;
             let keep = tearing.choose(pages.len());
             if keep.iter().all(|kept| !kept) {
                 continue;
