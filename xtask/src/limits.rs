@@ -2,7 +2,7 @@
 //! its run with its name, never hang CI), and the rule that a skip fails under CI.
 
 use std::os::unix::process::CommandExt as _;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,82 +21,102 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// What a child printed, and how it ended.
 #[derive(Debug)]
 pub(crate) struct Finished {
-    /// `None`: it ran past its time limit and was killed with its process group.
-    pub(crate) status: Option<ExitStatus>,
+    /// How it ended: after the kill, when it ran past its time limit.
+    pub(crate) status: ExitStatus,
+    /// It was still running at its time limit and was SIGKILLed then (with its process group,
+    /// where it leads one).
+    pub(crate) timed_out: bool,
     pub(crate) stdout: Vec<u8>,
     pub(crate) stderr: Vec<u8>,
 }
 
 impl Finished {
-    /// Whether the child ran past its time limit.
-    pub(crate) fn timed_out(&self) -> bool {
-        self.status.is_none()
+    /// What the child wrote to standard error, after a colon, or nothing when it wrote nothing.
+    pub(crate) fn last_words(&self) -> String {
+        match String::from_utf8_lossy(&self.stderr).trim() {
+            "" => String::new(),
+            said => format!(": {said}"),
+        }
     }
 
-    /// Why a child that gave no result gave none: its exit status, or the time limit, and the
-    /// last line it wrote to standard error.
+    /// Why a child that gave no result gave none: its exit status, or the time limit, and what
+    /// it wrote to standard error.
     pub(crate) fn why_no_result(&self, limit: Duration) -> String {
-        let last_words = String::from_utf8_lossy(&self.stderr)
-            .lines()
-            .last()
-            .unwrap_or("")
-            .to_owned();
-        match self.status {
-            Some(status) => format!("exited with {status}: {last_words}"),
-            None => format!(
-                "timed out after {} s and was killed: {last_words}",
-                limit.as_secs()
-            ),
+        if self.timed_out {
+            format!(
+                "timed out after {} s and was killed{}",
+                limit.as_secs(),
+                self.last_words()
+            )
+        } else {
+            format!("exited with {}{}", self.status, self.last_words())
         }
     }
 }
 
-/// Runs `command` (standard input closed) in a process group of its own and collects its output;
-/// past `limit` the whole group is killed (the child and what it spawned: a lock holder, a mount's
-/// server) and [`Finished::status`] is `None`.
+/// Runs `command` (standard input closed, its output piped) in a process group of its own, within
+/// `limit`: past it the whole group is killed (the child and what it spawned: a lock holder, a
+/// mount's server) and [`Finished::timed_out`] says so.
 pub(crate) fn run_within(command: &mut Command, limit: Duration) -> std::io::Result<Finished> {
-    let started = Instant::now();
-    let mut child = command
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()?;
-    let stdout = read_to_end_in_thread(child.stdout.take().expect("piped"));
-    let stderr = read_to_end_in_thread(child.stderr.take().expect("piped"));
+    wait_until(child, Instant::now() + limit)
+}
+
+/// Waits for `child` until `deadline`, reading its piped standard output and error meanwhile (a
+/// full pipe would stop it); one still running at the deadline is SIGKILLed (its process group,
+/// where it leads one), so that a child that never ends fails its run instead of hanging it.
+pub(crate) fn wait_until(mut child: Child, deadline: Instant) -> std::io::Result<Finished> {
+    let stdout = read_to_end_in_thread(child.stdout.take());
+    let stderr = read_to_end_in_thread(child.stderr.take());
+    let mut timed_out = false;
     let status = loop {
         if let Some(status) = child.try_wait()? {
-            break Some(status);
+            break status;
         }
-        if started.elapsed() >= limit {
-            kill_group(child.id());
-            child.wait()?;
-            break None;
+        if Instant::now() >= deadline {
+            timed_out = true;
+            kill_with_group(&mut child)?;
+            break child.wait()?;
         }
         std::thread::sleep(POLL_INTERVAL);
     };
     Ok(Finished {
         status,
+        timed_out,
         stdout: stdout.recv_timeout(DRAIN_LIMIT).unwrap_or_default(),
         stderr: stderr.recv_timeout(DRAIN_LIMIT).unwrap_or_default(),
     })
 }
 
-fn read_to_end_in_thread(mut pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+fn read_to_end_in_thread(
+    pipe: Option<impl std::io::Read + Send + 'static>,
+) -> mpsc::Receiver<Vec<u8>> {
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
         let _ = sender.send(bytes);
     });
     receiver
 }
 
-/// SIGKILL to the process group `leader` leads.
-fn kill_group(leader: u32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
-    unsafe {
-        libc::kill(-(leader as libc::pid_t), libc::SIGKILL);
+/// SIGKILL to `child`'s process group where it leads one (what it spawned goes with it), else to
+/// the child alone.
+fn kill_with_group(child: &mut Child) -> std::io::Result<()> {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: getpgid(2) and kill(2) take plain integers; no memory is involved.
+    if unsafe { libc::getpgid(pid) } == pid {
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        Ok(())
+    } else {
+        child.kill()
     }
 }
 
@@ -123,7 +143,8 @@ mod tests {
         );
         let limit = Duration::from_millis(500);
         let finished = run_within(Command::new("sh").args(["-c", &script]), limit)?;
-        assert!(finished.timed_out(), "{finished:?}");
+        assert!(finished.timed_out, "{finished:?}");
+        assert!(store_testkit::crash::was_killed(&finished.status));
         assert_eq!(String::from_utf8_lossy(&finished.stdout), "started\n");
         assert!(finished.why_no_result(limit).contains("timed out"));
         let grandchild: libc::pid_t = std::fs::read_to_string(&pid_file)?
@@ -160,7 +181,8 @@ mod tests {
             Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
             Duration::from_secs(60),
         )?;
-        assert_eq!(finished.status.and_then(|status| status.code()), Some(3));
+        assert!(!finished.timed_out);
+        assert_eq!(finished.status.code(), Some(3));
         assert_eq!(finished.stdout, b"out\n");
         assert_eq!(finished.stderr, b"err\n");
         Ok(())

@@ -1415,7 +1415,7 @@ fn run_in_child(cell: &PowerCell) -> Result<PowerObserved, PowerError> {
         Command::new(std::env::current_exe()?).args(PowerCellArgs::arguments(cell)),
         CELL_TIME_LIMIT,
     )?;
-    if finished.timed_out() {
+    if finished.timed_out {
         return Err(PowerError::TimedOut(
             finished.why_no_result(CELL_TIME_LIMIT),
         ));

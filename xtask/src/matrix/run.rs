@@ -88,7 +88,7 @@ fn run_cell_within(cell: &Cell, limit: Duration) -> Observed {
         Ok(finished) => finished,
         Err(error) => return Observed::setup_failed(error.to_string()),
     };
-    if finished.timed_out() {
+    if finished.timed_out {
         return Observed::timed_out(finished.why_no_result(limit));
     }
     let stdout = String::from_utf8_lossy(&finished.stdout);

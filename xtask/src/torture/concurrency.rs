@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use store_core::{Engine, FailureClass};
 
 use super::database::{LATEST_VERSION, TortureResult, database_name, open};
-use super::{Settings, Tally, TortureChild, stopped_by_time_share, wait_until};
+use super::{Settings, Tally, TortureChild, stopped_by_time_share};
 use crate::EngineArg;
+use crate::limits::wait_until;
 use crate::progress::Progress;
 
 /// Rows each racer commits.
@@ -107,7 +108,7 @@ pub(super) fn campaign(
         for (racer, child) in children.into_iter().enumerate() {
             let output = wait_until(child, racers_deadline)?;
             let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-            if output.hung {
+            if output.timed_out {
                 hung_total += 1;
                 problems.push(format!(
                     "racer {racer} had not ended {} s after the round began, and was killed then{}",

@@ -27,8 +27,7 @@
 //! campaign stopped by its share before it ran the iterations asked is a failure: a run that
 //! checked less than it was asked to check has not passed.
 
-use std::process::{Child, ExitCode, ExitStatus};
-use std::sync::mpsc;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use store_core::Engine;
@@ -241,66 +240,6 @@ fn stopped_by_time_share(
     )
 }
 
-/// How a child process ended, waited for until a deadline.
-struct Ended {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    /// It was still running at the deadline and was SIGKILLed then.
-    hung: bool,
-}
-
-impl Ended {
-    /// What the child wrote to standard error, after a colon, or nothing when it wrote nothing.
-    fn last_words(&self) -> String {
-        let said = String::from_utf8_lossy(&self.stderr);
-        match said.trim() {
-            "" => String::new(),
-            said => format!(": {said}"),
-        }
-    }
-}
-
-/// Waits for `child` until `deadline`, reading its piped standard output and error meanwhile
-/// (a full pipe would stop it); one still running at the deadline is SIGKILLed, and said to have
-/// hung, so that a campaign's child that never ends fails its campaign instead of hanging it.
-fn wait_until(mut child: Child, deadline: Instant) -> std::io::Result<Ended> {
-    /// How long the output is read after the child ended: whatever else holds its pipes (a
-    /// process it started) must not hang the campaign either.
-    const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            let _ = sender.send(bytes);
-        });
-        receiver
-    }
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let mut hung = false;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            hung = true;
-            child.kill()?;
-            break child.wait()?;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Ok(Ended {
-        status,
-        stdout: stdout.recv_timeout(DRAIN_LIMIT).unwrap_or_default(),
-        stderr: stderr.recv_timeout(DRAIN_LIMIT).unwrap_or_default(),
-        hung,
-    })
-}
-
 pub(crate) fn run(arguments: TortureArgs) -> ExitCode {
     let settings = Settings::of(arguments);
     let started = Instant::now();
@@ -437,38 +376,6 @@ mod tests {
             budget.next_shares(power + Duration::from_secs(5), 1),
             power + Duration::from_secs(5)
         );
-    }
-
-    /// Promise: a child still running at its deadline is killed and said to have hung; one that
-    /// ends in time is waited for, its output read.
-    #[test]
-    fn a_child_past_its_deadline_is_killed() -> std::io::Result<()> {
-        use std::process::{Command, Stdio};
-        let spawn = |script: &str| {
-            Command::new("sh")
-                .args(["-c", script])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-        };
-        let started = Instant::now();
-        let hung = wait_until(
-            spawn("exec sleep 30")?,
-            started + Duration::from_millis(200),
-        )?;
-        assert!(hung.hung);
-        assert!(store_testkit::crash::was_killed(&hung.status));
-        assert!(started.elapsed() < Duration::from_secs(10));
-        let quick = wait_until(
-            spawn("echo out; echo err >&2")?,
-            Instant::now() + Duration::from_secs(30),
-        )?;
-        assert!(!quick.hung && quick.status.success());
-        assert_eq!(
-            (&quick.stdout[..], &quick.stderr[..]),
-            (&b"out\n"[..], &b"err\n"[..])
-        );
-        Ok(())
     }
 
     #[test]
