@@ -15,6 +15,7 @@ use store_core::Engine;
 
 mod bench;
 mod limits;
+mod machines;
 mod matrix;
 mod names;
 mod oracle;
@@ -55,6 +56,12 @@ pub(crate) enum Task {
     /// One power-loss cell in a fresh process.
     #[command(name = power::PowerCellArgs::COMMAND, hide = true)]
     PowerCell(power::PowerCellArgs),
+    /// One machine's writer on a share.
+    #[command(name = machines::WriterArgs::COMMAND, hide = true)]
+    ShareWriter(machines::WriterArgs),
+    /// One share cell in a fresh process.
+    #[command(name = machines::ShareCellArgs::COMMAND, hide = true)]
+    ShareCell(machines::ShareCellArgs),
     /// A torture campaign's process.
     #[command(name = torture::TortureChild::COMMAND, hide = true, subcommand)]
     TortureChild(torture::TortureChild),
@@ -106,6 +113,8 @@ fn main() -> ExitCode {
         Task::MatrixHoldLock => matrix::hold_lock(),
         Task::PowerWorkload(arguments) => power::workload(arguments),
         Task::PowerCell(arguments) => power::cell_child(arguments),
+        Task::ShareWriter(arguments) => machines::writer(arguments),
+        Task::ShareCell(arguments) => machines::cell_child(arguments),
         Task::TortureChild(child) => torture::child(child),
         Task::BenchChild(child) => bench::child(child),
     }

@@ -117,7 +117,10 @@ pub(crate) fn run(arguments: MatrixArgs) -> ExitCode {
         .filter(|cell| engine.is_none_or(|engine| cell.engine == engine))
         .filter(|cell| fault.is_none_or(|fault| cell.fault.name().contains(fault)))
         .collect();
-    if selected.is_empty() && power::selected_cells(engine, fault).is_empty() {
+    // The two-machine share cells run where `--fault` names them (`share`, `share-sftp`...): until
+    // ownership by one client lands (issue 24) they show the loss a second machine causes.
+    let share_selected = fault.is_some_and(|fault| fault.contains("share"));
+    if selected.is_empty() && power::selected_cells(engine, fault).is_empty() && !share_selected {
         eprintln!("fault-matrix: no cell matches the filters");
         return ExitCode::from(2);
     }
@@ -125,11 +128,17 @@ pub(crate) fn run(arguments: MatrixArgs) -> ExitCode {
     let rows = run::run_cells(&selected);
     // Power cuts run after the other cells: they mount FUSE filesystems, one per cell.
     let power_rows = power::run_matrix(engine, fault);
+    let share_rows = if share_selected {
+        crate::machines::run_matrix(engine, fault)
+    } else {
+        Vec::new()
+    };
     let wall = started.elapsed();
     match arguments.format {
         Format::Table => {
             print::print_table(&rows, wall);
             print::print_power_table(&power_rows);
+            crate::machines::print_table(&share_rows);
         }
         Format::Markdown => {
             print::print_markdown(&rows, wall);
@@ -139,6 +148,7 @@ pub(crate) fn run(arguments: MatrixArgs) -> ExitCode {
     }
     if rows.iter().any(|row| row.judgement.verdict.failed())
         || power_rows.iter().any(|row| row.verdict().failed())
+        || share_rows.iter().any(|row| row.result.failed())
     {
         ExitCode::FAILURE
     } else {

@@ -1,0 +1,698 @@
+//! Two machines on one share: the fault matrix's share cells. A real share (`store_testkit::shares`:
+//! sshd + sshfs, smbd + smbnetfs, glusterd + its FUSE client) is started on a private loopback,
+//! two client mounts are made, and each is used by a writer on a host of its own (its own hostname,
+//! PIDs and boot id): two machines. Each writer opens the database through store with its
+//! defaults and commits rows, each a read-modify-write of a counter and a row, acknowledging each.
+//!
+//! The promise checked (issue 24): a second machine is refused at once with a typed error and
+//! acknowledges nothing; every commit the first acknowledged is on the share, the counter equals
+//! the rows, and the engine's own check passes ([`Promise::EveryAcknowledged`]: a loss is a loss,
+//! reported or not).
+//!
+//! The child speaks in lines: `OPENED <report>`, `ACK <id>`, `REFUSED <class> <words>`,
+//! `FAILED <words>`, `DONE`.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use store_core::{Engine, Migration, Migrations};
+use store_duckdb::DuckDbOptions;
+use store_sqlite::SqliteOptions;
+use store_testkit::shares::{ClientMount, Host, Share, ShareError, ShareKind};
+
+use crate::EngineArg;
+use crate::limits::{CELL_TIME_LIMIT, run_within, skips_fail, wait_until};
+use crate::oracle::{Ledger, Place, Promise};
+
+/// Rows each writer commits.
+const COMMITS: u64 = 60;
+/// The pause between a writer's commits, so that the two machines' writes interleave.
+const PAUSE_BETWEEN_COMMITS: Duration = Duration::from_millis(5);
+/// The database's file name on the share.
+fn file_name(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Duckdb => "shared.duckdb",
+        _ => "shared.db",
+    }
+}
+
+/// What happens on the two machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Machine A opens and writes; machine B opens while A still writes.
+    TwoWritersAtOnce,
+    /// Machine A opens, writes and closes; then machine B opens and writes.
+    OwnerClosesThenOther,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::TwoWritersAtOnce => "two-writers-at-once",
+            Scenario::OwnerClosesThenOther => "owner-closes-then-other",
+        }
+    }
+
+    const ALL: [Scenario; 2] = [Scenario::TwoWritersAtOnce, Scenario::OwnerClosesThenOther];
+}
+
+/// A share cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareCell {
+    pub share: ShareKind,
+    pub engine: Engine,
+    pub scenario: Scenario,
+}
+
+impl ShareCell {
+    pub fn name(&self) -> String {
+        format!(
+            "{}/share-{}/{}",
+            self.engine,
+            self.share.name(),
+            self.scenario.name()
+        )
+    }
+
+    /// Whether machine B must be refused: only while A holds the database.
+    fn second_refused(&self) -> bool {
+        self.scenario == Scenario::TwoWritersAtOnce
+    }
+}
+
+/// Every share cell.
+pub fn cells() -> Vec<ShareCell> {
+    let mut cells = Vec::new();
+    for share in ShareKind::ALL {
+        for engine in [Engine::Sqlite, Engine::Duckdb] {
+            for scenario in Scenario::ALL {
+                cells.push(ShareCell {
+                    share,
+                    engine,
+                    scenario,
+                });
+            }
+        }
+    }
+    cells
+}
+
+/// What one machine's writer said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterSaid {
+    /// The open's report, or `None` when it was refused.
+    pub opened: Option<String>,
+    /// The class and words of a refusal.
+    pub refused: Option<String>,
+    pub acknowledged: Vec<u64>,
+    /// What failed after the open.
+    pub failed: Option<String>,
+    pub timed_out: bool,
+}
+
+/// What a share cell found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareObserved {
+    pub first: WriterSaid,
+    pub second: WriterSaid,
+    /// Acknowledged rows (both machines) and those on the share afterwards.
+    pub acknowledged: u64,
+    pub kept: u64,
+    pub lost: u64,
+    /// The counter on the share (each commit adds one), and the rows.
+    pub counter: Option<i64>,
+    pub rows: u64,
+    /// Everything that broke the promise, in words (empty: held).
+    pub broken: Vec<String>,
+}
+
+/// A cell's result: observed, skipped (the share cannot run here) or not set up.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShareResult {
+    Observed(Box<ShareObserved>),
+    Skipped(String),
+    Setup(String),
+    TimedOut(String),
+}
+
+impl ShareResult {
+    pub fn mark(&self) -> &'static str {
+        match self {
+            ShareResult::Observed(observed) if observed.broken.is_empty() => "ok",
+            ShareResult::Observed(_) => "BROKEN",
+            ShareResult::Skipped(_) => "skip",
+            ShareResult::Setup(_) => "SETUP",
+            ShareResult::TimedOut(_) => "TIMEOUT",
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        match self {
+            ShareResult::Observed(observed) => !observed.broken.is_empty(),
+            ShareResult::Skipped(_) => skips_fail(),
+            ShareResult::Setup(_) | ShareResult::TimedOut(_) => true,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The writer: `xtask __share-writer ENGINE DATABASE FIRST_ID COUNT`, run on a host.
+
+fn say(line: &str) {
+    let mut standard_output = std::io::stdout().lock();
+    let _ = writeln!(standard_output, "{line}");
+    let _ = standard_output.flush();
+}
+
+/// `xtask __share-writer`: opens through store and commits, one machine's writer.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct WriterArgs {
+    #[arg(value_enum)]
+    engine: EngineArg,
+    database: PathBuf,
+    first_id: u64,
+    count: u64,
+}
+
+impl WriterArgs {
+    pub const COMMAND: &str = "__share-writer";
+}
+
+fn migrations() -> Migrations {
+    Migrations::new(vec![Migration::new(
+        1,
+        "items and a counter",
+        "CREATE TABLE items (id BIGINT PRIMARY KEY, machine VARCHAR NOT NULL);
+         CREATE TABLE counter (n BIGINT NOT NULL);
+         INSERT INTO counter VALUES (0);",
+    )])
+    .expect("one migration")
+}
+
+/// One machine's writer, in this process.
+pub fn writer(arguments: WriterArgs) -> ExitCode {
+    let WriterArgs {
+        engine,
+        database,
+        first_id,
+        count,
+    } = arguments;
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let machine = machine.trim().to_owned();
+    let ids = first_id..first_id + count;
+    let result = match Engine::from(engine) {
+        Engine::Sqlite => match SqliteOptions::new(&database)
+            .migrations(migrations())
+            .open()
+        {
+            Err(error) => Err((error.class(), error.cause_chain())),
+            Ok((connection, report)) => {
+                say(&format!("OPENED {report}"));
+                for id in ids {
+                    let committed = connection
+                        .execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;")
+                        .and_then(|()| {
+                            connection.execute(
+                                "INSERT INTO items (id, machine) VALUES (?1, ?2)",
+                                rusqlite::params![id as i64, machine],
+                            )
+                        })
+                        .and_then(|_| connection.execute_batch("COMMIT"));
+                    if let Err(error) = committed {
+                        say(&format!("FAILED {}", one_line(&error.to_string())));
+                        return ExitCode::SUCCESS;
+                    }
+                    say(&format!("ACK {id}"));
+                    std::thread::sleep(PAUSE_BETWEEN_COMMITS);
+                }
+                Ok(())
+            }
+        },
+        _ => match DuckDbOptions::new(&database)
+            .migrations(migrations())
+            .open()
+        {
+            Err(error) => Err((error.class(), error.cause_chain())),
+            Ok((connection, report)) => {
+                say(&format!("OPENED {report}"));
+                for id in ids {
+                    let committed = connection
+                        .execute_batch("BEGIN; UPDATE counter SET n = n + 1;")
+                        .and_then(|()| {
+                            connection.execute(
+                                "INSERT INTO items (id, machine) VALUES (?1, ?2)",
+                                duckdb::params![id as i64, machine],
+                            )
+                        })
+                        .and_then(|_| connection.execute_batch("COMMIT"));
+                    if let Err(error) = committed {
+                        say(&format!("FAILED {}", one_line(&error.to_string())));
+                        return ExitCode::SUCCESS;
+                    }
+                    say(&format!("ACK {id}"));
+                    std::thread::sleep(PAUSE_BETWEEN_COMMITS);
+                }
+                Ok(())
+            }
+        },
+    };
+    match result {
+        Ok(()) => say("DONE"),
+        Err((class, words)) => say(&format!("REFUSED {class} {}", one_line(&words))),
+    }
+    ExitCode::SUCCESS
+}
+
+fn one_line(words: &str) -> String {
+    words.replace('\n', " ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cell, in its own process: `xtask __share-cell NAME`.
+
+/// `xtask __share-cell ENGINE/share-KIND/SCENARIO`: one share cell in this (fresh) process.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ShareCellArgs {
+    #[arg(value_parser = cell_named, value_name = "ENGINE/share-KIND/SCENARIO")]
+    cell: ShareCell,
+}
+
+impl ShareCellArgs {
+    pub const COMMAND: &str = "__share-cell";
+}
+
+fn cell_named(name: &str) -> Result<ShareCell, String> {
+    cells()
+        .into_iter()
+        .find(|cell| cell.name() == name)
+        .ok_or_else(|| format!("no share cell `{name}`"))
+}
+
+const LINE_PREFIX: &str = "SHARE ";
+
+/// Runs one share cell and prints its result line.
+pub fn cell_child(arguments: ShareCellArgs) -> ExitCode {
+    let result = match run_cell(&arguments.cell) {
+        Ok(observed) => ShareResult::Observed(Box::new(observed)),
+        Err(ShareError::Unsupported { reason, .. }) => ShareResult::Skipped(reason),
+        Err(other) => ShareResult::Setup(store_core::cause_chain(&other)),
+    };
+    say(&format!(
+        "{LINE_PREFIX}{}",
+        serde_json::to_string(&result).expect("strings and numbers")
+    ));
+    ExitCode::SUCCESS
+}
+
+/// A writer started on `host` against `database` through `client`.
+fn spawn_writer(
+    host: &Host,
+    engine: Engine,
+    database: &Path,
+    first_id: u64,
+) -> std::io::Result<std::process::Child> {
+    let mut command: Command = host.command(std::env::current_exe()?);
+    command
+        .arg(WriterArgs::COMMAND)
+        .arg(EngineArg::from(engine).as_str())
+        .arg(database)
+        .arg(first_id.to_string())
+        .arg(COMMITS.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.spawn()
+}
+
+/// Reads a writer's lines until it ends (or its deadline kills it).
+fn writer_said(child: std::process::Child) -> std::io::Result<WriterSaid> {
+    let finished = wait_until(child, std::time::Instant::now() + CELL_TIME_LIMIT / 3)?;
+    let lines: Vec<String> = BufReader::new(&finished.stdout[..])
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let mut said = said_from_lines(&lines);
+    said.timed_out = finished.timed_out;
+    if said.failed.as_deref() == Some("no word from the writer") {
+        said.failed = Some(format!("no word from the writer{}", finished.last_words()));
+    }
+    Ok(said)
+}
+
+fn run_cell(cell: &ShareCell) -> Result<ShareObserved, ShareError> {
+    let io = |step: &'static str| {
+        move |source| ShareError::Io {
+            what: "share cell",
+            step,
+            source,
+        }
+    };
+    // The clients' FUSE mounts land in this process's mount namespace: a private one, so that a
+    // cell killed at its time limit leaves no mount behind.
+    // SAFETY: unshare takes flags only; this process has one thread so far.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(io("make a private mount namespace")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let status = Command::new("mount")
+        .args(["--make-rprivate", "/"])
+        .status()
+        .map_err(io("make the mounts private"))?;
+    if !status.success() {
+        return Err(io("make the mounts private")(std::io::Error::other(
+            "mount --make-rprivate / failed",
+        )));
+    }
+    let share = Share::start(cell.share)?;
+    let (client_a, client_b): (ClientMount, ClientMount) =
+        (share.mount_client()?, share.mount_client()?);
+    let (host_a, host_b) = (Host::new("machine-a")?, Host::new("machine-b")?);
+    let name = file_name(cell.engine);
+    let (on_a, on_b) = (client_a.path().join(name), client_b.path().join(name));
+    let mut first = spawn_writer(&host_a, cell.engine, &on_a, 1).map_err(io("start writer a"))?;
+    let (first_said, second_said) = match cell.scenario {
+        Scenario::TwoWritersAtOnce => {
+            // B starts once A has opened and committed once: A holds the database by then.
+            let mut lines = BufReader::new(first.stdout.take().expect("piped")).lines();
+            let mut seen = Vec::new();
+            for line in lines.by_ref() {
+                let line = line.map_err(io("read writer a"))?;
+                let started_writing = line.starts_with("ACK ")
+                    || line.starts_with("REFUSED ")
+                    || line.starts_with("FAILED ");
+                seen.push(line);
+                if started_writing {
+                    break;
+                }
+            }
+            let second = spawn_writer(&host_b, cell.engine, &on_b, 1_000_001)
+                .map_err(io("start writer b"))?;
+            seen.extend(lines.map_while(Result::ok));
+            let _ = first.wait();
+            let second_said = writer_said(second).map_err(io("wait for writer b"))?;
+            (said_from_lines(&seen), second_said)
+        }
+        Scenario::OwnerClosesThenOther => {
+            let first_said = writer_said(first).map_err(io("wait for writer a"))?;
+            let second = spawn_writer(&host_b, cell.engine, &on_b, 1_000_001)
+                .map_err(io("start writer b"))?;
+            (
+                first_said,
+                writer_said(second).map_err(io("wait for writer b"))?,
+            )
+        }
+    };
+    // The clients go before the server's copy is read: what they cached is written or gone.
+    drop((client_a, client_b));
+    Ok(judge(cell, &share, first_said, second_said))
+}
+
+/// What a writer's lines say.
+fn said_from_lines(lines: &[String]) -> WriterSaid {
+    let mut said = WriterSaid::default();
+    for line in lines {
+        if let Some(report) = line.strip_prefix("OPENED ") {
+            said.opened = Some(report.to_owned());
+        } else if let Some(id) = line.strip_prefix("ACK ") {
+            said.acknowledged.extend(id.parse::<u64>().ok());
+        } else if let Some(words) = line.strip_prefix("REFUSED ") {
+            said.refused = Some(words.to_owned());
+        } else if let Some(words) = line.strip_prefix("FAILED ") {
+            said.failed = Some(words.to_owned());
+        }
+    }
+    if said.opened.is_none() && said.refused.is_none() && said.failed.is_none() {
+        said.failed = Some("no word from the writer".into());
+    }
+    said
+}
+
+/// What the share holds after both machines, read from the server's own directory.
+fn judge(cell: &ShareCell, share: &Share, first: WriterSaid, second: WriterSaid) -> ShareObserved {
+    let mut observed = ShareObserved::default();
+    let mut broken = Vec::new();
+    if first.opened.is_none() {
+        broken.push(format!(
+            "machine a could not open: {}",
+            first
+                .refused
+                .as_deref()
+                .or(first.failed.as_deref())
+                .unwrap_or("?")
+        ));
+    }
+    if let Some(words) = &first.failed {
+        broken.push(format!("machine a failed after its open: {words}"));
+    }
+    if cell.second_refused() {
+        if second.opened.is_some() {
+            broken.push(format!(
+                "machine b opened while machine a held the database ({} commits acknowledged)",
+                second.acknowledged.len()
+            ));
+        }
+    } else if second.opened.is_none() {
+        broken.push(format!(
+            "machine b could not open after machine a closed: {}",
+            second
+                .refused
+                .as_deref()
+                .or(second.failed.as_deref())
+                .unwrap_or("?")
+        ));
+    }
+    if first.timed_out || second.timed_out {
+        broken.push("a writer ran past its time limit".into());
+    }
+    let mut ledger = Ledger::default();
+    for id in first.acknowledged.iter().chain(&second.acknowledged) {
+        ledger.acknowledge(*id, Place::DatabaseFile);
+    }
+    observed.acknowledged = ledger.rows().len() as u64;
+    let database = share.backing_directory().join(file_name(cell.engine));
+    match read_share(cell.engine, &database) {
+        Ok((present, counter)) => {
+            let judged = Promise::EveryAcknowledged.judge(&ledger, &present, None);
+            observed.rows = present.len() as u64;
+            observed.counter = Some(counter);
+            observed.lost = judged.lost_beyond_promise.len() as u64;
+            observed.kept = observed.acknowledged - observed.lost;
+            if observed.lost > 0 {
+                broken.push(format!(
+                    "{} of {} acknowledged commits are not on the share",
+                    observed.lost, observed.acknowledged
+                ));
+            }
+            if counter != present.len() as i64 {
+                broken.push(format!(
+                    "the counter says {counter} commits, the share holds {} rows: lost updates",
+                    present.len()
+                ));
+            }
+        }
+        Err(words) => broken.push(format!("the share's database does not read: {words}")),
+    }
+    observed.first = first;
+    observed.second = second;
+    observed.broken = broken;
+    observed
+}
+
+/// The ids and the counter in the server's copy, read-only (and for SQLite immutable: no
+/// journal or WAL is made beside it), after the engine's own check.
+fn read_share(engine: Engine, database: &Path) -> Result<(BTreeSet<u64>, i64), String> {
+    let text = |error: &dyn std::fmt::Display| error.to_string();
+    match engine {
+        Engine::Sqlite => {
+            let connection = rusqlite::Connection::open_with_flags(
+                database,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|error| text(&error))?;
+            let check: String = connection
+                .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                .map_err(|error| text(&error))?;
+            if check != "ok" {
+                return Err(format!("integrity_check: {check}"));
+            }
+            let counter = connection
+                .query_row("SELECT n FROM counter", [], |row| row.get(0))
+                .map_err(|error| text(&error))?;
+            let ids = store_testkit::fixtures::sqlite_ids(&connection, database)
+                .map_err(|error| text(&error))?;
+            Ok((ids, counter))
+        }
+        _ => {
+            let config = duckdb::Config::default()
+                .access_mode(duckdb::AccessMode::ReadOnly)
+                .map_err(|error| text(&error))?;
+            let connection = duckdb::Connection::open_with_flags(database, config)
+                .map_err(|error| text(&error))?;
+            let counter = connection
+                .query_row("SELECT n FROM counter", [], |row| row.get(0))
+                .map_err(|error| text(&error))?;
+            let ids = store_testkit::fixtures::duckdb_ids(&connection, database)
+                .map_err(|error| text(&error))?;
+            Ok((ids, counter))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent.
+
+/// A share cell's row.
+pub struct ShareRow {
+    pub cell: ShareCell,
+    pub result: ShareResult,
+    pub elapsed: Duration,
+}
+
+fn run_in_child(cell: &ShareCell) -> ShareResult {
+    let executable = match std::env::current_exe() {
+        Ok(executable) => executable,
+        Err(error) => return ShareResult::Setup(error.to_string()),
+    };
+    let finished = match run_within(
+        Command::new(executable)
+            .arg(ShareCellArgs::COMMAND)
+            .arg(cell.name()),
+        CELL_TIME_LIMIT,
+    ) {
+        Ok(finished) => finished,
+        Err(error) => return ShareResult::Setup(error.to_string()),
+    };
+    if finished.timed_out {
+        return ShareResult::TimedOut(finished.why_no_result(CELL_TIME_LIMIT));
+    }
+    String::from_utf8_lossy(&finished.stdout)
+        .lines()
+        .find_map(|line| serde_json::from_str(line.strip_prefix(LINE_PREFIX)?).ok())
+        .unwrap_or_else(|| ShareResult::Setup(finished.why_no_result(CELL_TIME_LIMIT)))
+}
+
+/// Runs the share cells that pass the filters, one at a time (each starts servers).
+pub fn run_matrix(engine: Option<Engine>, fault: Option<&str>) -> Vec<ShareRow> {
+    cells()
+        .into_iter()
+        .filter(|cell| engine.is_none_or(|engine| cell.engine == engine))
+        .filter(|cell| fault.is_none_or(|fault| cell.name().contains(fault)))
+        .map(|cell| {
+            let started = std::time::Instant::now();
+            let result = run_in_child(&cell);
+            eprintln!(
+                "[share] {:<7} {:<50} {:>6} ms",
+                result.mark(),
+                cell.name(),
+                started.elapsed().as_millis()
+            );
+            ShareRow {
+                cell,
+                result,
+                elapsed: started.elapsed(),
+            }
+        })
+        .collect()
+}
+
+/// Prints the share table and each failure's reasons.
+pub fn print_table(rows: &[ShareRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<7} {:<7} {:<8} {:<24} {:<10} {:<10} {:>6} {:>6} {:>5} {:>8} {:>5}  ms",
+        "",
+        "engine",
+        "share",
+        "scenario",
+        "machine a",
+        "machine b",
+        "acked",
+        "kept",
+        "lost",
+        "counter",
+        "rows"
+    );
+    for row in rows {
+        let (a, b, acked, kept, lost, counter, kept_rows) = match &row.result {
+            ShareResult::Observed(observed) => (
+                machine_outcome(&observed.first),
+                machine_outcome(&observed.second),
+                observed.acknowledged.to_string(),
+                observed.kept.to_string(),
+                observed.lost.to_string(),
+                observed
+                    .counter
+                    .map_or("-".into(), |counter| counter.to_string()),
+                observed.rows.to_string(),
+            ),
+            other => (
+                format!("{other:?}").chars().take(60).collect(),
+                String::new(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ),
+        };
+        println!(
+            "{:<7} {:<7} {:<8} {:<24} {:<10} {:<10} {:>6} {:>6} {:>5} {:>8} {:>5}  {}",
+            row.result.mark(),
+            row.cell.engine.as_str(),
+            row.cell.share.name(),
+            row.cell.scenario.name(),
+            a,
+            b,
+            acked,
+            kept,
+            lost,
+            counter,
+            kept_rows,
+            row.elapsed.as_millis()
+        );
+    }
+    for row in rows.iter().filter(|row| row.result.failed()) {
+        match &row.result {
+            ShareResult::Observed(observed) => println!(
+                "  {}: {}; machine a: {}; machine b: {}",
+                row.cell.name(),
+                observed.broken.join("; "),
+                observed
+                    .first
+                    .opened
+                    .as_deref()
+                    .or(observed.first.refused.as_deref())
+                    .unwrap_or("-"),
+                observed
+                    .second
+                    .opened
+                    .as_deref()
+                    .or(observed.second.refused.as_deref())
+                    .unwrap_or("-"),
+            ),
+            other => println!("  {}: {other:?}", row.cell.name()),
+        }
+    }
+}
+
+/// `opened`, `refused(Class)` or `failed`, for the table.
+fn machine_outcome(said: &WriterSaid) -> String {
+    match (&said.opened, &said.refused) {
+        (Some(_), _) if said.failed.is_some() => "failed".into(),
+        (Some(_), _) => "opened".into(),
+        (None, Some(words)) => format!(
+            "refused({})",
+            words.split_whitespace().next().unwrap_or("?")
+        ),
+        (None, None) => "failed".into(),
+    }
+}
