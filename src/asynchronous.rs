@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
 
 use store_core::OpenReport;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -13,7 +14,17 @@ use crate::{Database, Open};
 /// How many calls an [`AsyncConnection`]'s queue holds before `call` waits for room.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 64;
 
-type Job<C> = Box<dyn FnOnce(&mut C) + Send>;
+/// A call on the worker: answers the panic's message if the closure panicked, for the worker to
+/// roll back what it may have left open before it serves the next.
+type Job<C> = Box<dyn FnOnce(&mut C) -> Option<String> + Send>;
+
+/// The engine's [`Database::roll_back_abandoned`]: whether the connection is sure to be outside
+/// any transaction after a panic.
+type Rescue<C> = fn(&mut C) -> bool;
+
+/// Set once, before the worker stops taking calls, when a panic left the connection in a state
+/// it could not roll back: the panic's message, for every later call to be refused with.
+type Abandoned = Arc<OnceLock<String>>;
 
 /// What a handle sends to the worker.
 enum Message<C> {
@@ -37,10 +48,23 @@ pub enum CallError<E = Infallible> {
     /// The worker thread is gone (the connection was closed, or its thread died).
     #[error("the connection's worker thread has stopped")]
     Closed,
-    /// The closure panicked on the worker thread; the worker goes on serving.
+    /// The closure panicked on the worker thread. Any transaction it left open is rolled back
+    /// before the worker serves the next call; where that cannot be made sure, the connection is
+    /// closed and later calls fail with [`ClosedAfterPanic`](CallError::ClosedAfterPanic).
     #[error("the closure panicked on the connection's thread: {message}")]
     Panicked {
         /// The panic's message.
+        message: String,
+    },
+    /// An earlier closure panicked and the transaction it may have left open could not be rolled
+    /// back, so the connection was closed rather than let this call's writes join that
+    /// transaction. Open or connect again.
+    #[error(
+        "the connection was closed after a closure panicked on it and its transaction could not \
+         be rolled back: {message}"
+    )]
+    ClosedAfterPanic {
+        /// The message of the panic that closed it.
         message: String,
     },
     /// The closure returned an error (the engine's, for closures that only use the connection).
@@ -70,7 +94,10 @@ pub enum AsyncOpenError<E: std::error::Error + 'static> {
 /// `AsyncConnection` owns the connection on a thread of its own; [`call`](Self::call) runs a
 /// closure there and awaits its result, with the caller's tracing span entered around it. The
 /// closure returns a `Result`, and `call` returns one: the closure's error comes back as
-/// [`CallError::Failed`], a panic in it as [`CallError::Panicked`] (the worker keeps serving).
+/// [`CallError::Failed`], a panic in it as [`CallError::Panicked`]. After a panic the worker rolls
+/// back any transaction the closure left open ([`Database::roll_back_abandoned`]), so that later
+/// calls never write into it, and keeps serving; where the engine cannot make sure, it closes the
+/// connection and later calls fail with [`CallError::ClosedAfterPanic`].
 ///
 /// Handles are cheap to clone; clones share the one thread and connection, and their calls run in
 /// the order they were queued. The queue is bounded ([`DEFAULT_QUEUE_CAPACITY`], or
@@ -112,6 +139,7 @@ pub enum AsyncOpenError<E: std::error::Error + 'static> {
 pub struct AsyncConnection<C> {
     jobs: mpsc::Sender<Message<C>>,
     closed: watch::Receiver<Closed>,
+    abandoned: Abandoned,
 }
 
 impl<C> Clone for AsyncConnection<C> {
@@ -119,6 +147,7 @@ impl<C> Clone for AsyncConnection<C> {
         AsyncConnection {
             jobs: self.jobs.clone(),
             closed: self.closed.clone(),
+            abandoned: Arc::clone(&self.abandoned),
         }
     }
 }
@@ -141,15 +170,36 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-/// The worker's loop: runs jobs until a close or the last handle, then closes the connection here.
+/// The worker's loop: runs jobs until a close or the last handle, then closes the connection
+/// here. After a panic it rolls back what the closure may have left open (`rescue`), and stops at
+/// once where that cannot be made sure: the next call's writes would join the open transaction.
 fn serve<C>(
     mut connection: C,
     mut inbox: mpsc::Receiver<Message<C>>,
     closed: watch::Sender<Closed>,
+    rescue: Rescue<C>,
+    abandoned: &OnceLock<String>,
 ) {
     while let Some(message) = inbox.blocking_recv() {
         match message {
-            Message::Run(job) => job(&mut connection),
+            Message::Run(job) => {
+                let Some(panic) = job(&mut connection) else {
+                    continue;
+                };
+                let rolled_back =
+                    catch_unwind(AssertUnwindSafe(|| rescue(&mut connection))).unwrap_or(false);
+                if !rolled_back {
+                    tracing::warn!(
+                        target: "store::tokio",
+                        panic = %panic,
+                        "closing the connection: a closure panicked on it and the transaction it \
+                         may have left open cannot be rolled back"
+                    );
+                    // Before the queue goes: its callers are refused with this panic.
+                    let _ = abandoned.set(panic);
+                    break;
+                }
+            }
             Message::Close => break,
         }
     }
@@ -181,9 +231,12 @@ impl<C: Send + 'static> AsyncConnection<C> {
     where
         O: Open<Connection = C> + Send + 'static,
     {
-        AsyncConnection::start(format!("store-{}", O::ENGINE), capacity, move || {
-            options.open_connection()
-        })
+        AsyncConnection::start(
+            format!("store-{}", O::ENGINE),
+            capacity,
+            <O::Database as Database>::roll_back_abandoned,
+            move || options.open_connection(),
+        )
         .await
     }
 
@@ -206,16 +259,22 @@ impl<C: Send + 'static> AsyncConnection<C> {
         D: Database<Connection = C>,
     {
         let make = move || database.connect().map(|connection| (connection, ()));
-        let (connection, ()) =
-            AsyncConnection::start("store-connection".to_owned(), capacity, make).await?;
+        let (connection, ()) = AsyncConnection::start(
+            "store-connection".to_owned(),
+            capacity,
+            D::roll_back_abandoned,
+            make,
+        )
+        .await?;
         Ok(connection)
     }
 
     /// Starts a worker thread named `name` that makes its connection with `make` (inside the
-    /// caller's span) and then serves calls.
+    /// caller's span) and then serves calls, with `rescue` after a closure panicked.
     async fn start<T, E>(
         name: String,
         capacity: usize,
+        rescue: Rescue<C>,
         make: impl FnOnce() -> Result<(C, T), E> + Send + 'static,
     ) -> Result<(AsyncConnection<C>, T), AsyncOpenError<E>>
     where
@@ -225,6 +284,8 @@ impl<C: Send + 'static> AsyncConnection<C> {
         let (made_sender, made) = oneshot::channel();
         let (jobs, inbox) = mpsc::channel::<Message<C>>(capacity.max(1));
         let (closed_sender, closed) = watch::channel(None);
+        let abandoned = Abandoned::default();
+        let worker_abandoned = Arc::clone(&abandoned);
         let span = tracing::Span::current();
         std::thread::Builder::new()
             .name(name)
@@ -241,13 +302,20 @@ impl<C: Send + 'static> AsyncConnection<C> {
                         return;
                     }
                 };
-                serve(connection, inbox, closed_sender);
+                serve(connection, inbox, closed_sender, rescue, &worker_abandoned);
             })
             .map_err(|source| AsyncOpenError::Worker {
                 source: Some(source),
             })?;
         match made.await {
-            Ok(Ok(made)) => Ok((AsyncConnection { jobs, closed }, made)),
+            Ok(Ok(made)) => Ok((
+                AsyncConnection {
+                    jobs,
+                    closed,
+                    abandoned,
+                },
+                made,
+            )),
             Ok(Err(error)) => Err(AsyncOpenError::Open(error)),
             Err(_) => Err(AsyncOpenError::Worker { source: None }),
         }
@@ -255,7 +323,8 @@ impl<C: Send + 'static> AsyncConnection<C> {
 
     /// Runs `work` with the connection on its thread, inside the caller's current span, and
     /// returns what it returns: its error as [`CallError::Failed`], its panic as
-    /// [`CallError::Panicked`].
+    /// [`CallError::Panicked`]; on a connection closed after a panic it could not recover from,
+    /// [`CallError::ClosedAfterPanic`].
     ///
     /// Waits for room when the queue is full. Dropping the future before the call is queued
     /// cancels it; once queued, the closure runs and its result is dropped.
@@ -269,19 +338,38 @@ impl<C: Send + 'static> AsyncConnection<C> {
         let span = tracing::Span::current();
         let job: Job<C> = Box::new(move |connection| {
             let outcome = span.in_scope(|| catch_unwind(AssertUnwindSafe(|| work(connection))));
-            let _ = result_sender.send(match outcome {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(error)) => Err(CallError::Failed(error)),
-                Err(payload) => Err(CallError::Panicked {
-                    message: panic_message(payload.as_ref()),
-                }),
-            });
+            let (result, panicked) = match outcome {
+                Ok(Ok(value)) => (Ok(value), None),
+                Ok(Err(error)) => (Err(CallError::Failed(error)), None),
+                Err(payload) => {
+                    let message = panic_message(payload.as_ref());
+                    (
+                        Err(CallError::Panicked {
+                            message: message.clone(),
+                        }),
+                        Some(message),
+                    )
+                }
+            };
+            let _ = result_sender.send(result);
+            panicked
         });
         self.jobs
             .send(Message::Run(job))
             .await
-            .map_err(|_| CallError::Closed)?;
-        result.await.map_err(|_| CallError::Closed)?
+            .map_err(|_| self.stopped())?;
+        result.await.map_err(|_| self.stopped())?
+    }
+
+    /// Why the worker took no more calls: closed, or closed after a panic it could not recover
+    /// from.
+    fn stopped<E>(&self) -> CallError<E> {
+        match self.abandoned.get() {
+            Some(message) => CallError::ClosedAfterPanic {
+                message: message.clone(),
+            },
+            None => CallError::Closed,
+        }
     }
 
     /// Closes the connection once the closures queued before have run, and waits until it is

@@ -393,3 +393,147 @@ fn close_closes_the_connection_for_every_clone() -> Result<(), Box<dyn std::erro
         Ok(())
     })
 }
+
+/// Promise: a closure that panics between its `BEGIN` and its end leaves no transaction behind
+/// for the next call: the transaction is rolled back before the connection serves again, so the
+/// first closure's insert is gone and the next call's insert commits on its own (autocommit).
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_a_panic_inside_a_transaction_rolls_it_back_before_the_next_call()
+-> Result<(), Box<dyn std::error::Error>> {
+    use store::sqlite::rusqlite;
+    crate::multi_thread_runtime(2).block_on(async {
+        let directory = tempfile::tempdir()?;
+        let path = directory.path().join("panicked.db");
+        let (connection, _) =
+            AsyncConnection::open(store::sqlite::SqliteOptions::new(&path)).await?;
+        connection
+            .call(|c| c.execute_batch("CREATE TABLE t (x INTEGER)"))
+            .await?;
+        let outcome = connection
+            .call(|c| -> Result<(), rusqlite::Error> {
+                c.execute_batch("BEGIN; INSERT INTO t VALUES (1)")?;
+                panic!("boom inside a transaction")
+            })
+            .await;
+        assert!(
+            matches!(outcome, Err(CallError::Panicked { .. })),
+            "{outcome:?}"
+        );
+        connection
+            .call(|c| c.execute("INSERT INTO t VALUES (2)", []))
+            .await?;
+        connection.close().await?;
+        let plain = rusqlite::Connection::open(&path)?;
+        let mut statement = plain.prepare("SELECT x FROM t ORDER BY x")?;
+        let rows = statement
+            .query_map([], |row| row.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        assert_eq!(rows, [2], "after the panic, the second call's row alone");
+        Ok(())
+    })
+}
+
+/// Promise: the same for DuckDB, whose client API cannot say whether a connection is inside a
+/// transaction: the transaction a panicking closure began is rolled back before the next call.
+#[cfg(feature = "duckdb")]
+#[test]
+fn duckdb_a_panic_inside_a_transaction_rolls_it_back_before_the_next_call()
+-> Result<(), Box<dyn std::error::Error>> {
+    crate::multi_thread_runtime(2).block_on(async {
+        let directory = tempfile::tempdir()?;
+        let path = directory.path().join("panicked.duckdb");
+        let (connection, _) =
+            AsyncConnection::open(store::duckdb::DuckDbOptions::new(&path)).await?;
+        connection
+            .call(|c| c.execute_batch("CREATE TABLE t (x BIGINT)"))
+            .await?;
+        let outcome = connection
+            .call(|c| -> Result<(), duckdb::Error> {
+                c.execute_batch("BEGIN TRANSACTION; INSERT INTO t VALUES (1)")?;
+                panic!("boom inside a transaction")
+            })
+            .await;
+        assert!(
+            matches!(outcome, Err(CallError::Panicked { .. })),
+            "{outcome:?}"
+        );
+        connection
+            .call(|c| c.execute("INSERT INTO t VALUES (2)", []))
+            .await?;
+        connection.close().await?;
+        let plain = duckdb::Connection::open(&path)?;
+        let mut statement = plain.prepare("SELECT x FROM t ORDER BY x")?;
+        let rows = statement
+            .query_map([], |row| row.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        assert_eq!(rows, [2], "after the panic, the second call's row alone");
+        Ok(())
+    })
+}
+
+/// A database whose engine cannot say whether a connection is outside a transaction (the
+/// trait's default `roll_back_abandoned`): what the async face must do when a rollback cannot be
+/// made sure.
+#[derive(Clone)]
+struct CannotTell;
+
+impl store::Database for CannotTell {
+    type Connection = Vec<&'static str>;
+    type Error = std::io::Error;
+
+    fn connect(&self) -> Result<Vec<&'static str>, std::io::Error> {
+        Ok(Vec::new())
+    }
+
+    fn check(_: &mut Vec<&'static str>) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn connection_limit(&self) -> store::ConnectionLimit {
+        store::ConnectionLimit::Many
+    }
+}
+
+/// Promise: where a panic's transaction cannot be made sure to be rolled back, the connection is
+/// closed, and every later call (queued behind the panic, or made after) is refused with
+/// `ClosedAfterPanic` naming the panic, never run on the connection.
+#[test]
+fn a_panic_whose_transaction_cannot_be_rolled_back_closes_the_connection()
+-> Result<(), Box<dyn std::error::Error>> {
+    crate::multi_thread_runtime(2).block_on(async {
+        let connection = AsyncConnection::connect(CannotTell).await?;
+        connection
+            .call(|c| {
+                c.push("before");
+                Ok::<_, Infallible>(())
+            })
+            .await?;
+        let outcome = connection
+            .call(|_| -> Result<(), Infallible> { panic!("boom mid-transaction") })
+            .await;
+        assert!(
+            matches!(&outcome, Err(CallError::Panicked { message }) if message == "boom mid-transaction"),
+            "{outcome:?}"
+        );
+        let refused = connection
+            .call(|c| {
+                c.push("after");
+                Ok::<_, Infallible>(c.len())
+            })
+            .await;
+        match refused {
+            Err(CallError::ClosedAfterPanic { message }) => {
+                assert_eq!(message, "boom mid-transaction")
+            }
+            other => panic!("expected the call refused after the panic, got {other:?}"),
+        }
+        let refused = connection.clone().call(|c| Ok::<_, Infallible>(c.len())).await;
+        assert!(
+            matches!(refused, Err(CallError::ClosedAfterPanic { .. })),
+            "{refused:?}"
+        );
+        connection.close().await?;
+        Ok(())
+    })
+}

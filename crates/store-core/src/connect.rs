@@ -119,6 +119,12 @@ impl<C, E> OnConnect<C, E> {
     pub fn run(&self, connection: &C) -> Result<(), E> {
         self.inits.iter().try_for_each(|init| init(connection))
     }
+
+    /// Whether there is nothing to run: an engine reads back what an initialisation may have
+    /// changed (SQLite's `synchronous`) only when one ran.
+    pub fn is_empty(&self) -> bool {
+        self.inits.is_empty()
+    }
 }
 
 impl<C, E> Default for OnConnect<C, E> {
@@ -166,6 +172,16 @@ pub trait Database: Clone + Send + Sync + 'static {
     /// Whether a connection given back is inside a transaction its last user left open (it holds
     /// its locks while idle, so a pool drops it at once). Default: the engine cannot tell.
     fn left_in_transaction(connection: &mut Self::Connection) -> bool {
+        let _ = connection;
+        false
+    }
+
+    /// Ends the transaction a caller abandoned by panicking between its `BEGIN` and its end, so
+    /// that the connection's next user does not write into it (the async face runs it after a
+    /// closure panicked). Answers whether the connection is now sure to be outside any
+    /// transaction; `false` means it must not be used again. Default: `false`, the engine cannot
+    /// make sure.
+    fn roll_back_abandoned(connection: &mut Self::Connection) -> bool {
         let _ = connection;
         false
     }

@@ -45,6 +45,16 @@ pub fn diagnose(error: &duckdb::Error) -> Diagnosis {
     }
 }
 
+/// Whether DuckDB refused a `ROLLBACK` because no transaction was active: after it, the
+/// connection is in autocommit, which duckdb-rs cannot ask (its `is_autocommit` always answers
+/// true).
+pub(crate) fn no_transaction_active(error: &duckdb::Error) -> bool {
+    matches!(
+        error,
+        duckdb::Error::DuckDBFailure(_, Some(message)) if message.contains("no transaction is active")
+    )
+}
+
 pub(crate) fn diagnose_message(message: &str) -> Diagnosis {
     let contains = |phrase: &str| message.contains(phrase);
     let foreign_wal = contains("WAL does not match database file");

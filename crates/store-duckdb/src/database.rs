@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use store_core::connect::OnConnect;
-use store_core::{ConnectionLimit, Engine, FailureClass, OpenReport};
+use store_core::{ConnectionLimit, Durability, Engine, FailureClass, OpenReport};
 
 use crate::error::{ConnectError, OpenError};
+use crate::open::durability_of_fsync_mode;
 use crate::options::DuckDbOptions;
 use crate::registry::DuckDbConnection;
 
@@ -68,6 +69,10 @@ struct Inner {
     spare: Mutex<DuckDbConnection>,
     /// The options' per-connection initialisation, run on every connection made.
     on_connect: OnConnect<duckdb::Connection, duckdb::Error>,
+    /// What the open reported a power cut may do to commits (`None` read-only): every
+    /// connection made is checked against it after its initialisation ran, since `fsync_mode`
+    /// is the instance's and an initialisation or another connection can change it.
+    durability: Option<Durability>,
 }
 
 impl std::fmt::Debug for DuckDbDatabase {
@@ -94,6 +99,7 @@ impl DuckDbOptions {
                 label: report.label.clone(),
                 read_only: self.common.read_only,
                 spare: Mutex::new(connection),
+                durability: report.durability,
             }),
         };
         Ok((database, report))
@@ -103,6 +109,10 @@ impl DuckDbOptions {
 impl DuckDbDatabase {
     /// A new connection to the instance: cheap, with no checks, recovery or migration (the open
     /// did those). Each connection is for one thread at a time; take one per thread.
+    ///
+    /// After the options' [`on_connect`](DuckDbOptions::on_connect) ran, `fsync_mode` is read
+    /// back: a connection whose commits would be less (or otherwise) durable than the open
+    /// reported fails with [`ConnectError::DurabilityChanged`].
     pub fn connect(&self) -> Result<DuckDbConnection, ConnectError> {
         // A poisoned lock only means a thread panicked while cloning; the connection is intact.
         let spare = self
@@ -122,7 +132,41 @@ impl DuckDbDatabase {
                 path: self.inner.path.clone(),
                 source,
             })?;
+        if let Some(reported) = self.inner.durability {
+            self.check_durability(&connection, reported)?;
+        }
         Ok(connection)
+    }
+
+    /// Reads `fsync_mode` back on `connection` and refuses it unless it gives the durability the
+    /// open reported.
+    fn check_durability(
+        &self,
+        connection: &duckdb::Connection,
+        reported: Durability,
+    ) -> Result<(), ConnectError> {
+        let fsync_mode: String = connection
+            .query_row("SELECT current_setting('fsync_mode')", [], |row| row.get(0))
+            .map_err(|source| ConnectError::Engine {
+                path: self.inner.path.clone(),
+                source,
+            })?;
+        let in_force = durability_of_fsync_mode(&fsync_mode);
+        if in_force == Some(reported) {
+            return Ok(());
+        }
+        Err(ConnectError::DurabilityChanged {
+            path: self.inner.path.clone(),
+            reported,
+            fsync_mode,
+            in_force,
+        })
+    }
+
+    /// What the open reported a power cut may do to commits; `None` for a read-only database.
+    /// Every connection [`connect`](Self::connect) hands out keeps it.
+    pub fn durability(&self) -> Option<Durability> {
+        self.inner.durability
     }
 
     /// Whether `connection` still answers a trivial query (`SELECT 1`), for a pool to test a
@@ -168,6 +212,16 @@ impl store_core::Database for DuckDbDatabase {
         DuckDbDatabase::check(connection)
     }
 
+    /// DuckDB's client API cannot say whether a connection is inside a transaction, so a
+    /// `ROLLBACK` is run: it ends the abandoned one, or is refused because none is active; any
+    /// other refusal leaves it unsure.
+    fn roll_back_abandoned(connection: &mut DuckDbConnection) -> bool {
+        match connection.execute_batch("ROLLBACK") {
+            Ok(()) => true,
+            Err(error) => crate::classify::no_transaction_active(&error),
+        }
+    }
+
     fn connection_limit(&self) -> ConnectionLimit {
         ConnectionLimit::Many
     }
@@ -210,5 +264,26 @@ mod tests {
     fn the_handle_may_be_shared_between_threads() {
         fn send_and_sync<T: Send + Sync>() {}
         send_and_sync::<DuckDbDatabase>();
+    }
+
+    /// The rollback after an abandoned transaction ends it (its insert gone), and on a
+    /// connection outside any transaction DuckDB's refusal is known for what it is: both answer
+    /// that the connection is now in autocommit.
+    #[test]
+    fn an_abandoned_transaction_is_rolled_back_and_none_is_no_failure()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use store_core::Database as _;
+        let directory = tempfile::tempdir()?;
+        let (database, _) =
+            DuckDbOptions::new(directory.path().join("abandoned.duckdb")).database()?;
+        let mut connection = database.connect()?;
+        assert!(DuckDbDatabase::roll_back_abandoned(&mut connection));
+        connection.execute_batch(
+            "CREATE TABLE t (x BIGINT); BEGIN TRANSACTION; INSERT INTO t VALUES (1)",
+        )?;
+        assert!(DuckDbDatabase::roll_back_abandoned(&mut connection));
+        let rows: i64 = connection.query_row("SELECT count(*) FROM t", [], |row| row.get(0))?;
+        assert_eq!(rows, 0);
+        Ok(())
     }
 }

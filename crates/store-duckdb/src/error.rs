@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use store_core::files::{MoveAsideError, SnapshotError};
-use store_core::{FailureClass, MigrationsError, MovedAside, PathError, StepFailed};
+use store_core::{Durability, FailureClass, MigrationsError, MovedAside, PathError, StepFailed};
 
 use crate::registry::InstanceConfig;
 
@@ -268,6 +268,29 @@ pub enum ConnectError {
         #[source]
         source: duckdb::Error,
     },
+    /// After the per-connection initialisation, the instance's `fsync_mode` no longer gives the
+    /// durability the handle's open reported (an `on_connect`, or a `SET GLOBAL` on another
+    /// connection, changed it): the connection is not handed out under a report it does not
+    /// keep. Set `fsync_mode` before the open ([`DuckDbOptions::setting`]), or open again for a
+    /// report of what is in force.
+    ///
+    /// [`DuckDbOptions::setting`]: crate::DuckDbOptions::setting
+    #[error(
+        "the open of {} reported {reported}, but after the per-connection initialisation duckdb \
+         answers fsync_mode `{fsync_mode}`{}",
+        path.display(),
+        in_force.map(|durability| format!(" ({durability})")).unwrap_or_default()
+    )]
+    DurabilityChanged {
+        /// The database file.
+        path: PathBuf,
+        /// What the handle's open reported.
+        reported: Durability,
+        /// What `current_setting('fsync_mode')` answers now.
+        fsync_mode: String,
+        /// What that mode does to commits, if store knows the mode.
+        in_force: Option<Durability>,
+    },
 }
 
 impl ConnectError {
@@ -277,13 +300,16 @@ impl ConnectError {
             ConnectError::Engine { source, .. } | ConnectError::Init { source, .. } => {
                 crate::classify(source)
             }
+            ConnectError::DurabilityChanged { .. } => FailureClass::Other,
         }
     }
 
     /// The database file the connection was for.
     pub fn path(&self) -> &Path {
         match self {
-            ConnectError::Engine { path, .. } | ConnectError::Init { path, .. } => path,
+            ConnectError::Engine { path, .. }
+            | ConnectError::Init { path, .. }
+            | ConnectError::DurabilityChanged { path, .. } => path,
         }
     }
 
@@ -291,6 +317,7 @@ impl ConnectError {
     pub fn duckdb_error(&self) -> Option<&duckdb::Error> {
         match self {
             ConnectError::Engine { source, .. } | ConnectError::Init { source, .. } => Some(source),
+            ConnectError::DurabilityChanged { .. } => None,
         }
     }
 }

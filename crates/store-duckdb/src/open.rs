@@ -330,7 +330,7 @@ impl DuckDbOptions {
 }
 
 /// The durability of a DuckDB `fsync_mode` value, if store knows it.
-fn durability_of_fsync_mode(fsync_mode: &str) -> Option<Durability> {
+pub(crate) fn durability_of_fsync_mode(fsync_mode: &str) -> Option<Durability> {
     match fsync_mode.to_ascii_lowercase().as_str() {
         "standard" | "full" => Some(Durability::PowerSafe {
             sync: SyncLevel::Full,

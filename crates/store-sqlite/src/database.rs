@@ -19,7 +19,7 @@ use store_core::{ConnectionLimit, Durability, Filesystem, JournalMode};
 use crate::classify::{Stage, classify_at};
 use crate::error::{ConnectError, ExclusivelyHeld};
 use crate::options::{SqliteOptions, Synchronous};
-use crate::pragma::{pragma_answer, set_locking_mode};
+use crate::pragma::{pragma_answer, set_locking_mode, synchronous_level};
 
 /// A database file in this process: (device, inode, read-only). A file deleted and made anew is
 /// another database, and a read-only decision is not a read-write one.
@@ -190,7 +190,9 @@ impl SqliteDatabase {
 
     /// Makes a connection with the decision applied: the busy timeout first, exclusive locking
     /// where the decision needs it, `synchronous`, the journal mode checked (never switched), then
-    /// the options' [`on_connect`](SqliteOptions::on_connect) initialisation.
+    /// the options' [`on_connect`](SqliteOptions::on_connect) initialisation, and last
+    /// `synchronous` read back: a connection not at the level [`durability`](Self::durability)
+    /// states fails with [`ConnectError::SynchronousNotTaken`].
     ///
     /// Under a one-connection decision ([`ConnectionLimit::One`]) a second connection while the
     /// first is in use fails at once with [`ConnectError::HeldExclusively`]. A database whose
@@ -272,6 +274,18 @@ impl SqliteDatabase {
                 path: path.clone(),
                 source,
             })?;
+        // Read back after the initialisation, which may have set it: what `durability()` and the
+        // open's report state is what the connection handed out does.
+        if let Some(asked) = self.synchronous {
+            let answered = synchronous_level(&connection).map_err(engine)?;
+            if Synchronous::from_level(answered) != Some(asked) {
+                return Err(ConnectError::SynchronousNotTaken {
+                    path: path.clone(),
+                    asked,
+                    answered,
+                });
+            }
+        }
         Ok(connection)
     }
 
@@ -340,6 +354,15 @@ impl store_core::Database for SqliteDatabase {
 
     fn left_in_transaction(connection: &mut Connection) -> bool {
         !connection.is_autocommit()
+    }
+
+    /// SQLite says whether a transaction is open: rolled back if one is, and asked again.
+    fn roll_back_abandoned(connection: &mut Connection) -> bool {
+        if !connection.is_autocommit() {
+            // A refusal shows in the answer below.
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        connection.is_autocommit()
     }
 
     fn connection_limit(&self) -> ConnectionLimit {

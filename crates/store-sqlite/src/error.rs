@@ -78,8 +78,11 @@ pub enum OpenError {
         #[source]
         source: rusqlite::Error,
     },
-    /// SQLite answered `PRAGMA synchronous` with another level than the one set: the commits
-    /// would not be as durable as asked, so the open fails instead of reporting it.
+    /// SQLite answered `PRAGMA synchronous` with another level than the one set, read back after
+    /// the options' [`on_connect`](SqliteOptions::on_connect) ran (an initialisation that sets
+    /// it is the usual cause): the commits would not be as durable as asked, so the open fails
+    /// instead of handing out a connection its report misdescribes. Ask for a level with
+    /// [`SqliteOptions::synchronous`], not in `on_connect`.
     #[error(
         "asked for synchronous={} on {}, sqlite answered {answered}",
         asked.as_str(),
@@ -182,6 +185,24 @@ pub enum ConnectError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The new connection answers `PRAGMA synchronous` with another level than the one the
+    /// handle promises ([`SqliteDatabase::durability`](crate::SqliteDatabase::durability)), read
+    /// back after the options' [`on_connect`](SqliteOptions::on_connect) ran: it is not handed
+    /// out. Ask for a level with [`SqliteOptions::synchronous`], not in `on_connect`.
+    #[error(
+        "asked for synchronous={} on {}, the connection answers {answered} after its \
+         initialisation",
+        asked.as_str(),
+        path.display()
+    )]
+    SynchronousNotTaken {
+        /// The database.
+        path: PathBuf,
+        /// The level asked for (the option, or the default for the journal mode).
+        asked: Synchronous,
+        /// What `PRAGMA synchronous` answered (0 to 3 for off to extra).
+        answered: i64,
+    },
     /// A connection checked before reuse is inside a transaction its last user left open.
     #[error(
         "a connection to {} is inside a transaction its last user left open",
@@ -201,6 +222,7 @@ impl ConnectError {
             ConnectError::HeldExclusively(_) => FailureClass::Locked,
             ConnectError::JournalModeChanged { .. }
             | ConnectError::Init { .. }
+            | ConnectError::SynchronousNotTaken { .. }
             | ConnectError::InTransaction { .. } => FailureClass::Other,
         }
     }
@@ -211,6 +233,7 @@ impl ConnectError {
             ConnectError::Engine { path, .. }
             | ConnectError::JournalModeChanged { path, .. }
             | ConnectError::Init { path, .. }
+            | ConnectError::SynchronousNotTaken { path, .. }
             | ConnectError::InTransaction { path } => path,
             ConnectError::HeldExclusively(held) => &held.path,
         }

@@ -180,8 +180,16 @@ impl SqliteOptions {
         };
         self.note_kept_ladder(filesystem, &ladder, report);
         report.journal_mode = Some(mode);
-        report.durability = Some(self.synchronous_in_force(synchronous, mode)?);
         self.run_on_connect(&connection)?;
+        // Read back after the initialisation when one ran (it may have set it); else the
+        // ladder's read-back is what is in force.
+        let synchronous = if self.common.on_connect.is_empty() {
+            synchronous
+        } else {
+            crate::pragma::synchronous_level(&connection)
+                .map_err(|source| self.engine_error(crate::classify::Stage::Query, source))?
+        };
+        report.durability = Some(self.synchronous_in_force(synchronous, mode)?);
         migrate::apply_from(&connection, &self.common.migrations, report, schema_version).map_err(
             |source| OpenError::Migrate {
                 path: self.common.path.clone(),
@@ -191,9 +199,10 @@ impl SqliteOptions {
         Ok(connection)
     }
 
-    /// The durability of `PRAGMA synchronous` as the ladder's probe read it back after setting
-    /// it: the durability reported is the one SQLite answers, and an answer other than the level
-    /// asked for fails the open rather than leave commits less durable than the caller was told.
+    /// The durability of `PRAGMA synchronous` as read back after setting it and after the
+    /// options' `on_connect`: the durability reported is the one SQLite answers, and an answer
+    /// other than the level asked for fails the open rather than leave commits less durable than
+    /// the caller was told.
     fn synchronous_in_force(
         &self,
         answered: i64,

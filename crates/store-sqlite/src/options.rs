@@ -255,6 +255,8 @@ impl SqliteOptions {
     /// Runs `init` on every connection the open and its database handle make, after the journal
     /// mode and `synchronous` are in force and before migrations: user pragmas
     /// (`foreign_keys`), functions, collations. Calls add up, in order. Default: none.
+    /// `synchronous` is read back after it: an `init` that changes it fails the open and
+    /// `connect` (ask for a level with [`synchronous`](Self::synchronous) instead).
     ///
     /// ```
     /// use store_sqlite::SqliteOptions;

@@ -7,6 +7,12 @@ pub(crate) fn set_locking_mode(connection: &Connection, mode: &str) -> rusqlite:
     pragma_answer(connection, &format!("PRAGMA locking_mode={mode}")).map(drop)
 }
 
+/// What `PRAGMA synchronous` answers now (0 to 3 for off to extra): what a connection handed
+/// out is read back with, after the user's initialisation, which may have set it.
+pub(crate) fn synchronous_level(connection: &Connection) -> rusqlite::Result<i64> {
+    connection.query_row("PRAGMA synchronous", [], |row| row.get(0))
+}
+
 /// Runs a pragma to completion and returns its first answer. A pragma that writes (the journal
 /// mode's header change) commits when the statement finishes: `query_row` would stop after the
 /// row and let the statement's reset swallow a failed commit.

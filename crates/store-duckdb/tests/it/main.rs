@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod database;
+mod durability;
 mod migrations;
 mod recovery;
 mod registry;

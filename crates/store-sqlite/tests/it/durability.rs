@@ -5,7 +5,7 @@
 
 use rusqlite::Connection;
 use store_core::{Durability, JournalLadder, JournalMode, SyncLevel};
-use store_sqlite::{SqliteOptions, Synchronous};
+use store_sqlite::{ConnectError, OpenError, SqliteOptions, Synchronous};
 use store_testkit::faults::sqlite::SqliteFault;
 use store_testkit::isolated;
 
@@ -187,5 +187,124 @@ fn a_read_only_open_commits_nothing_and_reports_no_durability() -> TestResult {
     let (_connection, report) = SqliteOptions::new(&path).read_only(true).open()?;
     assert_eq!(report.durability, None, "{report}");
     assert!(!report.to_string().contains("sync"), "{report}");
+    Ok(())
+}
+
+/// An initialisation that lowers `synchronous` after store set it.
+fn lowering_to_normal(connection: &Connection) -> rusqlite::Result<()> {
+    connection.pragma_update(None, "synchronous", "normal")
+}
+
+/// The open's report says what its connection does after the user's `on_connect` ran: an
+/// initialisation that lowers `synchronous` below the level asked fails the open, naming both,
+/// rather than hand out a NORMAL connection under a report that says power-safe.
+#[test]
+fn an_on_connect_that_lowers_synchronous_fails_the_open() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let opened = SqliteOptions::new(directory.path().join("lowered.db"))
+        .on_connect(lowering_to_normal)
+        .open();
+    match opened {
+        Err(OpenError::SynchronousNotTaken {
+            asked: Synchronous::Full,
+            answered: 1,
+            ..
+        }) => {}
+        Err(other) => panic!("refused for another reason: {other:?}"),
+        Ok((connection, report)) => panic!(
+            "handed out a connection at {:?} under a report of {:?}",
+            synchronous_in_force(&connection)?,
+            report.durability
+        ),
+    }
+    Ok(())
+}
+
+/// A reused decision (another open of a file whose handle lives) reads the level back after
+/// `on_connect` as the first open does: the connection it hands out is at the level its report
+/// states, or the open fails.
+#[test]
+fn a_reused_decision_reads_synchronous_back_after_on_connect() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("reused.db");
+    let (_held, first) = SqliteOptions::new(&path).database()?;
+    assert_eq!(first.durability, Some(POWER_SAFE_FULL), "{first}");
+    let opened = SqliteOptions::new(&path)
+        .on_connect(lowering_to_normal)
+        .open();
+    match opened {
+        Err(OpenError::Connect(ConnectError::SynchronousNotTaken {
+            asked: Synchronous::Full,
+            answered: 1,
+            ..
+        })) => {}
+        Err(other) => panic!("refused for another reason: {other:?}"),
+        Ok((connection, report)) => panic!(
+            "reused: {}; handed out a connection at {:?} under a report of {:?}",
+            report.reused_decision,
+            synchronous_in_force(&connection)?,
+            report.durability
+        ),
+    }
+    Ok(())
+}
+
+/// Every connection a handle makes is at the level the handle's `durability()` states, read
+/// back after `on_connect`: one whose initialisation lowered it is refused.
+#[test]
+fn connect_reads_synchronous_back_after_on_connect() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    // The open's own connection keeps the level; every later one is lowered.
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    let (database, report) = SqliteOptions::new(directory.path().join("connect.db"))
+        .on_connect(move |connection| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                return Ok(());
+            }
+            lowering_to_normal(connection)
+        })
+        .database()?;
+    assert_eq!(report.durability, Some(POWER_SAFE_FULL), "{report}");
+    // The first connect lends the open's connection.
+    let first = database.connect()?;
+    assert_eq!(synchronous_in_force(&first)?, Some(Synchronous::Full));
+    match database.connect() {
+        Err(ConnectError::SynchronousNotTaken {
+            asked: Synchronous::Full,
+            answered: 1,
+            ..
+        }) => {}
+        Err(other) => panic!("refused for another reason: {other:?}"),
+        Ok(connection) => panic!(
+            "connect() handed out a connection at {:?} while the handle says {:?}",
+            synchronous_in_force(&connection)?,
+            database.durability()
+        ),
+    }
+    Ok(())
+}
+
+/// An initialisation that sets the level the options ask for, or other pragmas, is no change:
+/// the open and every connection go on as asked.
+#[test]
+fn an_on_connect_that_keeps_the_level_asked_is_accepted() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let (database, report) = SqliteOptions::new(directory.path().join("kept.db"))
+        .synchronous(Synchronous::Normal)
+        .on_connect(lowering_to_normal)
+        .on_connect(|connection| connection.pragma_update(None, "foreign_keys", "ON"))
+        .database()?;
+    assert_eq!(
+        report.durability,
+        Some(Durability::RecentCommitsMayBeLost {
+            sync: SyncLevel::Normal
+        }),
+        "{report}"
+    );
+    let first = database.connect()?;
+    let second = database.connect()?;
+    for connection in [&first, &second] {
+        assert_eq!(synchronous_in_force(connection)?, Some(Synchronous::Normal));
+    }
     Ok(())
 }
