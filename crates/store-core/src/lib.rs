@@ -28,6 +28,8 @@
 //! - [`diagnostics`]: the last open error, warn-once, the user-facing "not available" message;
 //! - [`content`]: what a path holds ([`FileContent`]), judged before an engine touches it;
 //! - [`files`]: atomic snapshots, move-aside without overwriting, sidecar listing;
+//! - `ownership` (Linux): which client (machine and mount) may use a database on a share, recorded
+//!   beside it; a second client refused at once, a crashed owner of this machine taken over;
 //! - [`pending`]: the durable "recovery pending" record that lets an open report a recovery
 //!   whose own open a crash or power cut interrupted;
 //! - [`migration`]: the ordered list of schema migrations.
@@ -43,6 +45,8 @@ pub mod locks;
 pub mod migration;
 pub mod opening;
 pub mod options;
+#[cfg(target_os = "linux")]
+pub mod ownership;
 pub mod pending;
 pub mod policy;
 pub mod report;
@@ -60,6 +64,11 @@ pub use files::{MoveAsideError, MovedAside, Replace, Snapshot, SnapshotCopy, Sna
 pub use fs::{DetectError, Filesystem, FsKind, KindSource, PathKind, PathStat};
 pub use journal::{JournalMode, ParseJournalModeError};
 pub use migration::{Migration, Migrations, MigrationsError, SCHEMA_VERSION_TABLE};
+#[cfg(target_os = "linux")]
+pub use ownership::{
+    Claim, OtherMachine, OwnerRecord, Ownership, OwnershipError, Release, Released,
+    release_ownership,
+};
 pub use pending::{InterruptedRecovery, PendingRecovery};
 pub use policy::{
     JournalLadder, JournalPolicy, LadderError, RecoveryLadder, RecoveryPolicy, RecoveryStep,
