@@ -340,6 +340,7 @@ mod tests {
                 type_name: "nfs4".into(),
                 mount_point: Some("/home".into()),
                 kind_source: crate::KindSource::Detected,
+                lock_scope: crate::LockScope::ServerWide,
             },
         ));
         let message = format_unavailable(PREFIX, Some(&on_nfs));
@@ -356,15 +357,17 @@ mod tests {
             type_name: "ext4".into(),
             mount_point: None,
             kind_source: crate::KindSource::Detected,
+            lock_scope: crate::LockScope::ThisMachine,
         };
         let busy_local =
             failure(FailureClass::Busy, "database is locked").on_filesystem(Some(local));
         assert!(!format_unavailable(PREFIX, Some(&busy_local)).contains("NFS/SMB"));
         let fuse = Filesystem {
             kind: FsKind::Fuse,
-            type_name: "fuse.sshfs".into(),
+            type_name: "fuse.lossyfs".into(),
             mount_point: None,
             kind_source: crate::KindSource::Detected,
+            lock_scope: crate::LockScope::Unknown,
         };
         let busy_fuse = failure(FailureClass::Busy, "database is locked").on_filesystem(Some(fuse));
         assert!(format_unavailable(PREFIX, Some(&busy_fuse)).contains("NFS/SMB"));

@@ -61,7 +61,10 @@ pub use diagnostics::{
 };
 pub use failure::FailureClass;
 pub use files::{MoveAsideError, MovedAside, Replace, Snapshot, SnapshotCopy, SnapshotError};
-pub use fs::{DetectError, Filesystem, FsKind, KindSource, PathKind, PathStat};
+pub use fs::{
+    DetectError, Filesystem, FsKind, KindSource, LockScope, MachineBoundary, PathKind, PathStat,
+    ShareClient,
+};
 pub use journal::{JournalMode, ParseJournalModeError};
 pub use migration::{Migration, Migrations, MigrationsError, SCHEMA_VERSION_TABLE};
 #[cfg(target_os = "linux")]
@@ -74,7 +77,8 @@ pub use policy::{
     JournalLadder, JournalPolicy, LadderError, RecoveryLadder, RecoveryPolicy, RecoveryStep,
 };
 pub use report::{
-    AppliedMigration, DataLoss, Durability, Engine, Fallback, OpenReport, Recovery,
-    SalvageBoundary, StepCause, StepFailed, SyncLevel, default_label, label_or_file_name,
+    AppliedMigration, DataLoss, Durability, DurabilityAcross, Engine, Fallback, OpenReport,
+    Recovery, Risk, SalvageBoundary, StepCause, StepFailed, SyncLevel, default_label,
+    label_or_file_name,
 };
 pub use time::UtcTime;

@@ -94,9 +94,12 @@ impl JournalLadder {
         })
     }
 
-    /// The default: `[Wal, Delete]`, and `[Delete]` up front on NFS, SMB and 9p, where WAL is
-    /// documented not to work across machines. Falls back only when WAL is unsupported; never
-    /// converts an existing WAL database.
+    /// The default: `[Wal, Delete]`, and `[Delete]` up front on every filesystem that crosses a
+    /// machine boundary ([`FsKind::machine_boundary`]): NFS, SMB, the network FUSE clients
+    /// (sshfs, smbnetfs, glusterfs, ...), 9p and virtiofs. WAL's index is shared memory that no
+    /// other machine (or VM host) sees, so two clients in WAL lose each other's commits without
+    /// an error (measured on sshfs, smbnetfs and GlusterFS: DESIGN.md section 10). Falls back
+    /// only when WAL is unsupported; never converts an existing WAL database.
     pub fn standard() -> Self {
         JournalLadder {
             name: "default".to_owned(),
@@ -108,7 +111,7 @@ impl JournalLadder {
     }
 
     /// For applications that are the only process using their database: `[Wal, WalExclusive,
-    /// Delete]`, and `[WalExclusive, Delete]` on network filesystems. `WalExclusive` keeps WAL's
+    /// Delete]`, and `[WalExclusive, Delete]` on filesystems that cross a machine boundary. `WalExclusive` keeps WAL's
     /// commit rate without shared memory (two orders of magnitude above DELETE).
     pub fn single_process() -> Self {
         JournalLadder {
@@ -134,7 +137,8 @@ impl JournalLadder {
         }
     }
 
-    /// Uses `ladder` on network filesystems (NFS, SMB, 9p) instead of the general one.
+    /// Uses `ladder` on filesystems that cross a machine boundary (network shares: NFS, SMB,
+    /// the network FUSE clients; cross-VM: 9p, virtiofs) instead of the general one.
     pub fn on_network(mut self, ladder: Vec<JournalMode>) -> Result<Self, LadderError> {
         validate_ladder(&self.name, &ladder)?;
         self.network_ladder = ladder;
@@ -168,7 +172,7 @@ impl JournalPolicy for JournalLadder {
     }
 
     fn ladder(&self, filesystem: FsKind) -> Vec<JournalMode> {
-        if filesystem.is_network() {
+        if filesystem.machine_boundary().is_crossed() {
             self.network_ladder.clone()
         } else {
             self.ladder.clone()
@@ -354,12 +358,20 @@ mod tests {
             policy.ladder(FsKind::Local),
             [JournalMode::Wal, JournalMode::Delete]
         );
-        assert_eq!(
-            policy.ladder(FsKind::Fuse),
-            [JournalMode::Wal, JournalMode::Delete]
-        );
-        for network in [FsKind::Nfs, FsKind::Smb, FsKind::NineP] {
-            assert_eq!(policy.ladder(network), [JournalMode::Delete], "{network}");
+        // An unknown FUSE daemon and gVisor's sandbox-only 9p are this kernel's.
+        for same_kernel in [FsKind::Fuse, FsKind::GvisorNineP] {
+            assert_eq!(
+                policy.ladder(same_kernel),
+                [JournalMode::Wal, JournalMode::Delete],
+                "{same_kernel}"
+            );
+        }
+        let network_fuse = crate::ShareClient::ALL.map(FsKind::NetworkFuse);
+        for crossing in [FsKind::Nfs, FsKind::Smb, FsKind::NineP, FsKind::VirtioFs]
+            .into_iter()
+            .chain(network_fuse)
+        {
+            assert_eq!(policy.ladder(crossing), [JournalMode::Delete], "{crossing}");
         }
         assert!(policy.falls_back_on(FailureClass::WalUnsupported));
         for class in FailureClass::ALL {

@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime};
 use crate::files::MovedAside;
 use crate::pending::InterruptedRecovery;
 use crate::time::UtcTime;
-use crate::{ConnectionLimit, FailureClass, Filesystem, JournalMode, RecoveryStep};
+use crate::{
+    ConnectionLimit, FailureClass, Filesystem, JournalMode, LockScope, MachineBoundary,
+    RecoveryStep,
+};
 
 /// The database engine behind an open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -219,6 +222,106 @@ impl Durability {
     pub fn is_power_safe(self) -> bool {
         matches!(self, Durability::PowerSafe { .. })
     }
+
+    /// The durability as said of a database on a filesystem with this machine boundary: where
+    /// another kernel can write the files, what this client made durable holds for this client
+    /// only (another machine's writes go behind its back, and in WAL its commits can vanish),
+    /// so it is never called power-safe there.
+    ///
+    /// ```
+    /// use store_core::{Durability, MachineBoundary, SyncLevel};
+    ///
+    /// let durability = Durability::PowerSafe { sync: SyncLevel::Extra };
+    /// let shared = durability.across(MachineBoundary::NetworkShare).to_string();
+    /// assert!(!shared.contains("power-safe"), "{shared}");
+    /// assert!(shared.contains("another machine can write behind its back"), "{shared}");
+    /// assert_eq!(durability.across(MachineBoundary::SameKernel).to_string(), durability.to_string());
+    /// ```
+    pub fn across(self, boundary: MachineBoundary) -> DurabilityAcross {
+        DurabilityAcross {
+            durability: self,
+            boundary,
+        }
+    }
+}
+
+/// A [`Durability`] said for a filesystem's machine boundary ([`Durability::across`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurabilityAcross {
+    durability: Durability,
+    boundary: MachineBoundary,
+}
+
+impl fmt::Display for DurabilityAcross {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let other = match self.boundary {
+            MachineBoundary::SameKernel => return fmt::Display::fmt(&self.durability, formatter),
+            MachineBoundary::NetworkShare => "another machine",
+            MachineBoundary::CrossVm => "another kernel (a VM's host or guest)",
+        };
+        let promise = match self.durability {
+            Durability::PowerSafe { .. } => {
+                format!(
+                    "commits synced before they return, for this client only: {other} can write behind its back"
+                )
+            }
+            Durability::RecentCommitsMayBeLost { .. } => format!(
+                "a power cut may undo recent commits, and {other} can write behind this client's back"
+            ),
+            Durability::MayCorrupt { .. } => format!(
+                "a power cut may corrupt the database, and {other} can write behind this client's back"
+            ),
+        };
+        write!(formatter, "{promise} (sync {})", self.durability.sync())
+    }
+}
+
+/// A danger an open could not remove and did not fail on, as a fact code can match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Risk {
+    /// The journal in force is a WAL mode on a filesystem another kernel can write: most often
+    /// an existing WAL-format database on a network share or a VM's shared folder, which store
+    /// keeps in WAL (switching a database's journal while another machine may have it open in
+    /// WAL corrupts it). WAL's index is shared memory no other machine sees, and with
+    /// [`LockScope::ThisClientOnly`] not even the locks reach it: a second machine writing the
+    /// database loses commits without an error (measured on sshfs, smbnetfs and GlusterFS:
+    /// 400 commits acknowledged, 1 to 58 kept).
+    WalAcrossMachineBoundary {
+        /// The boundary the filesystem crosses.
+        boundary: MachineBoundary,
+        /// Which processes the database's locks keep out there.
+        lock_scope: LockScope,
+    },
+}
+
+impl Risk {
+    /// The risk's name in reports and JSON (`wal-across-machine-boundary`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::WalAcrossMachineBoundary { .. } => "wal-across-machine-boundary",
+        }
+    }
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Risk::WalAcrossMachineBoundary {
+                boundary,
+                lock_scope,
+            } => write!(
+                formatter,
+                "WAL on {} ({}): WAL's index is shared memory that no other machine sees, so a \
+                 second machine writing this database loses commits without an error; it stays \
+                 in WAL because switching it while another machine may have it open in WAL \
+                 corrupts it: use it from one machine only, or convert it \
+                 (`JournalLadder::converting_existing_wal`) once no other machine has it open",
+                boundary.describe(),
+                lock_scope.describe()
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Durability {
@@ -404,6 +507,9 @@ pub struct OpenReport {
     pub migrations_applied: Vec<AppliedMigration>,
     /// The schema version after the open.
     pub schema_version: u32,
+    /// Dangers the open could not remove and did not fail on (a WAL database on a filesystem
+    /// another machine can write), as facts.
+    pub risks: Vec<Risk>,
     /// Decisions that have no field of their own, in words (an existing WAL database kept in WAL
     /// format, a journal mode already in force).
     pub notes: Vec<String>,
@@ -430,6 +536,7 @@ impl OpenReport {
             snapshot: None,
             migrations_applied: Vec::new(),
             schema_version: 0,
+            risks: Vec::new(),
             notes: Vec::new(),
             elapsed: Duration::ZERO,
         }
@@ -443,6 +550,32 @@ impl OpenReport {
     /// Whether the open had to recover.
     pub fn recovered(&self) -> bool {
         self.recovery.is_some()
+    }
+
+    /// Whether another kernel than this one can write the database's files, and how
+    /// ([`Filesystem::machine_boundary`]); `None` when the filesystem is unknown.
+    pub fn machine_boundary(&self) -> Option<MachineBoundary> {
+        self.filesystem.as_ref().map(Filesystem::machine_boundary)
+    }
+
+    /// Records [`Risk::WalAcrossMachineBoundary`] when the journal mode in force is a WAL mode
+    /// on a filesystem that crosses a machine boundary (once: an open calls it when its journal
+    /// mode is known).
+    pub fn assess_wal_risk(&mut self) {
+        let Some(filesystem) = &self.filesystem else {
+            return;
+        };
+        let boundary = filesystem.machine_boundary();
+        if !boundary.is_crossed() || !self.journal_mode.is_some_and(JournalMode::is_wal) {
+            return;
+        }
+        let risk = Risk::WalAcrossMachineBoundary {
+            boundary,
+            lock_scope: filesystem.lock_scope,
+        };
+        if !self.risks.contains(&risk) {
+            self.risks.push(risk);
+        }
     }
 }
 
@@ -460,6 +593,15 @@ impl fmt::Display for OpenReport {
             if let crate::KindSource::SetByOptions { detected } = filesystem.kind_source {
                 write!(formatter, " (set by the options; detected {detected})")?;
             }
+            let boundary = filesystem.machine_boundary();
+            if boundary.is_crossed() {
+                write!(
+                    formatter,
+                    " ({}, {})",
+                    boundary.describe(),
+                    filesystem.lock_scope.describe()
+                )?;
+            }
         }
         if let Some(mode) = self.journal_mode {
             write!(formatter, ": journal {mode}")?;
@@ -472,7 +614,10 @@ impl fmt::Display for OpenReport {
             )?;
         }
         if let Some(durability) = self.durability {
-            write!(formatter, "; {durability}")?;
+            let boundary = self
+                .machine_boundary()
+                .unwrap_or(MachineBoundary::SameKernel);
+            write!(formatter, "; {}", durability.across(boundary))?;
         }
         if self.connection_limit != ConnectionLimit::Many {
             write!(formatter, "; usable by {}", self.connection_limit)?;
@@ -534,6 +679,9 @@ impl fmt::Display for OpenReport {
                 snapshot.bytes,
                 snapshot.copy
             )?;
+        }
+        for risk in &self.risks {
+            write!(formatter, "; at risk: {risk}")?;
         }
         for note in &self.notes {
             write!(formatter, "; {note}")?;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use store_core::pending::InterruptedRecovery;
-use store_core::{FailureClass, FileContent, Filesystem, JournalMode, RecoveryStep};
+use store_core::{FailureClass, FileContent, Filesystem, JournalMode, RecoveryStep, Risk};
 
 use crate::serialize;
 use crate::verdict::Verdict;
@@ -158,6 +158,11 @@ pub struct DatabaseCheckup {
     /// (`<db>.recovery-pending`); the next read-write open reports it and removes the record.
     #[serde(serialize_with = "serialize::interrupted_recovery")]
     pub recovery_pending: Option<InterruptedRecovery>,
+    /// Dangers an open through store would not remove: a SQLite database in WAL format on a
+    /// filesystem another machine can write ([`Risk::WalAcrossMachineBoundary`]), which store
+    /// keeps in WAL.
+    #[serde(serialize_with = "serialize::risks")]
+    pub risks: Vec<Risk>,
     /// What an open through store would do.
     pub outlook: Outlook,
     /// What the outlook and the records mean for the operator

@@ -156,6 +156,9 @@ impl fmt::Display for DatabaseCheckup {
             Some(_) => writeln!(formatter, "  recovery pending: a recovery was interrupted")?,
             None => {}
         }
+        for risk in &self.risks {
+            writeln!(formatter, "  at risk: {risk}")?;
+        }
         writeln!(formatter, "  an open through store would {}", self.outlook)
     }
 }
@@ -174,6 +177,22 @@ impl fmt::Display for Checkup {
                     write!(formatter, ", mounted at {}", mount.display())?;
                 }
                 writeln!(formatter, ")")?;
+                let boundary = filesystem.machine_boundary();
+                if boundary.is_crossed() {
+                    writeln!(
+                        formatter,
+                        "  machine boundary: {}: another machine can write these files, and \
+                         WAL's shared memory never reaches it; store makes new SQLite databases \
+                         here in a rollback journal",
+                        boundary.describe()
+                    )?;
+                }
+                writeln!(
+                    formatter,
+                    "  lock scope: {} ({})",
+                    filesystem.lock_scope,
+                    filesystem.lock_scope.describe()
+                )?;
             }
             Err(error) => writeln!(formatter, "  filesystem: unknown ({error})")?,
         }

@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use store_core::files::{self, MovedAsideFile};
-use store_core::{FileContent, Filesystem, FsKind, pending};
+use store_core::{FileContent, Filesystem, FsKind, Risk, pending};
 
 use crate::checkup::{Checkup, DatabaseCheckup, FileFacts, MovedAsideFacts, Outlook};
 use crate::verdict::{EXIT_NO_INPUT, Verdict};
@@ -64,12 +64,9 @@ pub fn examine(path: impl AsRef<Path>) -> Result<Checkup, ExamineError> {
     } else {
         vec![path.clone()]
     };
-    let kind = filesystem
-        .as_ref()
-        .map_or(FsKind::Unknown, |filesystem| filesystem.kind);
     let databases = database_paths
         .into_iter()
-        .map(|database| examine_database(&database, kind, &wal))
+        .map(|database| examine_database(&database, filesystem.as_ref().ok(), &wal))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Checkup {
         path,
@@ -123,9 +120,10 @@ fn content_of(path: &Path) -> std::io::Result<FileContent> {
 
 fn examine_database(
     path: &Path,
-    filesystem: FsKind,
+    detected: Option<&Filesystem>,
     wal: &crate::WalProbe,
 ) -> Result<DatabaseCheckup, ExamineError> {
+    let filesystem = detected.map_or(FsKind::Unknown, |detected| detected.kind);
     let content = content_of(path).map_err(|source| ExamineError::Read {
         path: path.to_owned(),
         source,
@@ -137,9 +135,21 @@ fn examine_database(
         snapshot: None,
         moved_aside: moved_aside(path),
         recovery_pending: pending::find(path),
+        risks: Vec::new(),
         outlook: Outlook::NotADatabase,
         verdict: Verdict::Fails,
     };
+    if let (FileContent::Sqlite { wal: true }, Some(detected)) = (content, detected) {
+        // store keeps a WAL database in WAL (never switched live): where another machine can
+        // write the files, that is a risk an open reports and the doctor says too.
+        let boundary = detected.machine_boundary();
+        if boundary.is_crossed() {
+            checkup.risks.push(Risk::WalAcrossMachineBoundary {
+                boundary,
+                lock_scope: detected.lock_scope,
+            });
+        }
+    }
     match content {
         FileContent::Missing => checkup.outlook = sqlite::creation_outlook(path, filesystem),
         FileContent::Sqlite { wal: existing_wal } => {
@@ -183,4 +193,114 @@ pub(crate) fn sidecars(path: &Path, suffixes: &[&str]) -> Vec<FileFacts> {
         .iter()
         .filter_map(|sidecar| FileFacts::read(sidecar).ok())
         .collect()
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use store_core::fs::parse_mountinfo_line;
+    use store_core::{LockScope, MachineBoundary};
+
+    use super::*;
+    use crate::{Report, WalProbe};
+
+    /// A filesystem as detection would see it from one mount-table line.
+    fn mounted(line: &str) -> Filesystem {
+        Filesystem::from_mount_entry(parse_mountinfo_line(line).expect("a mount-table line"))
+    }
+
+    /// sshfs as recorded on this machine (over a local sftp-server).
+    const SSHFS: &str = "66 46 0:40 / /mnt/a rw,nosuid,nodev,relatime - fuse.sshfs me@host:/srv rw,user_id=0,group_id=0";
+
+    /// A database in WAL format, made with plain rusqlite.
+    fn wal_database(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+        let connection = store_sqlite::rusqlite::Connection::open(path)?;
+        connection.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+        connection.execute_batch("CREATE TABLE t (x INTEGER)")?;
+        Ok(())
+    }
+
+    /// Promise: the doctor prints the filesystem's machine boundary and lock scope, in its text
+    /// and its JSON, and says a WAL database on a network share is at risk, as a typed fact
+    /// (`risks`), with why.
+    #[test]
+    fn the_lock_scope_and_a_wal_database_at_risk_are_printed_and_serialized()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        let path = directory.path().join("shared.db");
+        wal_database(&path)?;
+        let filesystem = mounted(SSHFS);
+        let database = examine_database(&path, Some(&filesystem), &WalProbe::Works)?;
+        assert_eq!(
+            database.risks,
+            [Risk::WalAcrossMachineBoundary {
+                boundary: MachineBoundary::NetworkShare,
+                lock_scope: LockScope::ThisClientOnly,
+            }]
+        );
+        let checkup = Checkup {
+            path: path.clone(),
+            directory: directory.path().to_owned(),
+            filesystem: Ok(filesystem),
+            wal: WalProbe::Works,
+            databases: vec![database],
+        };
+        let text = checkup.to_string();
+        for expected in [
+            "filesystem: sshfs (fuse.sshfs, mounted at /mnt/a)",
+            "machine boundary: a network share: another machine can write these files",
+            "lock scope: this-client-only (locks held by this client only: another client takes the same lock)",
+            "at risk: WAL on a network share (locks held by this client only",
+        ] {
+            assert!(text.contains(expected), "{expected}\n{text}");
+        }
+        let outcome: Result<Checkup, ExamineError> = Ok(checkup);
+        let json = serde_json::to_value(Report::new(&outcome))?;
+        assert_eq!(json["filesystem"]["share_client"], "sshfs", "{json}");
+        assert_eq!(
+            json["filesystem"]["machine_boundary"], "network-share",
+            "{json}"
+        );
+        assert_eq!(
+            json["filesystem"]["lock_scope"], "this-client-only",
+            "{json}"
+        );
+        let risk = &json["databases"][0]["risks"][0];
+        assert_eq!(risk["risk"], "wal-across-machine-boundary", "{json}");
+        assert_eq!(risk["lock_scope"], "this-client-only", "{json}");
+        Ok(())
+    }
+
+    /// Promise: a database in a rollback journal on a share, or in WAL on a local disk, is not
+    /// called at risk; a local disk's lock scope is this machine's, and no boundary line is
+    /// printed.
+    #[test]
+    fn no_risk_without_both_wal_and_a_machine_boundary() -> Result<(), Box<dyn std::error::Error>> {
+        let directory = tempfile::tempdir()?;
+        let wal = directory.path().join("wal.db");
+        wal_database(&wal)?;
+        let local = mounted("29 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw");
+        let on_disk = examine_database(&wal, Some(&local), &WalProbe::Works)?;
+        assert!(on_disk.risks.is_empty(), "{:?}", on_disk.risks);
+        let rollback = directory.path().join("rollback.db");
+        store_sqlite::rusqlite::Connection::open(&rollback)?.execute_batch("CREATE TABLE t (x)")?;
+        let on_share = examine_database(&rollback, Some(&mounted(SSHFS)), &WalProbe::Works)?;
+        assert!(on_share.risks.is_empty(), "{:?}", on_share.risks);
+        let checkup = Checkup {
+            path: wal.clone(),
+            directory: directory.path().to_owned(),
+            filesystem: Ok(local),
+            wal: WalProbe::Works,
+            databases: vec![on_disk],
+        };
+        let text = checkup.to_string();
+        assert!(
+            text.contains("lock scope: this-machine (locks held by this machine's kernel)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("machine boundary") && !text.contains("at risk"),
+            "{text}"
+        );
+        Ok(())
+    }
 }

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde::{Serialize, Serializer};
 use store_core::pending::InterruptedRecovery;
 use store_core::time::UtcTime;
-use store_core::{FileContent, Filesystem};
+use store_core::{FileContent, Filesystem, Risk};
 
 /// A value as its `Display` text.
 pub(crate) fn display<T: Display, S: Serializer>(
@@ -80,9 +80,16 @@ struct FilesystemFacts<'a> {
     kind: String,
     type_name: &'a str,
     mount_point: Option<&'a Path>,
+    /// The FUSE client of a network share (`sshfs`), or `null`.
+    share_client: Option<&'static str>,
+    /// `same-kernel`, `network-share` or `cross-vm`.
+    machine_boundary: &'static str,
+    /// `this-machine`, `server-wide`, `this-client-only` or `unknown`.
+    lock_scope: &'static str,
 }
 
-/// `{"kind": "nfs", "type_name": "nfs4", "mount_point": "/home"}`, or `{"error": why}`.
+/// `{"kind": "nfs", "type_name": "nfs4", "mount_point": "/home", "share_client": null,
+/// "machine_boundary": "network-share", "lock_scope": "server-wide"}`, or `{"error": why}`.
 pub(crate) fn filesystem<S: Serializer>(
     filesystem: &Result<Filesystem, String>,
     serializer: S,
@@ -93,9 +100,42 @@ pub(crate) fn filesystem<S: Serializer>(
             kind: filesystem.kind.to_string(),
             type_name: &filesystem.type_name,
             mount_point: filesystem.mount_point.as_deref(),
+            share_client: filesystem.kind.share_client().map(|client| client.as_str()),
+            machine_boundary: filesystem.machine_boundary().as_str(),
+            lock_scope: filesystem.lock_scope.as_str(),
         })
         .map_err(Clone::clone);
     value_or_error(&facts, serializer)
+}
+
+#[derive(Serialize)]
+#[serde(tag = "risk", rename_all = "kebab-case")]
+enum RiskFacts {
+    WalAcrossMachineBoundary {
+        machine_boundary: &'static str,
+        lock_scope: &'static str,
+        why: String,
+    },
+    /// A risk this build does not know.
+    Unknown { why: String },
+}
+
+/// `[{"risk": "wal-across-machine-boundary", "machine_boundary": "network-share",
+/// "lock_scope": "this-client-only", "why": "..."}]`.
+pub(crate) fn risks<S: Serializer>(risks: &[Risk], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(risks.iter().map(|risk| match *risk {
+        Risk::WalAcrossMachineBoundary {
+            boundary,
+            lock_scope,
+        } => RiskFacts::WalAcrossMachineBoundary {
+            machine_boundary: boundary.as_str(),
+            lock_scope: lock_scope.as_str(),
+            why: risk.to_string(),
+        },
+        _ => RiskFacts::Unknown {
+            why: risk.to_string(),
+        },
+    }))
 }
 
 /// `sqlite-wal`, `sqlite-rollback`, `duckdb`, `missing`, `empty`, ...

@@ -76,6 +76,9 @@ impl SqliteOptions {
         report.filesystem =
             Filesystem::detect_unless_set_at(path, found.as_ref(), self.common.filesystem);
         let connection = self.open_reporting(stat, report)?;
+        // A WAL database on a filesystem another machine can write is kept in WAL (never
+        // switched live) and reported at risk.
+        report.assess_wal_risk();
         let connection_limit = if report.journal_mode == Some(JournalMode::WalExclusive) {
             ConnectionLimit::One
         } else {
@@ -96,6 +99,7 @@ impl SqliteOptions {
         report.reused_decision = true;
         report.filesystem = decided.filesystem.clone();
         report.journal_mode = decided.journal_mode;
+        report.assess_wal_risk();
         report.connection_limit = decided.connection_limit;
         report.schema_version = decided.schema_version.load(Ordering::Acquire);
         let database = SqliteDatabase::new(decided, self, None);

@@ -246,7 +246,9 @@ impl SqliteOptions {
 
     /// The filesystem kind to decide on, instead of the detected one: for a user who knows better
     /// than detection (a FUSE mount that is NFS underneath). `FsKind::Nfs` sends the open
-    /// straight to the policy's network ladder. Default: detected. The report says which.
+    /// straight to the policy's network ladder, as does any kind that crosses a machine boundary
+    /// (`FsKind::NetworkFuse(ShareClient::Sshfs)`, `FsKind::VirtioFs`); its lock scope is then the
+    /// kind's, not the detected mount's. Default: detected. The report says which.
     pub fn filesystem(mut self, kind: FsKind) -> SqliteOptions {
         self.common.filesystem = Some(kind);
         self

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use store_core::{ConnectionLimit, FsKind, JournalLadder, JournalMode, KindSource};
+use store_core::{
+    ConnectionLimit, FsKind, JournalLadder, JournalMode, KindSource, LockScope, MachineBoundary,
+    Risk, ShareClient,
+};
 use store_sqlite::{ConnectError, OpenError, SqliteOptions, Synchronous};
 use store_testkit::child;
 use store_testkit::faults::sqlite::SqliteFault;
@@ -412,6 +415,82 @@ fn a_forced_network_filesystem_opens_in_the_network_ladder() -> TestResult {
         "{report}"
     );
     assert_eq!(crate::header_format(&path), (1, 1));
+    Ok(())
+}
+
+/// Promise: a new database on a filesystem that crosses a machine boundary (a network FUSE
+/// client, set here by the options as the NFS test above does; virtiofs) is made in DELETE, as on
+/// NFS, with nothing tried and left; the report names the client, the boundary and the lock
+/// scope, and never calls its commits power-safe: another machine can write behind its back.
+#[test]
+fn a_new_database_on_a_network_fuse_share_or_a_vm_share_is_made_in_delete() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let shares = [
+        (
+            FsKind::NetworkFuse(ShareClient::Sshfs),
+            "on sshfs (set by the options",
+            "a network share, locks held by this client only",
+        ),
+        (
+            FsKind::NetworkFuse(ShareClient::Glusterfs),
+            "on glusterfs (set by the options",
+            "a network share, locks held by the server for every client",
+        ),
+        (
+            FsKind::VirtioFs,
+            "on virtiofs (set by the options",
+            "shared with another VM's kernel, lock scope unknown",
+        ),
+    ];
+    for (kind, named, scope) in shares {
+        let path = directory.path().join(format!("{kind}.db"));
+        let (_, report) = SqliteOptions::new(&path).filesystem(kind).open()?;
+        assert_eq!(report.journal_mode, Some(JournalMode::Delete), "{report}");
+        assert!(!report.fell_back(), "{report}");
+        assert_eq!(crate::header_format(&path), (1, 1), "{report}");
+        assert!(
+            report
+                .machine_boundary()
+                .is_some_and(MachineBoundary::is_crossed)
+        );
+        assert!(report.risks.is_empty(), "{report}");
+        let text = report.to_string();
+        assert!(text.contains(named) && text.contains(scope), "{text}");
+        assert!(!text.contains("power-safe"), "{text}");
+        assert!(text.contains("can write behind its back"), "{text}");
+    }
+    Ok(())
+}
+
+/// Promise: an existing WAL-format database on a network share is not switched live (it stays in
+/// WAL format, opened exclusively), and the report says why it is at risk as a typed fact with
+/// the boundary and the lock scope.
+#[test]
+fn an_existing_wal_database_on_a_share_stays_wal_and_is_reported_at_risk() -> TestResult {
+    let directory = tempfile::tempdir()?;
+    let path = directory.path().join("shared.db");
+    existing_wal_database(&path)?;
+    let (_, report) = SqliteOptions::new(&path)
+        .filesystem(FsKind::NetworkFuse(ShareClient::Smbnetfs))
+        .open()?;
+    assert!(
+        report.journal_mode.is_some_and(JournalMode::is_wal),
+        "{report}"
+    );
+    assert_eq!(crate::header_format(&path), (2, 2), "{report}");
+    assert_eq!(
+        report.risks,
+        [Risk::WalAcrossMachineBoundary {
+            boundary: MachineBoundary::NetworkShare,
+            lock_scope: LockScope::ThisClientOnly,
+        }],
+        "{report}"
+    );
+    let text = report.to_string();
+    assert!(
+        text.contains("at risk: WAL on a network share (locks held by this client only"),
+        "{text}"
+    );
     Ok(())
 }
 
