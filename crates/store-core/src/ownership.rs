@@ -3,8 +3,8 @@
 //!
 //! Two machines writing one database on a share lose commits without a word: each keeps its own
 //! page cache, its own shared memory and, on many shares, its own byte-range locks (issue 24,
-//! DESIGN.md section 10). The record `<database>.owner` names the one client that may use the
-//! database; every other client is refused at once, and nothing of its files changes.
+//! DESIGN.md section 10). The record `<database>.owner/record` names the one client that may use
+//! the database; every other client is refused at once, and nothing of its files changes.
 //!
 //! - **The client** is a machine, named by its boot id (`/proc/sys/kernel/random/boot_id`, never
 //!   its host name: two test hosts, or two containers, may share one), together with the
@@ -18,8 +18,8 @@
 //!   (`F_OFD_SETLK`) on the record, never on the database file (closing any descriptor of the
 //!   database would drop SQLite's POSIX locks), and an OFD lock survives the close of any other
 //!   descriptor of the record. When the last [`Ownership`] of this process goes, it tries to
-//!   lock the record exclusively; if no other process holds it, it removes the record and
-//!   fsyncs the directory, so the next machine may open at once.
+//!   lock the record exclusively; if no other process holds it, it removes the record, then its
+//!   directory, and fsyncs the database's directory, so the next machine may open at once.
 //! - **A crashed owner on this machine** (its process gone, or its PID reused by a process that
 //!   started at another time, and no process holding the record's lock) is taken over, and the
 //!   [`Claim`] says so for the open's report.
@@ -28,11 +28,48 @@
 //!   alive and frees another machine's record only when the operator asserts that machine is
 //!   down.
 //!
-//! The record is created with `O_CREAT|O_EXCL` (measured: it, like `mkdir`, refuses the second
-//! client on sshfs, smbnetfs and glusterfs; `link` and `symlink` fail on smbnetfs), written whole
-//! and fsynced, its directory fsynced. A record that is unreadable, truncated, of another format,
-//! a symbolic link or anything but a regular file is a typed error naming the path and what is
-//! wrong with it, and it is never overwritten or removed by a claim.
+//! # Layout and creation
+//!
+//! The name beside the database, `<database>.owner` ([`RECORD_SUFFIX`]), is a directory, and the
+//! record is the file [`RECORD_FILE`] inside it. The claim that creates the directory with
+//! `mkdir` owns the database; it alone then creates the record in it as [`RECORD_WRITING`],
+//! locks it (shared), writes it whole, fsyncs it, renames it to [`RECORD_FILE`] (so that no
+//! client ever reads a part of it under that name: a client's cache keeps serving the part it
+//! read, measured on sshfs and smbnetfs), and fsyncs the directory and the database's
+//! directory. `mkdir`, not `O_CREAT|O_EXCL`: raced from two client mounts 100 times
+//! (store-testkit's `shares` module), `mkdir` gave exactly one winner on sshfs, smbnetfs and
+//! glusterfs, while `O_EXCL` gave two winners in most races on smbnetfs and, on sshfs, a loser
+//! refused `EPERM` rather than `EEXIST` (`link` and `symlink` do not exist on smbnetfs).
+//! Store-testkit's `ownership_on_shares` test races two machines, and two mounts of one
+//! machine, for the record 100 times on each share.
+//!
+//! Every claim tries `mkdir` first and reads what stands there only when that fails: an
+//! exclusive creation makes the kernel look the name up again, where a plain look may be
+//! answered by the client's cache with a record another client has already removed (measured on
+//! glusterfs). Client caches still show a removed record for a while to a client that had read
+//! it (measured: about 0.2 s on glusterfs, 20 s on sshfs, sshfs's cache timeout): its claims
+//! meanwhile are refused with a typed error (the former owner, or an incomplete record), never
+//! given a second ownership; a client that had not read it claims at once.
+//!
+//! A release removes the record, then its directory, then fsyncs the database's directory. The
+//! record goes while still open where the share allows it (libfuse's high-level clients,
+//! sshfs and smbnetfs, keep a file removed while open as `.fuse_hidden*` until it closes; the
+//! directory's removal waits for that); SMB refuses to remove an open file, so there it is
+//! closed first, and a process of this client that opened it in that moment keeps it (SMB
+//! refuses the removal while it is open), which is then that process's record.
+//!
+//! A directory without its complete record is being written: a claim waits for it (as long as
+//! its writer's lock is visible, else a short grace, since the writer may be another client),
+//! then gives up with [`RecordProblem::Incomplete`] (no record file) or
+//! [`RecordProblem::Truncated`] (part of one). That is also how the rare race on glusterfs in
+//! which both `mkdir`s fail `EEXIST` while the directory stands, made by neither, ends: both
+//! claims refused with a typed error, never two owners.
+//!
+//! Bad input: a record that is unreadable, truncated, of another format, a symbolic link or
+//! anything but a regular file, and at the name a symbolic link, a regular file (such as a
+//! record of the format before this one) or a directory holding anything but the record, is a
+//! typed error naming the path and what is wrong with it, and it is never overwritten or removed
+//! by a claim.
 //!
 //! ```
 //! use store_core::ownership::{Claim, Ownership, Release};
@@ -49,7 +86,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The record, one `key value` line each, in this order, ending with `end`:
+//! The record (`app.db.owner/record`), one `key value` line each, in this order, ending with
+//! `end`:
 //!
 //! ```text
 //! store-owner 1
@@ -68,7 +106,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -77,8 +115,21 @@ use crate::files::{parent_directory, sibling, sync_directory};
 use crate::fs::PathStat;
 use crate::time::UtcTime;
 
-/// The suffix of the record beside a database: `app.db` is owned through `app.db.owner`.
+/// The suffix of the name beside a database that holds its record: `app.db` is owned through
+/// the directory `app.db.owner`, whose creation (`mkdir`) is the claim.
 pub const RECORD_SUFFIX: &str = ".owner";
+
+/// The record's file name inside that directory: `app.db.owner/record`.
+pub const RECORD_FILE: &str = "record";
+
+/// The record's name in its directory while it is being written; renamed to [`RECORD_FILE`]
+/// once whole and synced.
+pub const RECORD_WRITING: &str = "record.writing";
+
+/// The record of `database`: `<database>.owner/record`.
+pub fn record_file(database: &Path) -> PathBuf {
+    sibling(database, RECORD_SUFFIX).join(RECORD_FILE)
+}
 
 /// The first line of a record of this format, its version included.
 pub const MAGIC: &str = "store-owner 1";
@@ -197,12 +248,25 @@ impl fmt::Display for OwnerRecord {
     }
 }
 
-/// What is wrong with the file at a record's name.
+/// What is wrong with a record, or with what stands at its directory's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RecordProblem {
     /// It ends before its `end` line, and no writer finished it in time.
     Truncated,
+    /// The record's directory stands without a record in it, and no writer made one in time: a
+    /// claim that died between the two, or a `mkdir` raced on glusterfs that both racers lost
+    /// while the directory was made.
+    Incomplete,
+    /// The record's directory holds something other than the record (and no record): not
+    /// store's.
+    ForeignDirectory {
+        /// The names in it (lossily decoded, at most 5, sorted).
+        entries: Vec<String>,
+    },
+    /// At the directory's name is something other than a directory: a regular file (a record
+    /// of the format before this one, or another program's), a FIFO, a socket or a device.
+    NotADirectory,
     /// Its first line is not [`MAGIC`]: another program's file, or another version's record.
     Foreign {
         /// Its first line (lossily decoded, at most 80 characters).
@@ -231,6 +295,20 @@ impl fmt::Display for RecordProblem {
         match self {
             RecordProblem::Truncated => {
                 formatter.write_str("truncated (it ends before its `end` line)")
+            }
+            RecordProblem::Incomplete => write!(
+                formatter,
+                "incomplete (a directory without its `{RECORD_FILE}`, which no claim finished; \
+                 on a share, a client's cache may also show it for a while after another client \
+                 removed it)"
+            ),
+            RecordProblem::ForeignDirectory { entries } => write!(
+                formatter,
+                "a directory that is not store's (it holds {}, not `{RECORD_FILE}`)",
+                entries.join(", ")
+            ),
+            RecordProblem::NotADirectory => {
+                formatter.write_str("not a directory (an ownership record's name holds one)")
             }
             RecordProblem::Foreign { first_line } => write!(
                 formatter,
@@ -481,32 +559,46 @@ impl Ownership {
     /// this client's, or takes over a crashed owner's on this machine; refuses at once, changing
     /// no file, when another client owns it.
     pub fn claim(database: &Path) -> Result<Ownership, OwnershipError> {
-        let record = sibling(database, RECORD_SUFFIX);
+        let record = record_file(database);
         let directory = parent_directory(database);
         let here = Here::now(&directory)?;
         let mut looking = Looking::new();
         let mut previous: Option<OwnerRecord> = None;
         loop {
-            let found = match look(&record, &mut looking)? {
-                Look::Absent => match create(database, &record, &directory, &here)? {
-                    Some((file, owner, key)) => {
-                        // A new inode: no thread of this process can hold it yet.
-                        if let Some(existing) = hold(key, file, &owner, &record) {
-                            let claim = Claim::Joined {
-                                owner: existing.clone(),
-                            };
-                            return Ok(Ownership::new(claim, existing, record, key));
-                        }
-                        let claim = match previous {
-                            Some(previous) => Claim::TookOverCrashed { previous },
-                            None => Claim::Created,
+            // `mkdir` first, then read what is there: a client's cache may still show a record
+            // that another client has removed on the server (measured on glusterfs, whose
+            // client served the removed record's bytes), while an exclusive creation makes the
+            // kernel look the name up on the server again.
+            let found = match create(database, &record, &directory, &here)? {
+                Made::Claimed(file, owner, key) => {
+                    // A new inode: no thread of this process can hold it yet.
+                    if let Some(existing) = hold(key, file, &owner, &record) {
+                        let claim = Claim::Joined {
+                            owner: existing.clone(),
                         };
-                        return Ok(Ownership::new(claim, owner, record, key));
+                        return Ok(Ownership::new(claim, existing, record, key));
                     }
-                    // Another process was first: read what it wrote.
-                    None => continue,
+                    let claim = match previous {
+                        Some(previous) => Claim::TookOverCrashed { previous },
+                        None => Claim::Created,
+                    };
+                    return Ok(Ownership::new(claim, owner, record, key));
+                }
+                // Another client or process was first: read what it writes (after a pause
+                // when the name is gone again: it was being removed).
+                Made::Taken => match look(&record, &mut looking)? {
+                    Look::Absent => {
+                        looking.pause(&record)?;
+                        continue;
+                    }
+                    Look::Found(found) => found,
                 },
-                Look::Found(found) => found,
+                // This process may not create it (a read-only directory, say): a record there
+                // may still let it join.
+                Made::Refused(error) => match look(&record, &mut looking)? {
+                    Look::Absent => return Err(error),
+                    Look::Found(found) => found,
+                },
             };
             if let Some(owner) = join_held(found.key) {
                 // This process holds it already; the descriptor just opened closes without
@@ -551,14 +643,17 @@ impl Ownership {
                 looking.pause(&record)?;
                 continue;
             }
-            remove_record(&record, &directory)?;
+            if remove_record(&record, file)? != Removal::Removed {
+                // Another process opened it meanwhile, or removed it: look again.
+                looking.pause(&record)?;
+                continue;
+            }
             tracing::warn!(
                 target: "store::ownership",
                 record = %record.display(),
                 owner = %owner,
                 "taking over the ownership of a crashed process of this machine"
             );
-            drop(file);
             previous = Some(owner);
         }
     }
@@ -642,10 +737,11 @@ fn release_key(key: Key) -> Result<Release, OwnershipError> {
     if !still_names(&entry.record, key)? {
         return Ok(Release::AlreadyGone);
     }
-    remove_record(&entry.record, &parent_directory(&entry.record))?;
-    // The descriptor closes after the name is gone: a claimant waiting on it finds it gone.
-    drop(entry);
-    Ok(Release::Removed)
+    Ok(match remove_record(&entry.record, entry.file)? {
+        Removal::Removed => Release::Removed,
+        Removal::Gone => Release::AlreadyGone,
+        Removal::KeptOpen => Release::InUseByAnotherProcess,
+    })
 }
 
 /// Whether [`release_ownership`] may free a database owned by another machine.
@@ -680,8 +776,7 @@ pub fn release_ownership(
     database: &Path,
     other_machine: OtherMachine,
 ) -> Result<Released, OwnershipError> {
-    let record = sibling(database, RECORD_SUFFIX);
-    let directory = parent_directory(database);
+    let record = record_file(database);
     let boot_id = read_boot_id()?;
     let mut looking = Looking::new();
     loop {
@@ -714,7 +809,14 @@ pub fn release_ownership(
             looking.pause(&record)?;
             continue;
         }
-        remove_record(&record, &directory)?;
+        match remove_record(&record, file)? {
+            Removal::Removed => {}
+            Removal::Gone => {
+                looking.pause(&record)?;
+                continue;
+            }
+            Removal::KeptOpen => return Err(refuse(Evidence::LockHeld)),
+        }
         return Ok(Released::Removed {
             record,
             previous: owner,
@@ -957,54 +1059,214 @@ fn still_names(path: &Path, key: Key) -> Result<bool, OwnershipError> {
     }
 }
 
-fn remove_record(record: &Path, directory: &Path) -> Result<(), OwnershipError> {
-    fs::remove_file(record).map_err(io_error("remove", record))?;
-    sync_directory(directory).map_err(io_error("sync", directory))
+/// What [`remove_record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// The record and its directory are gone, durably.
+    Removed,
+    /// The record was no longer at its name.
+    Gone,
+    /// The share refuses to remove a file that is open, and another descriptor (a process of
+    /// this client that opened it meanwhile) keeps it open: it stays, that process's.
+    KeptOpen,
 }
 
-/// Creates the record with `O_CREAT|O_EXCL`; `None` when a file is already at its name. The new
-/// file is locked (shared) before a byte is written, so that a reader of this machine that
-/// finds it unfinished sees a live writer; then it is written whole, fsynced, and its directory
-/// fsynced. Its permissions are the database's (owner read-write when there is none yet).
+/// The prefix of the name libfuse's high-level filesystems (sshfs, smbnetfs) give a file
+/// removed while open, until its last descriptor closes.
+const FUSE_HIDDEN_PREFIX: &str = ".fuse_hidden";
+
+/// Removes the record `file` (locked exclusively, so no other descriptor of this client locks
+/// it), then its directory, and fsyncs the database's directory.
+///
+/// The record goes while still open where the filesystem allows it, so that a process of this
+/// client that opens it meanwhile finds the name gone (an open file removed through libfuse's
+/// high-level filesystems, sshfs and smbnetfs, lingers as a `.fuse_hidden*` file until closed:
+/// the directory's removal waits for it). SMB refuses to remove an open file: there it is
+/// closed first, and a process of this client that opened it in that moment keeps it open, so
+/// that the removal fails and the record stays, that process's ([`Removal::KeptOpen`]).
+fn remove_record(record: &Path, file: File) -> Result<Removal, OwnershipError> {
+    let name = parent_directory(record);
+    let directory = parent_directory(&name);
+    match fs::remove_file(record) {
+        Ok(()) => drop(file),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Removal::Gone),
+        Err(while_open) => {
+            drop(file);
+            let started = Instant::now();
+            loop {
+                match fs::remove_file(record) {
+                    Ok(()) => break,
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                        return Ok(Removal::Gone);
+                    }
+                    Err(error)
+                        if error.raw_os_error() == while_open.raw_os_error()
+                            && started.elapsed() < GRACE =>
+                    {
+                        // Still open somewhere: a process of this client that joined (it
+                        // locks it), or a reader, of any client, about to close it.
+                        let joined = match open_record(record) {
+                            Ok(probe) => lock_conflicts(&probe, record)?,
+                            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                                return Ok(Removal::Gone);
+                            }
+                            Err(source) => return Err(io_error("open", record)(source)),
+                        };
+                        if joined {
+                            return Ok(Removal::KeptOpen);
+                        }
+                        std::thread::sleep(RETRY);
+                    }
+                    Err(source) => return Err(io_error("remove", record)(source)),
+                }
+            }
+        }
+    }
+    let started = Instant::now();
+    loop {
+        match fs::remove_dir(&name) {
+            Ok(()) => break,
+            // An operator's removal meanwhile: gone all the same.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => break,
+            Err(error)
+                if error.kind() == io::ErrorKind::DirectoryNotEmpty
+                    && started.elapsed() < PATIENCE
+                    && only_fuse_hidden(&name) =>
+            {
+                std::thread::sleep(RETRY);
+            }
+            Err(source) => return Err(io_error("remove", &name)(source)),
+        }
+    }
+    sync_directory(&directory).map_err(io_error("sync", &directory))?;
+    Ok(Removal::Removed)
+}
+
+/// Whether the kernel's lock table shows a lock on the record being written at `writing`: its
+/// writer is a process of this machine through this mount, at work. Never opened: on SMB an
+/// open would keep its writer from renaming it.
+fn writer_locks(writing: &Path) -> bool {
+    fs::symlink_metadata(writing).is_ok_and(|metadata| {
+        lock_table_names(Device::of_dev(metadata.dev()), metadata.ino()).unwrap_or(false)
+    })
+}
+
+/// Whether every entry of `name` is a file libfuse hides until its last descriptor closes.
+fn only_fuse_hidden(name: &Path) -> bool {
+    fs::read_dir(name).is_ok_and(|entries| {
+        entries.into_iter().all(|entry| {
+            entry.is_ok_and(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(FUSE_HIDDEN_PREFIX)
+            })
+        })
+    })
+}
+
+/// Claims the database by creating the record's directory with `mkdir` (the one creation that
+/// is exclusive across clients on every share measured); [`Made::Taken`] when something is
+/// already at its name. Only then is the record created in it, locked (shared) before a byte is written,
+/// so that a reader of this machine that finds it unfinished sees a live writer; then it is
+/// written whole, fsynced, its directory and the database's directory fsynced. The record's
+/// permissions are the database's (owner read-write, others read, when there is none yet), the
+/// directory's the same with search permission wherever they allow reading.
 fn create(
     database: &Path,
     record: &Path,
     directory: &Path,
     here: &Here,
-) -> Result<Option<(File, OwnerRecord, Key)>, OwnershipError> {
+) -> Result<Made, OwnershipError> {
     let database_mode = match fs::metadata(database) {
         Ok(metadata) => Some(metadata.permissions().mode() & 0o666),
         Err(error) if error.kind() == io::ErrorKind::NotFound => None,
         Err(source) => return Err(io_error("stat", database)(source)),
     };
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(database_mode.unwrap_or(0o644))
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(record)
-    {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
-        Err(source) => return Err(io_error("create", record)(source)),
-    };
-    let written = fill(&file, record, directory, here, database_mode);
-    match written {
-        Ok((owner, key)) => Ok(Some((file, owner, key))),
+    let name = parent_directory(record);
+    let file_mode = database_mode.unwrap_or(0o644);
+    let directory_mode = file_mode | ((file_mode & 0o444) >> 2);
+    match fs::DirBuilder::new().mode(directory_mode).create(&name) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Ok(Made::Taken),
+        Err(source) => return Ok(Made::Refused(io_error("create", &name)(source))),
+    }
+    // This claim made the directory: the database is this client's, and only this process
+    // writes in it. Whatever fails from here removes what it made, and nothing else.
+    let made = (|| {
+        if database_mode.is_some() {
+            // Exactly the database's, whatever the umask.
+            fs::set_permissions(&name, fs::Permissions::from_mode(directory_mode))
+                .map_err(io_error("set the permissions of", &name))?;
+        }
+        let writing = name.join(RECORD_WRITING);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(file_mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&writing)
+            .map_err(io_error("create", &writing))?;
+        let published = fill(&file, &writing, here, database_mode)
+            .and_then(|(owner, key)| Ok((publish(file, &writing, record)?, owner, key)));
+        let (file, owner, key) = match published {
+            Ok(published) => published,
+            Err(error) => {
+                let _ = fs::remove_file(&writing);
+                let _ = fs::remove_file(record);
+                return Err(error);
+            }
+        };
+        sync_directory(&name).map_err(io_error("sync", &name))?;
+        sync_directory(directory).map_err(io_error("sync", directory))?;
+        Ok((file, owner, key))
+    })();
+    match made {
+        Ok((file, owner, key)) => Ok(Made::Claimed(file, owner, key)),
         Err(error) => {
-            // This process's own unfinished record: nobody else's is removed here.
-            let _ = fs::remove_file(record);
+            // Removed only when empty: never anything but what this claim made.
+            let _ = fs::remove_dir(&name);
             Err(error)
         }
     }
 }
 
-/// Locks, writes and syncs a record just created at `record`, and its directory.
+/// Gives the record written whole at `writing` its name, `record`, so that no client ever
+/// reads a part of it there: a client's cache would keep serving the part it read (measured on
+/// sshfs and smbnetfs: a racer that read the record while it was written kept reading it
+/// truncated). The file keeps its inode, and with it the lock. Where the share refuses to
+/// rename an open file (SMB), it is closed, renamed, opened again and locked again.
+fn publish(file: File, writing: &Path, record: &Path) -> Result<File, OwnershipError> {
+    if fs::rename(writing, record).is_ok() {
+        return Ok(file);
+    }
+    drop(file);
+    fs::rename(writing, record).map_err(io_error("rename", writing))?;
+    let file = open_record(record).map_err(io_error("open", record))?;
+    if !lock(&file, libc::F_RDLCK, record)? {
+        return Err(io_error("lock", record)(io::Error::from(
+            io::ErrorKind::WouldBlock,
+        )));
+    }
+    Ok(file)
+}
+
+/// What a claim's `mkdir` of the record's directory gave.
+#[derive(Debug)]
+enum Made {
+    /// This claim made it and wrote the record: the database is this client's.
+    Claimed(File, OwnerRecord, Key),
+    /// Something stands at its name.
+    Taken,
+    /// The directory could not be made (not for standing there).
+    Refused(OwnershipError),
+}
+
+/// Locks, writes and syncs a record just created at `record` (its name while being written).
 fn fill(
     file: &File,
     record: &Path,
-    directory: &Path,
     here: &Here,
     database_mode: Option<u32>,
 ) -> Result<(OwnerRecord, Key), OwnershipError> {
@@ -1040,7 +1302,6 @@ fn fill(
         .write_all(owner.render().as_bytes())
         .map_err(io_error("write", record))?;
     file.sync_all().map_err(io_error("sync", record))?;
-    sync_directory(directory).map_err(io_error("sync", directory))?;
     Ok((owner, (metadata.dev(), metadata.ino())))
 }
 
@@ -1088,15 +1349,37 @@ impl Looking {
     }
 }
 
-/// Reads what is at the record's name, strictly: a symbolic link, anything but a regular file,
-/// an unreadable, foreign or malformed record is an error; an unfinished one is waited for while
-/// its writer may still be writing.
+/// Reads what is at the record's name, strictly: at the directory's name a symbolic link,
+/// anything but a directory, a directory holding anything but the record; at the record's a
+/// symbolic link, anything but a regular file, an unreadable, foreign or malformed record: each
+/// an error. A directory without its record, or an unfinished record, is waited for while its
+/// writer may still be writing.
 fn look(record: &Path, looking: &mut Looking) -> Result<Look, OwnershipError> {
+    let name = parent_directory(record);
     let bad = |problem| OwnershipError::BadRecord {
         path: record.to_owned(),
         problem,
     };
+    let bad_name = |problem| OwnershipError::BadRecord {
+        path: name.clone(),
+        problem,
+    };
+    let unreadable_name = |source| OwnershipError::Unreadable {
+        path: name.clone(),
+        source,
+    };
     loop {
+        match fs::symlink_metadata(&name) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                return Err(bad_name(RecordProblem::SymbolicLink));
+            }
+            Ok(metadata) if !metadata.file_type().is_dir() => {
+                return Err(bad_name(RecordProblem::NotADirectory));
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Look::Absent),
+            Err(source) => return Err(unreadable_name(source)),
+        }
         match fs::symlink_metadata(record) {
             Ok(metadata) if metadata.file_type().is_symlink() => {
                 return Err(bad(RecordProblem::SymbolicLink));
@@ -1105,7 +1388,50 @@ fn look(record: &Path, looking: &mut Looking) -> Result<Look, OwnershipError> {
                 return Err(bad(RecordProblem::NotRegularFile));
             }
             Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Look::Absent),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                // The directory without its record: its claim is writing it (or removing it),
+                // unless something else is in it. Its writer's lock cannot be seen before the
+                // record exists: a short grace, then incomplete.
+                let mut entries = match fs::read_dir(&name) {
+                    Ok(entries) => entries
+                        .map(|entry| entry.map(|entry| entry.file_name()))
+                        .collect::<io::Result<Vec<_>>>()
+                        .map_err(unreadable_name)?,
+                    // Gone on the server while this client's cache still shows it: removed
+                    // meanwhile, or a while ago by another client.
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                        looking.pause(record)?;
+                        continue;
+                    }
+                    Err(source) => return Err(unreadable_name(source)),
+                };
+                // A record removed while open lingers as `.fuse_hidden*` on sshfs and smbnetfs
+                // until closed: the directory is being removed.
+                let writer_locks = entries
+                    .iter()
+                    .any(|entry| entry.as_os_str() == RECORD_WRITING)
+                    && writer_locks(&name.join(RECORD_WRITING));
+                entries.retain(|entry| {
+                    entry.as_os_str() != RECORD_FILE
+                        && entry.as_os_str() != RECORD_WRITING
+                        && !entry.to_string_lossy().starts_with(FUSE_HIDDEN_PREFIX)
+                });
+                if !entries.is_empty() {
+                    let mut entries: Vec<String> = entries
+                        .iter()
+                        .map(|entry| shorten(&entry.to_string_lossy()))
+                        .collect();
+                    entries.sort();
+                    entries.truncate(5);
+                    return Err(bad_name(RecordProblem::ForeignDirectory { entries }));
+                }
+                let since = *looking.unfinished_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= if writer_locks { PATIENCE } else { GRACE } {
+                    return Err(bad_name(RecordProblem::Incomplete));
+                }
+                looking.pause(record)?;
+                continue;
+            }
             Err(source) => {
                 return Err(OwnershipError::Unreadable {
                     path: record.to_owned(),
@@ -1115,8 +1441,11 @@ fn look(record: &Path, looking: &mut Looking) -> Result<Look, OwnershipError> {
         }
         let file = match open_record(record) {
             Ok(file) => file,
-            // Removed between the two looks: look again.
-            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            // Removed between the two looks (or a client's cache still showed it): look again.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                looking.pause(record)?;
+                continue;
+            }
             Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(bad(RecordProblem::SymbolicLink));
             }
@@ -1482,7 +1811,9 @@ mod tests {
         assert_eq!(owner.pid, std::process::id());
         assert_eq!(owner.boot_id, read_boot_id()?);
         assert_eq!(owner.host, host_name());
-        let record = sibling(&database, RECORD_SUFFIX);
+        let record = record_file(&database);
+        let name = sibling(&database, RECORD_SUFFIX);
+        assert!(fs::symlink_metadata(&name)?.is_dir());
         assert_eq!(parse_record(&fs::read(&record)?), Ok(Some(owner.clone())));
         assert_eq!(owner.record_inode, fs::metadata(&record)?.ino());
 
@@ -1497,6 +1828,7 @@ mod tests {
         assert!(record.exists(), "the second holder still owns it");
         assert_eq!(second.release()?, Release::Removed);
         assert!(!record.exists());
+        assert!(!name.exists(), "its directory goes with it");
 
         // Dropping releases too.
         let third = Ownership::claim(&database)?;
@@ -1515,7 +1847,8 @@ mod tests {
     fn a_claim_waiting_on_one_record_stalls_no_other() -> TestResult {
         let directory = tempfile::tempdir()?;
         let waiting = directory.path().join("waiting.db");
-        fs::write(sibling(&waiting, RECORD_SUFFIX), &MAGIC.as_bytes()[..5])?;
+        fs::create_dir(sibling(&waiting, RECORD_SUFFIX))?;
+        fs::write(record_file(&waiting), &MAGIC.as_bytes()[..5])?;
         let started = Instant::now();
         let waiter = std::thread::spawn(move || Ownership::claim(&waiting).map(|_| ()));
         std::thread::sleep(Duration::from_millis(100));
@@ -1533,18 +1866,21 @@ mod tests {
         Ok(())
     }
 
-    /// The record is no wider open than the database: a 0600 database gets a 0600 record, a
-    /// 0640 one a 0640 record.
+    /// The record is no wider open than the database: a 0600 database gets a 0600 record in a
+    /// 0700 directory, a 0640 one a 0640 record in a 0750 directory.
     #[test]
     fn the_record_has_the_databases_permissions() -> TestResult {
         let directory = tempfile::tempdir()?;
         let database = database_in(&directory);
-        for mode in [0o600, 0o640] {
+        for (mode, directory_mode) in [(0o600, 0o700), (0o640, 0o750)] {
             fs::write(&database, b"")?;
             fs::set_permissions(&database, fs::Permissions::from_mode(mode))?;
             let ownership = Ownership::claim(&database)?;
             let found = fs::metadata(ownership.record_path())?.permissions().mode() & 0o777;
             assert_eq!(format!("{found:o}"), format!("{mode:o}"));
+            let name = sibling(&database, RECORD_SUFFIX);
+            let found = fs::metadata(&name)?.permissions().mode() & 0o777;
+            assert_eq!(format!("{found:o}"), format!("{directory_mode:o}"));
             drop(ownership);
         }
         Ok(())
@@ -1557,7 +1893,7 @@ mod tests {
     fn a_dead_pid_whose_lock_is_held_is_alive_and_joined() -> TestResult {
         let directory = tempfile::tempdir()?;
         let database = database_in(&directory);
-        let record = sibling(&database, RECORD_SUFFIX);
+        let record = record_file(&database);
         let here = Here::now(directory.path())?;
         let written = write_record(&record, &here, u32::MAX / 2)?;
         let holder = File::open(&record)?;
@@ -1586,6 +1922,7 @@ mod tests {
 
     /// A record naming this machine written by this test with a PID that is not running.
     fn write_record(record: &Path, here: &Here, pid: u32) -> io::Result<String> {
+        fs::create_dir_all(parent_directory(record))?;
         fs::write(record, b"")?;
         let owner = OwnerRecord {
             host: here.host.clone(),
@@ -1608,7 +1945,7 @@ mod tests {
     fn the_operator_release_refuses_a_live_owner_and_an_unasserted_other_machine() -> TestResult {
         let directory = tempfile::tempdir()?;
         let database = database_in(&directory);
-        let record = sibling(&database, RECORD_SUFFIX);
+        let record = record_file(&database);
         assert_eq!(
             release_ownership(&database, OtherMachine::AssertedDown)?,
             Released::NoRecord
@@ -1630,6 +1967,7 @@ mod tests {
 
         let mut other = sample();
         other.boot_id = "00000000-0000-4000-8000-000000000001".to_owned();
+        fs::create_dir(parent_directory(&record))?;
         fs::write(&record, other.render())?;
         let error = release_ownership(&database, OtherMachine::Refuse).unwrap_err();
         assert!(

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use store_core::files::sibling;
 use store_core::ownership::{
-    Claim, Elsewhere, Ownership, OwnershipError, RECORD_SUFFIX, RecordProblem, Release,
-    parse_record, release_ownership,
+    Claim, Elsewhere, Ownership, OwnershipError, RECORD_FILE, RECORD_SUFFIX, RecordProblem,
+    Release, parse_record, record_file, release_ownership,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -174,10 +174,21 @@ impl Agent {
     }
 }
 
+/// The database and its record (`shared.db.owner/record`).
 fn database_in(directory: &tempfile::TempDir) -> (PathBuf, PathBuf) {
     let database = directory.path().join("shared.db");
-    let record = sibling(&database, RECORD_SUFFIX);
+    let record = record_file(&database);
+    assert_eq!(
+        record.parent(),
+        Some(sibling(&database, RECORD_SUFFIX).as_path())
+    );
     (database, record)
+}
+
+/// Whether the record's directory (the name beside the database) exists: a release removes it
+/// with the record.
+fn name_exists(record: &Path) -> bool {
+    fs::symlink_metadata(record.parent().unwrap()).is_ok()
 }
 
 fn other_boot_id_file(directory: &tempfile::TempDir) -> PathBuf {
@@ -241,7 +252,7 @@ fn a_crashed_owner_on_this_machine_is_taken_over_and_reported() -> TestResult {
     let now = parse_record(&fs::read(&record)?)?.expect("a whole record");
     assert_eq!(now.pid, std::process::id());
     assert_eq!(ownership.release()?, Release::Removed);
-    assert!(!record.exists());
+    assert!(!name_exists(&record));
     Ok(())
 }
 
@@ -304,7 +315,10 @@ fn an_owner_with_another_boot_id_is_refused_at_once_and_nothing_changes() -> Tes
     );
 
     other.finish();
-    assert!(!record.exists(), "the owner's release removes the record");
+    assert!(
+        !name_exists(&record),
+        "the owner's release removes the record"
+    );
     let ownership = Ownership::claim(&database)?;
     assert_eq!(ownership.claimed(), &Claim::Created);
     Ok(())
@@ -329,7 +343,7 @@ fn two_processes_of_one_client_share_it_and_the_last_release_removes_it() -> Tes
     assert_eq!(ownership.release()?, Release::InUseByAnotherProcess);
     assert!(record.exists(), "the agent still holds it");
     assert_eq!(agent.ask("release"), "released Removed");
-    assert!(!record.exists());
+    assert!(!name_exists(&record));
 
     // The agent first, this process joins; the agent releases first, and exits.
     assert_eq!(agent.ask("claim"), "created");
@@ -342,17 +356,39 @@ fn two_processes_of_one_client_share_it_and_the_last_release_removes_it() -> Tes
     agent.finish();
     assert!(record.exists(), "this process still holds it");
     assert_eq!(ownership.release()?, Release::Removed);
-    assert!(!record.exists());
+    assert!(!name_exists(&record));
     Ok(())
 }
 
+/// Everything about the name beside the database and what is in it: the name's own
+/// fingerprint, then each entry's when it is a directory (not followed when a link).
+fn tree_fingerprint(name: &Path) -> Vec<(String, Fingerprint)> {
+    let mut found = vec![(String::new(), fingerprint(name))];
+    if fs::symlink_metadata(name).unwrap().is_dir() {
+        let mut entries: Vec<_> = fs::read_dir(name)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        entries.sort();
+        for entry in entries {
+            let key = entry.file_name().unwrap().to_string_lossy().into_owned();
+            found.push((key, fingerprint(&entry)));
+        }
+    }
+    found
+}
+
 /// A record that is truncated, foreign (another magic), a symbolic link (even to a good
-/// record) or a directory gives its typed error naming the path, to a claim and to the
-/// operator's release alike, and stays exactly as it was.
+/// record) or a directory, and at the name beside the database a symbolic link, a regular file
+/// (a record of the format before the directory), a directory holding something else, or a
+/// directory without its record (a claim that never finished, or a raced `mkdir` on glusterfs
+/// that nobody won), gives its typed error naming the path, to a claim and to the operator's
+/// release alike, and stays exactly as it was.
 #[test]
 fn bad_records_give_their_typed_error_and_stay_as_they_were() -> TestResult {
     let directory = tempfile::tempdir()?;
     let (database, record) = database_in(&directory);
+    let name = sibling(&database, RECORD_SUFFIX);
     // A good record to cut and to point at, released again.
     let good = {
         let ownership = Ownership::claim(&database)?;
@@ -362,57 +398,116 @@ fn bad_records_give_their_typed_error_and_stay_as_they_were() -> TestResult {
     };
     let good_copy = directory.path().join("good-copy");
     fs::write(&good_copy, &good)?;
+    let good_directory = directory.path().join("good-directory");
+    fs::create_dir(&good_directory)?;
+    fs::write(good_directory.join(RECORD_FILE), &good)?;
 
+    // Each case makes what is at the name (given the record's path), and says whether the
+    // error names the record (`false`: the name beside the database).
     type Make = Box<dyn Fn(&Path)>;
-    let cases: Vec<(&str, Make, RecordProblem)> = vec![
+    let in_directory = |write: Box<dyn Fn(&Path)>| -> Make {
+        Box::new(move |record: &Path| {
+            fs::create_dir(record.parent().unwrap()).unwrap();
+            write(record);
+        })
+    };
+    let cases: Vec<(&str, Make, bool, RecordProblem)> = vec![
         (
             "truncated",
-            Box::new(move |path: &Path| fs::write(path, &good[..good.len() - 5]).unwrap()),
+            in_directory(Box::new({
+                let good = good.clone();
+                move |path: &Path| fs::write(path, &good[..good.len() - 5]).unwrap()
+            })),
+            true,
             RecordProblem::Truncated,
         ),
         (
             "foreign",
-            Box::new(|path: &Path| fs::write(path, b"12345 otherhost\n").unwrap()),
+            in_directory(Box::new(|path: &Path| {
+                fs::write(path, b"12345 otherhost\n").unwrap()
+            })),
+            true,
             RecordProblem::Foreign {
                 first_line: "12345 otherhost".to_owned(),
             },
         ),
         (
             "symlink",
-            Box::new(move |path: &Path| std::os::unix::fs::symlink(&good_copy, path).unwrap()),
+            in_directory(Box::new({
+                let good_copy = good_copy.clone();
+                move |path: &Path| std::os::unix::fs::symlink(&good_copy, path).unwrap()
+            })),
+            true,
             RecordProblem::SymbolicLink,
         ),
         (
             "directory",
-            Box::new(|path: &Path| fs::create_dir(path).unwrap()),
+            in_directory(Box::new(|path: &Path| fs::create_dir(path).unwrap())),
+            true,
             RecordProblem::NotRegularFile,
         ),
+        (
+            "name a symlink",
+            Box::new(move |record: &Path| {
+                std::os::unix::fs::symlink(&good_directory, record.parent().unwrap()).unwrap()
+            }),
+            false,
+            RecordProblem::SymbolicLink,
+        ),
+        (
+            "name a regular file",
+            Box::new(move |record: &Path| fs::write(record.parent().unwrap(), &good).unwrap()),
+            false,
+            RecordProblem::NotADirectory,
+        ),
+        (
+            "name a foreign directory",
+            Box::new(|record: &Path| {
+                fs::create_dir(record.parent().unwrap()).unwrap();
+                fs::write(record.parent().unwrap().join("notes.txt"), b"mine").unwrap();
+            }),
+            false,
+            RecordProblem::ForeignDirectory {
+                entries: vec!["notes.txt".to_owned()],
+            },
+        ),
+        (
+            "name without its record",
+            Box::new(|record: &Path| fs::create_dir(record.parent().unwrap()).unwrap()),
+            false,
+            RecordProblem::Incomplete,
+        ),
     ];
-    for (name, make, expected) in cases {
+    for (case, make, names_record, expected) in cases {
         make(&record);
-        let before = fingerprint(&record);
+        let expected_path = if names_record { &record } else { &name };
+        let before = tree_fingerprint(&name);
         let claimed = Ownership::claim(&database).map(|ownership| ownership.claimed().clone());
         let released = release_ownership(&database, store_core::OtherMachine::AssertedDown)
             .map(|_| "released");
         for (operation, result) in [("claim", claimed.map(|_| "claimed")), ("release", released)] {
             match result {
                 Err(OwnershipError::BadRecord { path, problem }) => {
-                    assert_eq!(path, record, "{name}: {operation}");
-                    assert_eq!(problem, expected, "{name}: {operation}");
+                    assert_eq!(&path, expected_path, "{case}: {operation}");
+                    assert_eq!(problem, expected, "{case}: {operation}");
                 }
-                other => panic!("{name}: {operation} gave {other:?}"),
+                other => panic!("{case}: {operation} gave {other:?}"),
             }
         }
         let message = Ownership::claim(&database).unwrap_err().to_string();
         assert!(
-            message.contains(&record.display().to_string()),
-            "{name}: {message}"
+            message.contains(&expected_path.display().to_string()),
+            "{case}: {message}"
         );
-        assert_eq!(fingerprint(&record), before, "{name}: the record changed");
-        if fs::symlink_metadata(&record)?.is_dir() {
-            fs::remove_dir(&record)?;
+        assert_eq!(
+            tree_fingerprint(&name),
+            before,
+            "{case}: the record changed"
+        );
+        if fs::symlink_metadata(&name)?.is_dir() {
+            fs::remove_dir_all(&name)?;
         } else {
-            fs::remove_file(&record)?;
+            fs::remove_file(&name)?;
         }
     }
     Ok(())
@@ -457,7 +552,7 @@ fn racing_processes_of_one_client_one_creates_and_the_other_joins() -> TestResul
             "round {round}: {answers:?}"
         );
         assert!(
-            !record.exists(),
+            !name_exists(&record),
             "round {round}: record left after both released"
         );
     }
@@ -488,7 +583,7 @@ fn racing_two_machines_exactly_one_wins_and_the_other_is_refused() -> TestResult
             "round {round}: {answers:?}"
         );
         assert!(
-            !record.exists(),
+            !name_exists(&record),
             "round {round}: record left after the winner released"
         );
     }
