@@ -4,6 +4,8 @@
 mod asynchronous;
 mod downstream;
 mod facade;
+#[cfg(all(target_os = "linux", feature = "sqlite", feature = "duckdb"))]
+mod ownership;
 #[cfg(all(feature = "sqlite", any(feature = "r2d2", feature = "deadpool")))]
 mod pools;
 #[cfg(all(feature = "sqlite", feature = "duckdb"))]

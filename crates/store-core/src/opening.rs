@@ -147,3 +147,53 @@ pub fn create_atomically<E>(
         }
     }
 }
+
+/// Claims the database's ownership by this client before the engine opens it, where the
+/// filesystem the report detected can be reached by another machine (a network share, a VM's
+/// shared folder): a second machine then gets a typed error naming the owner at once, instead of
+/// writing behind the first's back. Elsewhere nothing is claimed. The claim (created, joined,
+/// or taken over from a crashed owner of this machine) goes into the report; the returned
+/// [`Ownership`](crate::ownership::Ownership) must live as long as the engine's files are open.
+#[cfg(target_os = "linux")]
+pub fn claim_ownership(
+    path: &Path,
+    report: &mut OpenReport,
+) -> Result<Option<crate::ownership::Ownership>, crate::ownership::OwnershipError> {
+    let crosses = report
+        .filesystem
+        .as_ref()
+        .is_some_and(|filesystem| filesystem.machine_boundary().is_crossed());
+    if !crosses {
+        return Ok(None);
+    }
+    let ownership = crate::ownership::Ownership::claim(path)?;
+    if let crate::ownership::Claim::TookOverCrashed { previous } = ownership.claimed() {
+        tracing::warn!(
+            target: "store::recovery",
+            path = %path.display(),
+            "took over the ownership of a crashed owner on this machine: {previous}"
+        );
+    }
+    report.ownership = Some(ownership.claimed().clone());
+    Ok(Some(ownership))
+}
+
+/// The failure class of an ownership error: another owner is a lock held elsewhere; a record
+/// that changed under the claim is busy; the machine's refusals are classed as their `io::Error`.
+#[cfg(target_os = "linux")]
+pub fn ownership_failure_class(
+    error: &crate::ownership::OwnershipError,
+) -> crate::failure::FailureClass {
+    use crate::failure::FailureClass;
+    use crate::ownership::OwnershipError;
+    match error {
+        OwnershipError::OwnedElsewhere { .. }
+        | OwnershipError::OwnerAlive { .. }
+        | OwnershipError::OwnerOnAnotherMachine { .. } => FailureClass::Locked,
+        OwnershipError::Busy { .. } => FailureClass::Busy,
+        OwnershipError::Unreadable { source, .. } | OwnershipError::Io { source, .. } => {
+            FailureClass::from_io_error(source)
+        }
+        _ => FailureClass::Other,
+    }
+}

@@ -510,6 +510,11 @@ pub struct OpenReport {
     /// Dangers the open could not remove and did not fail on (a WAL database on a filesystem
     /// another machine can write), as facts.
     pub risks: Vec<Risk>,
+    /// This client's claim on the database, where the filesystem can be reached by another
+    /// machine (`None` elsewhere): created, joined, or taken over from a crashed owner of this
+    /// machine.
+    #[cfg(target_os = "linux")]
+    pub ownership: Option<crate::ownership::Claim>,
     /// Decisions that have no field of their own, in words (an existing WAL database kept in WAL
     /// format, a journal mode already in force).
     pub notes: Vec<String>,
@@ -537,6 +542,8 @@ impl OpenReport {
             migrations_applied: Vec::new(),
             schema_version: 0,
             risks: Vec::new(),
+            #[cfg(target_os = "linux")]
+            ownership: None,
             notes: Vec::new(),
             elapsed: Duration::ZERO,
         }
@@ -618,6 +625,18 @@ impl fmt::Display for OpenReport {
                 .machine_boundary()
                 .unwrap_or(MachineBoundary::SameKernel);
             write!(formatter, "; {}", durability.across(boundary))?;
+        }
+        #[cfg(target_os = "linux")]
+        match &self.ownership {
+            Some(crate::ownership::Claim::Created) => {
+                formatter.write_str("; owned by this client (record created)")?
+            }
+            Some(crate::ownership::Claim::TookOverCrashed { previous }) => write!(
+                formatter,
+                "; owned by this client (taken over from a crashed owner: {previous})"
+            )?,
+            Some(_) => formatter.write_str("; owned by this client (joined)")?,
+            None => {}
         }
         if self.connection_limit != ConnectionLimit::Many {
             write!(formatter, "; usable by {}", self.connection_limit)?;

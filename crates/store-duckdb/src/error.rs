@@ -124,6 +124,17 @@ pub enum OpenError {
         /// What this open asked for.
         asked: InstanceConfig,
     },
+    /// The database is on a filesystem another machine can reach, and its ownership could not
+    /// be claimed for this client: another client owns it (named, with the remedy), or its
+    /// record is not one store can read. Nothing of the database was touched.
+    #[error("cannot claim {} for this client", path.display())]
+    Ownership {
+        /// The path given.
+        path: PathBuf,
+        /// Who owns it, or what is wrong with its record.
+        #[source]
+        source: store_core::ownership::OwnershipError,
+    },
     /// The options' per-connection initialisation failed on the open's connection.
     #[error("the per-connection initialisation failed on {}", path.display())]
     Init {
@@ -192,6 +203,9 @@ impl OpenError {
             OpenError::Migrate { source, .. } => source.class(),
             OpenError::Init { source, .. } => crate::classify(source),
             OpenError::CutShort { .. } => FailureClass::Corrupt,
+            OpenError::Ownership { source, .. } => {
+                store_core::opening::ownership_failure_class(source)
+            }
             OpenError::WalTail { tail, .. } => {
                 tail.failure_class().unwrap_or(FailureClass::WalCorrupt)
             }
@@ -210,6 +224,7 @@ impl OpenError {
             | OpenError::Snapshot { path, .. }
             | OpenError::Setting { path, .. }
             | OpenError::InstanceMismatch { path, .. }
+            | OpenError::Ownership { path, .. }
             | OpenError::Init { path, .. }
             | OpenError::WalTail { path, .. }
             | OpenError::CutShort { path, .. } => path,

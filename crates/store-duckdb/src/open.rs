@@ -98,6 +98,18 @@ impl DuckDbOptions {
             Shared::NotOpen => {
                 // Before any file is touched: a refused setting must leave the directory as it was.
                 self.check_settings()?;
+                // Before DuckDB opens or creates the file: on a filesystem another machine can
+                // reach, this client must own the database, or another machine is refused here.
+                let ownership = if self.common.read_only {
+                    None
+                } else {
+                    store_core::opening::claim_ownership(&self.common.path, report).map_err(
+                        |source| OpenError::Ownership {
+                            path: self.common.path.clone(),
+                            source,
+                        },
+                    )?
+                };
                 if content == FileContent::Missing {
                     create_database(&self.common.path, &self.settings)?;
                     report.created = true;
@@ -135,7 +147,7 @@ impl DuckDbOptions {
                         .notes
                         .push(format!("started the instance as {asked}"));
                 }
-                registry::register(key, connection, file, asked)
+                registry::register(key, connection, file, asked, ownership)
                     .map_err(|source| self.engine_error(source))?
             }
         };

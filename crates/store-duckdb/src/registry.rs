@@ -26,6 +26,9 @@ struct Entry {
     file: Arc<File>,
     users: usize,
     config: InstanceConfig,
+    /// This client's claim on a database another machine can reach: released when the entry
+    /// goes, after the instance has closed, so that the next machine finds the files whole.
+    _ownership: Option<store_core::ownership::Ownership>,
 }
 
 /// What an instance of a database was started with, and so what every open sharing it gets: its
@@ -125,6 +128,7 @@ pub(crate) fn register(
     connection: duckdb::Connection,
     file: Arc<File>,
     config: InstanceConfig,
+    ownership: Option<store_core::ownership::Ownership>,
 ) -> Result<DuckDbConnection, duckdb::Error> {
     let spare = connection.try_clone()?;
     let mut instances = instances();
@@ -136,6 +140,7 @@ pub(crate) fn register(
             file: Arc::clone(&file),
             users: 1,
             config,
+            _ownership: ownership,
         },
     );
     Ok(DuckDbConnection {

@@ -68,6 +68,9 @@ pub(crate) struct Decided {
     pub(crate) connection_limit: ConnectionLimit,
     /// The schema version as of the last open that decided or migrated.
     pub(crate) schema_version: AtomicU32,
+    /// This client's claim on a database another machine can reach: every connection made
+    /// under the decision holds a share ([`crate::ownership`]).
+    pub(crate) ownership: Option<Arc<store_core::ownership::Ownership>>,
 }
 
 impl Decided {
@@ -274,6 +277,9 @@ impl SqliteDatabase {
                 path: path.clone(),
                 source,
             })?;
+        if let Some(ownership) = &decided.ownership {
+            crate::ownership::hold_with(&connection, ownership);
+        }
         // Read back after the initialisation, which may have set it: what `durability()` and the
         // open's report state is what the connection handed out does.
         if let Some(asked) = self.synchronous {

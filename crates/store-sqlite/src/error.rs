@@ -122,6 +122,17 @@ pub enum OpenError {
     /// The open reused a decision made earlier in this process, and connecting with it failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The database is on a filesystem another machine can reach, and its ownership could not
+    /// be claimed for this client: another client owns it (named, with the remedy), or its
+    /// record is not one store can read. Nothing of the database was touched.
+    #[error("cannot claim {} for this client", path.display())]
+    Ownership {
+        /// The path given.
+        path: PathBuf,
+        /// Who owns it, or what is wrong with its record.
+        #[source]
+        source: store_core::ownership::OwnershipError,
+    },
 }
 
 /// A database in WAL format that one process holds with exclusive locking, because its
@@ -256,6 +267,9 @@ impl OpenError {
             OpenError::HeldExclusively(_) => FailureClass::Locked,
             OpenError::Init { source, .. } => crate::classify(source),
             OpenError::Connect(source) => source.class(),
+            OpenError::Ownership { source, .. } => {
+                store_core::opening::ownership_failure_class(source)
+            }
         }
     }
 
@@ -270,6 +284,7 @@ impl OpenError {
             | OpenError::Engine { path, .. }
             | OpenError::SynchronousNotTaken { path, .. }
             | OpenError::Migrate { path, .. }
+            | OpenError::Ownership { path, .. }
             | OpenError::Init { path, .. } => path,
             OpenError::HeldExclusively(held) => &held.path,
             OpenError::Connect(source) => source.path(),

@@ -58,6 +58,7 @@ mod ladder;
 mod migrate;
 mod open;
 mod options;
+mod ownership;
 mod pragma;
 mod probe;
 mod read_only;

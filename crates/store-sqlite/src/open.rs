@@ -75,7 +75,22 @@ impl SqliteOptions {
         }
         report.filesystem =
             Filesystem::detect_unless_set_at(path, found.as_ref(), self.common.filesystem);
+        // Before SQLite opens the file: on a filesystem another machine can reach, this client
+        // must own the database, or another machine gets a typed error here at once.
+        let ownership = if self.common.read_only {
+            None
+        } else {
+            store_core::opening::claim_ownership(path, report)
+                .map_err(|source| OpenError::Ownership {
+                    path: path.clone(),
+                    source,
+                })?
+                .map(Arc::new)
+        };
         let connection = self.open_reporting(stat, report)?;
+        if let Some(ownership) = &ownership {
+            crate::ownership::hold_with(&connection, ownership);
+        }
         // A WAL database on a filesystem another machine can write is kept in WAL (never
         // switched live) and reported at risk.
         report.assess_wal_risk();
@@ -86,7 +101,7 @@ impl SqliteOptions {
         };
         report.connection_limit = connection_limit;
         // Still under the deciding lock: an open waiting for it finds the decision registered.
-        Ok(T::decided(self, connection, key, report))
+        Ok(T::decided(self, connection, key, report, ownership))
     }
 
     /// An open of a database this process has decided for and still holds a handle to: the
@@ -246,6 +261,7 @@ trait Outcome: Sized {
         connection: Connection,
         key: Option<DecisionKey>,
         report: &OpenReport,
+        ownership: Option<Arc<store_core::ownership::Ownership>>,
     ) -> Self;
 }
 
@@ -262,7 +278,9 @@ impl Outcome for Connection {
         connection: Connection,
         _: Option<DecisionKey>,
         _: &OpenReport,
+        _: Option<Arc<store_core::ownership::Ownership>>,
     ) -> Connection {
+        // Its share of the ownership rides on the connection already.
         connection
     }
 }
@@ -278,6 +296,7 @@ impl Outcome for SqliteDatabase {
         connection: Connection,
         key: Option<DecisionKey>,
         report: &OpenReport,
+        ownership: Option<Arc<store_core::ownership::Ownership>>,
     ) -> SqliteDatabase {
         let decided = Decided {
             // Asked again only for a file this open created: an existing one keeps its key.
@@ -289,6 +308,7 @@ impl Outcome for SqliteDatabase {
             journal_mode: report.journal_mode,
             connection_limit: report.connection_limit,
             schema_version: AtomicU32::new(report.schema_version),
+            ownership,
         }
         .register();
         SqliteDatabase::new(decided, options, Some(connection))
