@@ -82,6 +82,13 @@ impl ShareCell {
     fn second_refused(&self) -> bool {
         self.scenario == Scenario::TwoWritersAtOnce
     }
+
+    /// Whether the engine cannot keep a database on this share at all (DuckDB on smbnetfs
+    /// cannot open its WAL): then every open must be refused with a typed error saying so, and
+    /// leave nothing at the name.
+    fn engine_unsupported(&self) -> bool {
+        self.engine == Engine::Duckdb && self.share == ShareKind::Smb
+    }
 }
 
 /// Every share cell.
@@ -112,6 +119,9 @@ pub struct WriterSaid {
     /// What failed after the open.
     pub failed: Option<String>,
     pub timed_out: bool,
+    /// What store logged at WARN in the writer (a release that failed, a takeover).
+    #[serde(default)]
+    pub logged: String,
 }
 
 /// What a share cell found.
@@ -205,7 +215,9 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
     let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let machine = machine.trim().to_owned();
     let ids = first_id..first_id + count;
-    let result = match Engine::from(engine) {
+    // What store logs at WARN (a release that failed, a takeover) goes to standard error, for
+    // the cell's failure lines.
+    let (result, events) = store_testkit::logs::capture(|| match Engine::from(engine) {
         Engine::Sqlite => match SqliteOptions::new(&database)
             .migrations(migrations())
             .open()
@@ -224,13 +236,15 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
                         })
                         .and_then(|_| connection.execute_batch("COMMIT"));
                     if let Err(error) = committed {
-                        say(&format!("FAILED {}", one_line(&error.to_string())));
-                        return ExitCode::SUCCESS;
+                        let code = store_sqlite::extended_code(&error)
+                            .map_or(String::new(), |code| format!(" (extended code {code})"));
+                        say(&format!("FAILED {}{code}", one_line(&error.to_string())));
+                        return Ok(false);
                     }
                     say(&format!("ACK {id}"));
                     std::thread::sleep(PAUSE_BETWEEN_COMMITS);
                 }
-                Ok(())
+                Ok(true)
             }
         },
         _ => match DuckDbOptions::new(&database)
@@ -252,17 +266,25 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
                         .and_then(|_| connection.execute_batch("COMMIT"));
                     if let Err(error) = committed {
                         say(&format!("FAILED {}", one_line(&error.to_string())));
-                        return ExitCode::SUCCESS;
+                        return Ok(false);
                     }
                     say(&format!("ACK {id}"));
                     std::thread::sleep(PAUSE_BETWEEN_COMMITS);
                 }
-                Ok(())
+                Ok(true)
             }
         },
-    };
+    });
+    for event in events
+        .iter()
+        .filter(|event| event.level.to_string() == "WARN")
+    {
+        eprintln!("{}: {}", event.target, event.text);
+    }
     match result {
-        Ok(()) => say("DONE"),
+        Ok(true) => say("DONE"),
+        // It said FAILED already.
+        Ok(false) => {}
         Err((class, words)) => say(&format!("REFUSED {class} {}", one_line(&words))),
     }
     ExitCode::SUCCESS
@@ -284,6 +306,41 @@ pub struct ShareCellArgs {
 
 impl ShareCellArgs {
     pub const COMMAND: &str = "__share-cell";
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::{Cli, Task};
+
+    /// Promise: every share, engine and scenario has a cell, and each cell's child parses the
+    /// name its parent gives it.
+    #[test]
+    fn every_share_engine_and_scenario_has_a_cell_its_child_parses() {
+        assert_eq!(
+            cells().len(),
+            ShareKind::ALL.len() * 2 * Scenario::ALL.len()
+        );
+        for cell in cells() {
+            let parsed = Cli::try_parse_from(["xtask", ShareCellArgs::COMMAND, &cell.name()])
+                .unwrap_or_else(|error| panic!("{}: {error}", cell.name()));
+            assert_eq!(parsed.task, Task::ShareCell(ShareCellArgs { cell }));
+        }
+    }
+
+    /// Promise: a skipped share cell never passes under CI; a broken one always fails.
+    #[test]
+    fn a_skip_fails_under_ci_and_a_loss_everywhere() {
+        let broken = ShareResult::Observed(Box::new(ShareObserved {
+            broken: vec!["1 of 2 acknowledged commits are not on the share".into()],
+            ..ShareObserved::default()
+        }));
+        assert!(broken.failed());
+        assert_eq!(broken.mark(), "BROKEN");
+        assert_eq!(ShareResult::Skipped("no sshfs".into()).mark(), "skip");
+    }
 }
 
 fn cell_named(name: &str) -> Result<ShareCell, String> {
@@ -338,6 +395,7 @@ fn writer_said(child: std::process::Child) -> std::io::Result<WriterSaid> {
         .collect();
     let mut said = said_from_lines(&lines);
     said.timed_out = finished.timed_out;
+    said.logged = String::from_utf8_lossy(&finished.stderr).trim().to_owned();
     if said.failed.as_deref() == Some("no word from the writer") {
         said.failed = Some(format!("no word from the writer{}", finished.last_words()));
     }
@@ -394,9 +452,15 @@ fn run_cell(cell: &ShareCell) -> Result<ShareObserved, ShareError> {
             let second = spawn_writer(&host_b, cell.engine, &on_b, 1_000_001)
                 .map_err(io("start writer b"))?;
             seen.extend(lines.map_while(Result::ok));
+            let mut stderr = String::new();
+            if let Some(mut pipe) = first.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
             let _ = first.wait();
             let second_said = writer_said(second).map_err(io("wait for writer b"))?;
-            (said_from_lines(&seen), second_said)
+            let mut first_said = said_from_lines(&seen);
+            first_said.logged = stderr.trim().to_owned();
+            (first_said, second_said)
         }
         Scenario::OwnerClosesThenOther => {
             let first_said = writer_said(first).map_err(io("wait for writer a"))?;
@@ -437,6 +501,44 @@ fn said_from_lines(lines: &[String]) -> WriterSaid {
 fn judge(cell: &ShareCell, share: &Share, first: WriterSaid, second: WriterSaid) -> ShareObserved {
     let mut observed = ShareObserved::default();
     let mut broken = Vec::new();
+    let backing = share.backing_directory();
+    // Whatever else stands on the share: the owner's record must be gone once every
+    // connection closed, and a refused or failed open leaves nothing of its own.
+    let name = file_name(cell.engine);
+    let left: Vec<String> = std::fs::read_dir(backing)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|entry| !is_the_database_or_its_own(entry, name, cell.engine_unsupported()))
+                .collect()
+        })
+        .unwrap_or_else(|error| vec![format!("(unreadable: {error})")]);
+    if !left.is_empty() {
+        broken.push(format!("left on the share: {}", left.join(", ")));
+    }
+    if cell.engine_unsupported() {
+        for (machine, said) in [("a", &first), ("b", &second)] {
+            let typed = said
+                .refused
+                .as_deref()
+                .is_some_and(|words| words.starts_with("WalUnsupported "));
+            if !typed {
+                broken.push(format!(
+                    "machine {machine} was not refused with WalUnsupported: {}",
+                    said.refused
+                        .as_deref()
+                        .or(said.opened.as_deref())
+                        .or(said.failed.as_deref())
+                        .unwrap_or("?")
+                ));
+            }
+        }
+        observed.first = first;
+        observed.second = second;
+        observed.broken = broken;
+        return observed;
+    }
     if first.opened.is_none() {
         broken.push(format!(
             "machine a could not open: {}",
@@ -504,6 +606,23 @@ fn judge(cell: &ShareCell, share: &Share, first: WriterSaid, second: WriterSaid)
     observed
 }
 
+/// Whether `entry` on the share is the database or a file the engine keeps beside it (its
+/// journal or WAL, the pre-migration snapshot), or the server's own; where the engine cannot
+/// work there, nothing of the database's may stand.
+fn is_the_database_or_its_own(entry: &str, database: &str, unsupported: bool) -> bool {
+    // GlusterFS's brick keeps its own metadata in the exported directory.
+    if entry == ".glusterfs" {
+        return true;
+    }
+    if unsupported {
+        return false;
+    }
+    entry == database
+        || entry.strip_prefix(database).is_some_and(|suffix| {
+            ["-journal", "-wal", "-shm", ".wal", ".pre-migrate"].contains(&suffix)
+        })
+}
+
 /// The ids and the counter in the server's copy, read-only (and for SQLite immutable: no
 /// journal or WAL is made beside it), after the engine's own check.
 fn read_share(engine: Engine, database: &Path) -> Result<(BTreeSet<u64>, i64), String> {
@@ -554,6 +673,26 @@ pub struct ShareRow {
     pub elapsed: Duration,
 }
 
+/// A share cell's row in the matrix's JSON.
+#[derive(Debug, Serialize)]
+pub struct ShareRowJson<'a> {
+    cell: String,
+    verdict: &'static str,
+    result: &'a ShareResult,
+    elapsed_ms: u128,
+}
+
+impl ShareRow {
+    pub fn json(&self) -> ShareRowJson<'_> {
+        ShareRowJson {
+            cell: self.cell.name(),
+            verdict: self.result.mark(),
+            result: &self.result,
+            elapsed_ms: self.elapsed.as_millis(),
+        }
+    }
+}
+
 fn run_in_child(cell: &ShareCell) -> ShareResult {
     let executable = match std::env::current_exe() {
         Ok(executable) => executable,
@@ -577,12 +716,21 @@ fn run_in_child(cell: &ShareCell) -> ShareResult {
         .unwrap_or_else(|| ShareResult::Setup(finished.why_no_result(CELL_TIME_LIMIT)))
 }
 
-/// Runs the share cells that pass the filters, one at a time (each starts servers).
-pub fn run_matrix(engine: Option<Engine>, fault: Option<&str>) -> Vec<ShareRow> {
+/// The share cells of `engine` (all when `None`) whose name contains `fault` (`share`,
+/// `share-smb`, `two-writers`...).
+pub fn selected_cells(engine: Option<Engine>, fault: Option<&str>) -> Vec<ShareCell> {
     cells()
         .into_iter()
         .filter(|cell| engine.is_none_or(|engine| cell.engine == engine))
         .filter(|cell| fault.is_none_or(|fault| cell.name().contains(fault)))
+        .collect()
+}
+
+/// Runs the share cells, one at a time (each starts servers).
+pub fn run_matrix(cells: &[ShareCell]) -> Vec<ShareRow> {
+    cells
+        .iter()
+        .copied()
         .map(|cell| {
             let started = std::time::Instant::now();
             let result = run_in_child(&cell);
@@ -660,6 +808,14 @@ pub fn print_table(rows: &[ShareRow]) {
             row.elapsed.as_millis()
         );
     }
+    let count = |mark: &str| rows.iter().filter(|row| row.result.mark() == mark).count();
+    println!(
+        "{} share cells (two machines on a real share), {} held, {} broken, {} skipped",
+        rows.len(),
+        count("ok"),
+        rows.iter().filter(|row| row.result.failed()).count(),
+        count("skip")
+    );
     for row in rows.iter().filter(|row| row.result.failed()) {
         match &row.result {
             ShareResult::Observed(observed) => println!(

@@ -57,6 +57,24 @@ pub enum OpenError {
         #[source]
         source: StepError,
     },
+    /// DuckDB cannot keep a database on this filesystem, another machine's share: its own files
+    /// fail there with an I/O error (measured: DuckDB cannot open its WAL through smbnetfs, which
+    /// is refused up front, before any file is touched; elsewhere a new database's creation that
+    /// failed so). Nothing was left at the name.
+    #[error(
+        "duckdb cannot keep {} on {filesystem}: its files fail there with an I/O error; keep the \
+         database on a local disk, or on a share whose client duckdb works with",
+        path.display()
+    )]
+    FilesystemUnsupported {
+        /// The path given.
+        path: PathBuf,
+        /// The filesystem, as detected (or set by the options).
+        filesystem: store_core::FsKind,
+        /// What failed, when the creation was tried; `None` when refused up front.
+        #[source]
+        source: Option<StepError>,
+    },
     /// The database opened but its migrations failed; it is left at the last applied version.
     #[error("cannot migrate {}", path.display())]
     Migrate {
@@ -203,6 +221,7 @@ impl OpenError {
             OpenError::Migrate { source, .. } => source.class(),
             OpenError::Init { source, .. } => crate::classify(source),
             OpenError::CutShort { .. } => FailureClass::Corrupt,
+            OpenError::FilesystemUnsupported { .. } => FailureClass::WalUnsupported,
             OpenError::Ownership { source, .. } => {
                 store_core::opening::ownership_failure_class(source)
             }
@@ -225,6 +244,7 @@ impl OpenError {
             | OpenError::Setting { path, .. }
             | OpenError::InstanceMismatch { path, .. }
             | OpenError::Ownership { path, .. }
+            | OpenError::FilesystemUnsupported { path, .. }
             | OpenError::Init { path, .. }
             | OpenError::WalTail { path, .. }
             | OpenError::CutShort { path, .. } => path,

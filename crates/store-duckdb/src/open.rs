@@ -98,6 +98,21 @@ impl DuckDbOptions {
             Shared::NotOpen => {
                 // Before any file is touched: a refused setting must leave the directory as it was.
                 self.check_settings()?;
+                // A share whose client DuckDB cannot write through: refused before anything
+                // (a claim, a creation) touches it. Through smbnetfs DuckDB cannot open its WAL,
+                // and the client answers every later call with EIO, a release included.
+                if !self.common.read_only
+                    && let Some(filesystem) = report.filesystem.as_ref().filter(|filesystem| {
+                        filesystem.kind
+                            == store_core::FsKind::NetworkFuse(store_core::ShareClient::Smbnetfs)
+                    })
+                {
+                    return Err(OpenError::FilesystemUnsupported {
+                        path: self.common.path.clone(),
+                        filesystem: filesystem.kind,
+                        source: None,
+                    });
+                }
                 // Before DuckDB opens or creates the file: on a filesystem another machine can
                 // reach, this client must own the database, or another machine is refused here.
                 let ownership = if self.common.read_only {
@@ -111,7 +126,8 @@ impl DuckDbOptions {
                     )?
                 };
                 if content == FileContent::Missing {
-                    create_database(&self.common.path, &self.settings)?;
+                    create_database(&self.common.path, &self.settings)
+                        .map_err(|error| unsupported_across_a_boundary(error, report))?;
                     report.created = true;
                 }
                 let connection = match recovery::damaged_tail(self, report) {
@@ -380,6 +396,31 @@ fn create_database(path: &Path, settings: &BTreeMap<String, String>) -> Result<(
             },
         },
     })
+}
+
+/// A creation that failed with an I/O error (class `Other`: not a full disk, a read-only mount or
+/// a refused permission, which keep their own classes) on a filesystem another machine can reach
+/// is DuckDB unable to work on that share ([`OpenError::FilesystemUnsupported`]).
+fn unsupported_across_a_boundary(error: OpenError, report: &OpenReport) -> OpenError {
+    let filesystem = report
+        .filesystem
+        .as_ref()
+        .filter(|filesystem| filesystem.machine_boundary().is_crossed());
+    match (error, filesystem) {
+        (
+            OpenError::Create {
+                path,
+                class: store_core::FailureClass::Other,
+                source,
+            },
+            Some(filesystem),
+        ) => OpenError::FilesystemUnsupported {
+            path,
+            filesystem: filesystem.kind,
+            source: Some(source),
+        },
+        (error, _) => error,
+    }
 }
 
 #[cfg(test)]

@@ -117,10 +117,11 @@ pub(crate) fn run(arguments: MatrixArgs) -> ExitCode {
         .filter(|cell| engine.is_none_or(|engine| cell.engine == engine))
         .filter(|cell| fault.is_none_or(|fault| cell.fault.name().contains(fault)))
         .collect();
-    // The two-machine share cells run where `--fault` names them (`share`, `share-sftp`...): until
-    // ownership by one client lands (issue 24) they show the loss a second machine causes.
-    let share_selected = fault.is_some_and(|fault| fault.contains("share"));
-    if selected.is_empty() && power::selected_cells(engine, fault).is_empty() && !share_selected {
+    let share_selected = crate::machines::selected_cells(engine, fault);
+    if selected.is_empty()
+        && power::selected_cells(engine, fault).is_empty()
+        && share_selected.is_empty()
+    {
         eprintln!("fault-matrix: no cell matches the filters");
         return ExitCode::from(2);
     }
@@ -128,11 +129,8 @@ pub(crate) fn run(arguments: MatrixArgs) -> ExitCode {
     let rows = run::run_cells(&selected);
     // Power cuts run after the other cells: they mount FUSE filesystems, one per cell.
     let power_rows = power::run_matrix(engine, fault);
-    let share_rows = if share_selected {
-        crate::machines::run_matrix(engine, fault)
-    } else {
-        Vec::new()
-    };
+    // Two machines on real shares run last: each starts its servers.
+    let share_rows = crate::machines::run_matrix(&share_selected);
     let wall = started.elapsed();
     match arguments.format {
         Format::Table => {
@@ -143,8 +141,9 @@ pub(crate) fn run(arguments: MatrixArgs) -> ExitCode {
         Format::Markdown => {
             print::print_markdown(&rows, wall);
             print::print_power_markdown(&power_rows);
+            crate::machines::print_table(&share_rows);
         }
-        Format::Json => print::print_json(&rows, &power_rows, wall),
+        Format::Json => print::print_json(&rows, &power_rows, &share_rows, wall),
     }
     if rows.iter().any(|row| row.judgement.verdict.failed())
         || power_rows.iter().any(|row| row.verdict().failed())

@@ -185,6 +185,8 @@ struct MatrixJson<'a> {
     cells: Vec<CellJson<'a>>,
     power_summary: String,
     power_cells: Vec<PowerCellJson>,
+    /// Two machines on a real share, one object per cell: `cell`, `verdict` and `result`.
+    share_cells: Vec<crate::machines::ShareRowJson<'a>>,
 }
 
 /// One cell's row.
@@ -279,12 +281,21 @@ fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-pub(super) fn print_json(rows: &[Row], power_rows: &[PowerRow], wall: Duration) {
+pub(super) fn print_json(
+    rows: &[Row],
+    power_rows: &[PowerRow],
+    share_rows: &[crate::machines::ShareRow],
+    wall: Duration,
+) {
     let matrix = MatrixJson {
         summary: summary(rows, wall),
         cells: rows.iter().map(CellJson::of).collect(),
         power_summary: power::power_summary(power_rows),
         power_cells: power_rows.iter().map(PowerCellJson::of).collect(),
+        share_cells: share_rows
+            .iter()
+            .map(crate::machines::ShareRow::json)
+            .collect(),
     };
     println!(
         "{}",

@@ -395,14 +395,14 @@ fn two_processes_with_handles_share_a_wal_database_without_a_mode_flip() -> Test
 }
 
 /// Promise: a filesystem kind set in the options is decided on: `FsKind::Nfs` sends a new
-/// database straight to the default policy's network ladder (DELETE, nothing tried and left), and
+/// database straight to the default policy's network ladder (TRUNCATE, nothing tried and left), and
 /// the report says the kind was set, not detected.
 #[test]
 fn a_forced_network_filesystem_opens_in_the_network_ladder() -> TestResult {
     let directory = tempfile::tempdir()?;
     let path = directory.path().join("forced.db");
     let (_, report) = SqliteOptions::new(&path).filesystem(FsKind::Nfs).open()?;
-    assert_eq!(report.journal_mode, Some(JournalMode::Delete), "{report}");
+    assert_eq!(report.journal_mode, Some(JournalMode::Truncate), "{report}");
     assert!(!report.fell_back(), "{report}");
     let filesystem = report.filesystem.as_ref().expect("a filesystem");
     assert_eq!(filesystem.kind, FsKind::Nfs);
@@ -419,11 +419,12 @@ fn a_forced_network_filesystem_opens_in_the_network_ladder() -> TestResult {
 }
 
 /// Promise: a new database on a filesystem that crosses a machine boundary (a network FUSE
-/// client, set here by the options as the NFS test above does; virtiofs) is made in DELETE, as on
-/// NFS, with nothing tried and left; the report names the client, the boundary and the lock
+/// client, set here by the options as the NFS test above does; virtiofs) is made in a rollback
+/// journal (TRUNCATE), as on NFS, with nothing tried and left; the report names the client, the boundary and the lock
 /// scope, and never calls its commits power-safe: another machine can write behind its back.
 #[test]
-fn a_new_database_on_a_network_fuse_share_or_a_vm_share_is_made_in_delete() -> TestResult {
+fn a_new_database_on_a_network_fuse_share_or_a_vm_share_is_made_in_a_rollback_journal() -> TestResult
+{
     let directory = tempfile::tempdir()?;
     let shares = [
         (
@@ -445,7 +446,7 @@ fn a_new_database_on_a_network_fuse_share_or_a_vm_share_is_made_in_delete() -> T
     for (kind, named, scope) in shares {
         let path = directory.path().join(format!("{kind}.db"));
         let (_, report) = SqliteOptions::new(&path).filesystem(kind).open()?;
-        assert_eq!(report.journal_mode, Some(JournalMode::Delete), "{report}");
+        assert_eq!(report.journal_mode, Some(JournalMode::Truncate), "{report}");
         assert!(!report.fell_back(), "{report}");
         assert_eq!(crate::header_format(&path), (1, 1), "{report}");
         assert!(
