@@ -47,6 +47,14 @@ pub enum Scenario {
     TwoWritersAtOnce,
     /// Machine A opens, writes and closes; then machine B opens and writes.
     OwnerClosesThenOther,
+    /// Machine A opens and writes and is SIGKILLed; A starts again on the same machine and
+    /// mount: the crashed owner is taken over, and reported.
+    OwnerKilledRestartedOnItsMachine,
+    /// Machine A opens and writes and is SIGKILLed; machine B is refused, naming the dead owner
+    /// (another machine's death cannot be seen from here); the operator frees it (what
+    /// `store-doctor --release-ownership PATH --owner-machine-is-down` does), and B opens with
+    /// nothing of A's lost.
+    OwnerKilledOpenedElsewhere,
 }
 
 impl Scenario {
@@ -54,10 +62,17 @@ impl Scenario {
         match self {
             Scenario::TwoWritersAtOnce => "two-writers-at-once",
             Scenario::OwnerClosesThenOther => "owner-closes-then-other",
+            Scenario::OwnerKilledRestartedOnItsMachine => "owner-killed-restarted-on-its-machine",
+            Scenario::OwnerKilledOpenedElsewhere => "owner-killed-opened-elsewhere",
         }
     }
 
-    const ALL: [Scenario; 2] = [Scenario::TwoWritersAtOnce, Scenario::OwnerClosesThenOther];
+    const ALL: [Scenario; 4] = [
+        Scenario::TwoWritersAtOnce,
+        Scenario::OwnerClosesThenOther,
+        Scenario::OwnerKilledRestartedOnItsMachine,
+        Scenario::OwnerKilledOpenedElsewhere,
+    ];
 }
 
 /// A share cell.
@@ -78,9 +93,13 @@ impl ShareCell {
         )
     }
 
-    /// Whether machine B must be refused: only while A holds the database.
+    /// Whether machine B's (first) open must be refused: while A holds the database, or after
+    /// A died on another machine than B's.
     fn second_refused(&self) -> bool {
-        self.scenario == Scenario::TwoWritersAtOnce
+        matches!(
+            self.scenario,
+            Scenario::TwoWritersAtOnce | Scenario::OwnerKilledOpenedElsewhere
+        )
     }
 
     /// Whether the engine cannot keep a database on this share at all (DuckDB on smbnetfs
@@ -122,6 +141,12 @@ pub struct WriterSaid {
     /// What store logged at WARN in the writer (a release that failed, a takeover).
     #[serde(default)]
     pub logged: String,
+    /// How the open came by the database's ownership (`created`, `joined`, `took-over`, `none`).
+    #[serde(default)]
+    pub claim: Option<String>,
+    /// It was SIGKILLed by the cell, as planned.
+    #[serde(default)]
+    pub killed: bool,
 }
 
 /// What a share cell found.
@@ -129,6 +154,9 @@ pub struct WriterSaid {
 pub struct ShareObserved {
     pub first: WriterSaid,
     pub second: WriterSaid,
+    /// Machine B again, after the operator freed the database (`OwnerKilledOpenedElsewhere`).
+    #[serde(default)]
+    pub third: Option<WriterSaid>,
     /// Acknowledged rows (both machines) and those on the share afterwards.
     pub acknowledged: u64,
     pub kept: u64,
@@ -225,6 +253,7 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
             Err(error) => Err((error.class(), error.cause_chain())),
             Ok((connection, report)) => {
                 say(&format!("OPENED {report}"));
+                say(&format!("CLAIM {}", claim_word(&report)));
                 for id in ids {
                     let committed = connection
                         .execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;")
@@ -254,6 +283,7 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
             Err(error) => Err((error.class(), error.cause_chain())),
             Ok((connection, report)) => {
                 say(&format!("OPENED {report}"));
+                say(&format!("CLAIM {}", claim_word(&report)));
                 for id in ids {
                     let committed = connection
                         .execute_batch("BEGIN; UPDATE counter SET n = n + 1;")
@@ -288,6 +318,16 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
         Err((class, words)) => say(&format!("REFUSED {class} {}", one_line(&words))),
     }
     ExitCode::SUCCESS
+}
+
+/// How the open came by the ownership, in one word for the cell.
+fn claim_word(report: &store_core::OpenReport) -> &'static str {
+    match &report.ownership {
+        None => "none",
+        Some(store_core::ownership::Claim::Created) => "created",
+        Some(store_core::ownership::Claim::TookOverCrashed { .. }) => "took-over",
+        Some(_) => "joined",
+    }
 }
 
 fn one_line(words: &str) -> String {
@@ -434,33 +474,20 @@ fn run_cell(cell: &ShareCell) -> Result<ShareObserved, ShareError> {
     let name = file_name(cell.engine);
     let (on_a, on_b) = (client_a.path().join(name), client_b.path().join(name));
     let mut first = spawn_writer(&host_a, cell.engine, &on_a, 1).map_err(io("start writer a"))?;
+    let mut third = None;
     let (first_said, second_said) = match cell.scenario {
         Scenario::TwoWritersAtOnce => {
             // B starts once A has opened and committed once: A holds the database by then.
             let mut lines = BufReader::new(first.stdout.take().expect("piped")).lines();
-            let mut seen = Vec::new();
-            for line in lines.by_ref() {
-                let line = line.map_err(io("read writer a"))?;
-                let started_writing = line.starts_with("ACK ")
-                    || line.starts_with("REFUSED ")
-                    || line.starts_with("FAILED ");
-                seen.push(line);
-                if started_writing {
-                    break;
-                }
-            }
+            let mut seen = read_until_acks(&mut lines, 1);
             let second = spawn_writer(&host_b, cell.engine, &on_b, 1_000_001)
                 .map_err(io("start writer b"))?;
             seen.extend(lines.map_while(Result::ok));
-            let mut stderr = String::new();
-            if let Some(mut pipe) = first.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-            }
-            let _ = first.wait();
-            let second_said = writer_said(second).map_err(io("wait for writer b"))?;
-            let mut first_said = said_from_lines(&seen);
-            first_said.logged = stderr.trim().to_owned();
-            (first_said, second_said)
+            let first_said = finish_read(first, &seen, false);
+            (
+                first_said,
+                writer_said(second).map_err(io("wait for writer b"))?,
+            )
         }
         Scenario::OwnerClosesThenOther => {
             let first_said = writer_said(first).map_err(io("wait for writer a"))?;
@@ -471,10 +498,85 @@ fn run_cell(cell: &ShareCell) -> Result<ShareObserved, ShareError> {
                 writer_said(second).map_err(io("wait for writer b"))?,
             )
         }
+        Scenario::OwnerKilledRestartedOnItsMachine | Scenario::OwnerKilledOpenedElsewhere => {
+            // A dies with its machine's processes (the host's PID namespace) a third of the way
+            // through its commits.
+            let mut lines = BufReader::new(first.stdout.take().expect("piped")).lines();
+            let mut seen = read_until_acks(&mut lines, COMMITS / 3);
+            first.kill().map_err(io("kill writer a"))?;
+            seen.extend(lines.map_while(Result::ok));
+            let first_said = finish_read(first, &seen, true);
+            if cell.scenario == Scenario::OwnerKilledRestartedOnItsMachine {
+                let again = spawn_writer(&host_a, cell.engine, &on_a, 1_000_001)
+                    .map_err(io("restart writer a"))?;
+                (
+                    first_said,
+                    writer_said(again).map_err(io("wait for writer a"))?,
+                )
+            } else {
+                let second = spawn_writer(&host_b, cell.engine, &on_b, 1_000_001)
+                    .map_err(io("start writer b"))?;
+                let second_said = writer_said(second).map_err(io("wait for writer b"))?;
+                // The operator, who knows machine A is down, frees the database.
+                let _ = store_core::ownership::release_ownership(
+                    &on_b,
+                    store_core::ownership::OtherMachine::AssertedDown,
+                );
+                let again = spawn_writer(&host_b, cell.engine, &on_b, 2_000_001)
+                    .map_err(io("start writer b again"))?;
+                third = Some(writer_said(again).map_err(io("wait for writer b"))?);
+                (first_said, second_said)
+            }
+        }
     };
     // The clients go before the server's copy is read: what they cached is written or gone.
     drop((client_a, client_b));
-    Ok(judge(cell, &share, first_said, second_said))
+    let mut observed = judge(cell, &share, first_said, second_said, third);
+    if matches!(
+        cell.scenario,
+        Scenario::OwnerKilledRestartedOnItsMachine | Scenario::OwnerKilledOpenedElsewhere
+    ) && !cell.engine_unsupported()
+        && !observed.first.killed
+    {
+        observed
+            .broken
+            .push("machine a was not killed as planned (it ended first)".into());
+    }
+    Ok(observed)
+}
+
+/// A writer's lines up to its `acks`-th acknowledgement (or its refusal or failure).
+fn read_until_acks(
+    lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>,
+    acks: u64,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut acknowledged = 0;
+    for line in lines.by_ref().map_while(Result::ok) {
+        acknowledged += u64::from(line.starts_with("ACK "));
+        let ended = line.starts_with("REFUSED ") || line.starts_with("FAILED ");
+        seen.push(line);
+        if acknowledged >= acks || ended {
+            break;
+        }
+    }
+    seen
+}
+
+/// What a writer whose standard output was read here said, once it has ended; `killed`: the
+/// cell SIGKILLed it, and it must have died of that, not ended by itself.
+fn finish_read(mut child: std::process::Child, seen: &[String], killed: bool) -> WriterSaid {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let status = child.wait();
+    let mut said = said_from_lines(seen);
+    said.logged = stderr.trim().to_owned();
+    said.killed = killed
+        && !seen.iter().any(|line| line == "DONE")
+        && status.is_ok_and(|status| store_testkit::crash::was_killed(&status));
+    said
 }
 
 /// What a writer's lines say.
@@ -489,6 +591,8 @@ fn said_from_lines(lines: &[String]) -> WriterSaid {
             said.refused = Some(words.to_owned());
         } else if let Some(words) = line.strip_prefix("FAILED ") {
             said.failed = Some(words.to_owned());
+        } else if let Some(word) = line.strip_prefix("CLAIM ") {
+            said.claim = Some(word.to_owned());
         }
     }
     if said.opened.is_none() && said.refused.is_none() && said.failed.is_none() {
@@ -498,7 +602,13 @@ fn said_from_lines(lines: &[String]) -> WriterSaid {
 }
 
 /// What the share holds after both machines, read from the server's own directory.
-fn judge(cell: &ShareCell, share: &Share, first: WriterSaid, second: WriterSaid) -> ShareObserved {
+fn judge(
+    cell: &ShareCell,
+    share: &Share,
+    first: WriterSaid,
+    second: WriterSaid,
+    third: Option<WriterSaid>,
+) -> ShareObserved {
     let mut observed = ShareObserved::default();
     let mut broken = Vec::new();
     let backing = share.backing_directory();
@@ -558,6 +668,19 @@ fn judge(cell: &ShareCell, share: &Share, first: WriterSaid, second: WriterSaid)
                 "machine b opened while machine a held the database ({} commits acknowledged)",
                 second.acknowledged.len()
             ));
+        } else if !second
+            .refused
+            .as_deref()
+            .is_some_and(|words| words.starts_with("Locked ") && words.contains("machine-a"))
+        {
+            broken.push(format!(
+                "machine b was not refused as Locked naming machine-a: {}",
+                second
+                    .refused
+                    .as_deref()
+                    .or(second.failed.as_deref())
+                    .unwrap_or("?")
+            ));
         }
     } else if second.opened.is_none() {
         broken.push(format!(
@@ -569,11 +692,43 @@ fn judge(cell: &ShareCell, share: &Share, first: WriterSaid, second: WriterSaid)
                 .unwrap_or("?")
         ));
     }
-    if first.timed_out || second.timed_out {
+    let expected_claim = match cell.scenario {
+        Scenario::OwnerKilledRestartedOnItsMachine => {
+            Some(("machine a again", &second, "took-over"))
+        }
+        Scenario::OwnerKilledOpenedElsewhere => third
+            .as_ref()
+            .map(|third| ("machine b after the operator freed it", third, "created")),
+        _ => None,
+    };
+    if cell.scenario == Scenario::OwnerKilledOpenedElsewhere && third.is_none() {
+        broken.push("machine b did not open again after the operator freed it".into());
+    }
+    if let Some((who, said, claim)) = expected_claim
+        && (said.opened.is_none() || said.claim.as_deref() != Some(claim))
+    {
+        broken.push(format!(
+            "{who} should have opened with the ownership {claim}: {} ({})",
+            said.claim.as_deref().unwrap_or("no claim"),
+            said.refused
+                .as_deref()
+                .or(said.failed.as_deref())
+                .unwrap_or("opened")
+        ));
+    }
+    let third_acknowledged = third
+        .as_ref()
+        .map_or(&[][..], |third| &third.acknowledged[..]);
+    if first.timed_out || second.timed_out || third.as_ref().is_some_and(|third| third.timed_out) {
         broken.push("a writer ran past its time limit".into());
     }
     let mut ledger = Ledger::default();
-    for id in first.acknowledged.iter().chain(&second.acknowledged) {
+    for id in first
+        .acknowledged
+        .iter()
+        .chain(&second.acknowledged)
+        .chain(third_acknowledged)
+    {
         ledger.acknowledge(*id, Place::DatabaseFile);
     }
     observed.acknowledged = ledger.rows().len() as u64;
@@ -602,6 +757,7 @@ fn judge(cell: &ShareCell, share: &Share, first: WriterSaid, second: WriterSaid)
     }
     observed.first = first;
     observed.second = second;
+    observed.third = third;
     observed.broken = broken;
     observed
 }
