@@ -9,6 +9,7 @@ use serde::Serialize;
 use store_core::pending::InterruptedRecovery;
 use store_core::{FailureClass, FileContent, Filesystem, JournalMode, RecoveryStep, Risk};
 
+use crate::ownership::OwnershipFinding;
 use crate::serialize;
 use crate::verdict::Verdict;
 
@@ -163,6 +164,9 @@ pub struct DatabaseCheckup {
     /// keeps in WAL.
     #[serde(serialize_with = "serialize::risks")]
     pub risks: Vec<Risk>,
+    /// The ownership record beside it (`<db>.owner/record`): who owns the database, whether
+    /// that owner is this machine and alive, or what is wrong with the record.
+    pub ownership: Option<OwnershipFinding>,
     /// What an open through store would do.
     pub outlook: Outlook,
     /// What the outlook and the records mean for the operator

@@ -159,6 +159,9 @@ impl fmt::Display for DatabaseCheckup {
         for risk in &self.risks {
             writeln!(formatter, "  at risk: {risk}")?;
         }
+        if let Some(ownership) = &self.ownership {
+            writeln!(formatter, "  ownership: {ownership}")?;
+        }
         writeln!(formatter, "  an open through store would {}", self.outlook)
     }
 }

@@ -136,6 +136,7 @@ fn examine_database(
         moved_aside: moved_aside(path),
         recovery_pending: pending::find(path),
         risks: Vec::new(),
+        ownership: crate::ownership::examine(path),
         outlook: Outlook::NotADatabase,
         verdict: Verdict::Fails,
     };
@@ -158,7 +159,8 @@ fn examine_database(
         FileContent::Duckdb => duckdb::examine(&mut checkup),
         _ => {}
     }
-    checkup.verdict = Verdict::of_database(&checkup.outlook, checkup.recovery_pending.as_ref());
+    checkup.verdict = Verdict::of_database(&checkup.outlook, checkup.recovery_pending.as_ref())
+        .max(Verdict::of_ownership(checkup.ownership.as_ref()));
     Ok(checkup)
 }
 

@@ -1,4 +1,6 @@
-//! What store sees at a database path, for the operator: `store-doctor PATH [--json]`.
+//! What store sees at a database path, for the operator: `store-doctor PATH [--json]`; and the
+//! operator's release of a database's ownership,
+//! `store-doctor --release-ownership PATH [--owner-machine-is-down] [--json]` ([`release`]).
 //!
 //! Install with `cargo install --path crates/store-doctor` (both engines by default;
 //! `--no-default-features --features sqlite` skips DuckDB's long build).
@@ -25,7 +27,18 @@
 //! | 3    | `fails`        | an open would fail, or a database is corrupt or not a database          |
 //! | 64   |                | usage error (a bad flag, no `PATH`): `EX_USAGE`, where clap would say 2 |
 //! | 66   | `no-database`  | the path does not exist (nor its directory), cannot be read, or names no file yet: `EX_NOINPUT` |
-//! | 74   |                | the report could not be written out: `EX_IOERR`                         |
+//! | 74   |                | the report could not be written out: `EX_IOERR`; with `--release-ownership`, reading or removing the record failed |
+//!
+//! `--release-ownership` ([`release`], over store-core's
+//! [`release_ownership`](store_core::ownership::release_ownership)) exits 0 when the database is
+//! free (its record removed, or there was none), and otherwise, having changed nothing:
+//!
+//! | code | result                     | meaning                                                   |
+//! |------|----------------------------|-----------------------------------------------------------|
+//! | 65   | `bad-record`               | the record is not one store can read (`EX_DATAERR`); left as it is |
+//! | 66   | `missing`                  | neither the database nor its directory exists (`EX_NOINPUT`) |
+//! | 75   | `owner-alive`, `busy`      | the owner is alive on this machine (its process runs, or a process holds the record's lock), or the record kept changing: try again once it has stopped (`EX_TEMPFAIL`) |
+//! | 77   | `owner-on-another-machine` | another machine owns it and `--owner-machine-is-down` was not given (`EX_NOPERM`) |
 //!
 //! `--json` prints one document ([`Report`]): `verdict`, `exit_code`, then the checkup's fields
 //! (`path`, `directory`, `filesystem`, `wal`, `databases`, each database with its `outlook` and
@@ -58,6 +71,7 @@
 mod checkup;
 mod display;
 mod examine;
+mod ownership;
 mod report;
 mod serialize;
 mod verdict;
@@ -78,5 +92,9 @@ pub use checkup::{
     Checkup, DatabaseCheckup, FileFacts, MovedAsideFacts, Outlook, SnapshotFacts, WalProbe,
 };
 pub use examine::{ExamineError, examine};
+pub use ownership::{
+    EXIT_BAD_RECORD, EXIT_IO, EXIT_OWNER_ALIVE, EXIT_OWNER_ON_ANOTHER_MACHINE, OwnerIs,
+    OwnershipFinding, ReleaseOutcome, ReleaseReport, release,
+};
 pub use report::Report;
 pub use verdict::{EXIT_NO_INPUT, EXIT_USAGE, Verdict};

@@ -6,6 +6,7 @@ use serde::Serialize;
 use store_core::pending::InterruptedRecovery;
 
 use crate::checkup::{Outlook, WalProbe};
+use crate::ownership::OwnershipFinding;
 
 /// The exit code of a usage error (a bad flag, a missing `PATH`): `EX_USAGE` of `sysexits.h`.
 /// clap's own is 2, which here means "will recover".
@@ -106,6 +107,23 @@ impl Verdict {
         match recovery_pending {
             Some(_) => of_outlook.max(Verdict::WillRecover),
             None => of_outlook,
+        }
+    }
+
+    /// What an ownership record beside a database adds to its verdict.
+    ///
+    /// A whole record is [`Healthy`](Self::Healthy) whoever owns it: owning is how a database on
+    /// a share is kept to one machine, not a fault (an open from another client is refused at
+    /// once and changes nothing; a crashed owner on this machine is taken over by the next open).
+    /// A bad or unreadable record is [`Fails`](Self::Fails), not
+    /// [`WillRecover`](Self::WillRecover): every open that claims the database (every open on a
+    /// filesystem another machine can reach, and any whose options ask) fails on it with a typed
+    /// error, and store never repairs, overwrites or removes it by itself; only the operator,
+    /// having checked that no other machine uses the database, can move it away.
+    pub fn of_ownership(finding: Option<&OwnershipFinding>) -> Self {
+        match finding {
+            None | Some(OwnershipFinding::Owned { .. }) => Verdict::Healthy,
+            Some(_) => Verdict::Fails,
         }
     }
 

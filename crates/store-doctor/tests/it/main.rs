@@ -3,6 +3,7 @@
 mod cli;
 mod corruption;
 mod examine;
+mod ownership;
 mod side_effects;
 
 use std::path::Path;
