@@ -147,6 +147,9 @@ pub struct WriterSaid {
     /// It was SIGKILLed by the cell, as planned.
     #[serde(default)]
     pub killed: bool,
+    /// The lock scope store detected for the writer's mount (`this-client-only`...).
+    #[serde(default)]
+    pub lock_scope: Option<String>,
 }
 
 /// What a share cell found.
@@ -254,6 +257,9 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
             Ok((connection, report)) => {
                 say(&format!("OPENED {report}"));
                 say(&format!("CLAIM {}", claim_word(&report)));
+                if let Some(filesystem) = &report.filesystem {
+                    say(&format!("LOCKSCOPE {}", filesystem.lock_scope.as_str()));
+                }
                 for id in ids {
                     let committed = connection
                         .execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;")
@@ -284,6 +290,9 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
             Ok((connection, report)) => {
                 say(&format!("OPENED {report}"));
                 say(&format!("CLAIM {}", claim_word(&report)));
+                if let Some(filesystem) = &report.filesystem {
+                    say(&format!("LOCKSCOPE {}", filesystem.lock_scope.as_str()));
+                }
                 for id in ids {
                     let committed = connection
                         .execute_batch("BEGIN; UPDATE counter SET n = n + 1;")
@@ -593,6 +602,8 @@ fn said_from_lines(lines: &[String]) -> WriterSaid {
             said.failed = Some(words.to_owned());
         } else if let Some(word) = line.strip_prefix("CLAIM ") {
             said.claim = Some(word.to_owned());
+        } else if let Some(word) = line.strip_prefix("LOCKSCOPE ") {
+            said.lock_scope = Some(word.to_owned());
         }
     }
     if said.opened.is_none() && said.refused.is_none() && said.failed.is_none() {
@@ -912,10 +923,11 @@ pub fn print_table(rows: &[ShareRow]) {
     }
     println!();
     println!(
-        "{:<7} {:<7} {:<8} {:<24} {:<10} {:<10} {:>6} {:>6} {:>5} {:>8} {:>5}  ms",
+        "{:<7} {:<7} {:<8} {:<16} {:<37} {:<24} {:<24} {:>6} {:>6} {:>5} {:>8} {:>5}  ms",
         "",
         "engine",
         "share",
+        "lock scope",
         "scenario",
         "machine a",
         "machine b",
@@ -926,6 +938,14 @@ pub fn print_table(rows: &[ShareRow]) {
         "rows"
     );
     for row in rows {
+        let scope = match &row.result {
+            ShareResult::Observed(observed) => observed
+                .first
+                .lock_scope
+                .clone()
+                .unwrap_or_else(|| "-".into()),
+            _ => "-".into(),
+        };
         let (a, b, acked, kept, lost, counter, kept_rows) = match &row.result {
             ShareResult::Observed(observed) => (
                 machine_outcome(&observed.first),
@@ -949,10 +969,11 @@ pub fn print_table(rows: &[ShareRow]) {
             ),
         };
         println!(
-            "{:<7} {:<7} {:<8} {:<24} {:<10} {:<10} {:>6} {:>6} {:>5} {:>8} {:>5}  {}",
+            "{:<7} {:<7} {:<8} {:<16} {:<37} {:<24} {:<24} {:>6} {:>6} {:>5} {:>8} {:>5}  {}",
             row.result.mark(),
             row.cell.engine.as_str(),
             row.cell.share.name(),
+            scope,
             row.cell.scenario.name(),
             a,
             b,

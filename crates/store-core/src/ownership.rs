@@ -167,7 +167,8 @@ pub struct Device {
 }
 
 impl Device {
-    fn of_dev(dev: u64) -> Device {
+    /// The device number `st_dev` names, split as the kernel prints it.
+    pub fn of_dev(dev: u64) -> Device {
         Device {
             major: libc::major(dev),
             minor: libc::minor(dev),
@@ -947,6 +948,40 @@ fn process_alive(pid: u32, start_ticks: u64) -> io::Result<bool> {
         process_start(pid)?,
         Some((state, start)) if start == start_ticks && !matches!(state, 'Z' | 'X' | 'x')
     ))
+}
+
+/// Who a record's owner is, seen from this machine ([`inspect_owner`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerSeen {
+    /// Another machine (another boot id), whose processes cannot be seen from here.
+    AnotherMachine,
+    /// This machine, and the owner is alive: why.
+    ThisMachineAlive(Evidence),
+    /// This machine, its process gone and no process holding the record: a claim takes it over.
+    ThisMachineGone,
+}
+
+/// What stands at the ownership record of `database`, read as a claim reads it (a record being
+/// written is waited for as a claim waits; a bad one is [`OwnershipError::BadRecord`]), and who
+/// its owner is seen from here. Takes no lock and changes nothing: for an operator's tool.
+pub fn inspect_owner(database: &Path) -> Result<Option<(OwnerRecord, OwnerSeen)>, OwnershipError> {
+    let record = record_file(database);
+    let Look::Found(found) = look(&record, &mut Looking::new())? else {
+        return Ok(None);
+    };
+    let seen = if read_boot_id()? != found.owner.boot_id {
+        OwnerSeen::AnotherMachine
+    } else if found.owner.pid == std::process::id()
+        && process_alive(found.owner.pid, found.owner.start_ticks).unwrap_or(false)
+    {
+        OwnerSeen::ThisMachineAlive(Evidence::ThisProcess)
+    } else {
+        match liveness(&found.owner, &found.file, &record)? {
+            Some(evidence) => OwnerSeen::ThisMachineAlive(evidence),
+            None => OwnerSeen::ThisMachineGone,
+        }
+    };
+    Ok(Some((found.owner, seen)))
 }
 
 /// Why an owner of this machine is alive, or `None` when it provably is not.

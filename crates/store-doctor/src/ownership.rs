@@ -2,34 +2,27 @@
 //! [`ownership`](store_core::ownership)): what the checkup says of one, and the operator's
 //! `store-doctor --release-ownership PATH [--owner-machine-is-down]`.
 //!
-//! The checkup only reads: the record's directory and file are looked at (never followed
-//! through a symbolic link, never opened when they are not a directory and a regular file), the
-//! record parsed with [`parse_record`], and whether its owner lives is asked of `/proc` (its
-//! process, with its start time; the kernel's lock table for a lock on the record). No lock is
-//! taken and nothing is written. The release is store-core's [`release_ownership`], which
-//! refuses while the owner is provably alive.
+//! The checkup only reads, through store-core's [`inspect_owner`]: the record read as a claim
+//! reads it, and whether its owner lives as a claim asks it (its process with its start time, a
+//! lock on the record). No lock is taken and nothing is written. The release is store-core's
+//! [`release_ownership`], which refuses while the owner is provably alive.
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Read as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Serialize, Serializer};
-use store_core::files::{parent_directory, sibling};
+use store_core::files::parent_directory;
 use store_core::ownership::{
-    Device, Evidence, MACHINE_DOWN_FLAG, OtherMachine, OwnerRecord, OwnershipError, RECORD_SUFFIX,
-    RECORD_WRITING, RecordProblem, Released, parse_record, record_file, release_ownership,
+    Device, Evidence, MACHINE_DOWN_FLAG, OtherMachine, OwnerRecord, OwnerSeen, OwnershipError,
+    RecordProblem, Released, inspect_owner, record_file, release_ownership,
 };
 
 use crate::verdict::EXIT_NO_INPUT;
 
 /// Where the kernel says which boot this is.
 const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
-
-/// The largest record store-core reads (its own limit, which it does not export): a larger
-/// file is not a record.
-const MAX_RECORD_BYTES: u64 = 4096;
 
 /// The ownership record found beside a database, and what it means here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -167,164 +160,43 @@ fn problem_name(problem: &RecordProblem) -> &'static str {
     }
 }
 
-/// The ownership record beside `database`, if anything stands at its name. Reads only.
+/// The ownership record beside `database`, if anything stands at its name, read as a claim reads
+/// it ([`inspect_owner`]). Reads only.
 pub(crate) fn examine(database: &Path) -> Option<OwnershipFinding> {
-    let name = sibling(database, RECORD_SUFFIX);
-    let record = record_file(database);
-    let bad = |path: &Path, problem| {
-        Some(OwnershipFinding::BadRecord {
-            path: path.to_owned(),
-            problem,
-        })
-    };
-    let unreadable = |path: &Path, error: io::Error| {
-        Some(OwnershipFinding::Unreadable {
-            path: path.to_owned(),
-            cause: error.to_string(),
-        })
-    };
-    match fs::symlink_metadata(&name) {
-        Ok(metadata) if metadata.file_type().is_symlink() => {
-            return bad(&name, RecordProblem::SymbolicLink);
+    let (owner, seen) = match inspect_owner(database) {
+        Ok(found) => found?,
+        Err(OwnershipError::BadRecord { path, problem }) => {
+            return Some(OwnershipFinding::BadRecord { path, problem });
         }
-        Ok(metadata) if !metadata.is_dir() => return bad(&name, RecordProblem::NotADirectory),
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
-        Err(error) => return unreadable(&name, error),
-    }
-    let metadata = match fs::symlink_metadata(&record) {
-        Ok(metadata) if metadata.file_type().is_symlink() => {
-            return bad(&record, RecordProblem::SymbolicLink);
+        Err(error) => {
+            return Some(OwnershipFinding::Unreadable {
+                path: record_file(database),
+                cause: store_core::cause_chain(&error),
+            });
         }
-        Ok(metadata) if !metadata.is_file() => return bad(&record, RecordProblem::NotRegularFile),
-        Ok(metadata) => metadata,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            // The directory without its record: a claim at work, one that died between the two,
-            // or another program's directory.
-            let entries = match fs::read_dir(&name) {
-                Ok(entries) => entries,
-                Err(error) => return unreadable(&name, error),
-            };
-            let mut foreign: Vec<String> = entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .filter(|entry| entry != RECORD_WRITING && !entry.starts_with(".fuse_hidden"))
-                .collect();
-            foreign.sort();
-            foreign.truncate(5);
-            let problem = if foreign.is_empty() {
-                RecordProblem::Incomplete
-            } else {
-                RecordProblem::ForeignDirectory { entries: foreign }
-            };
-            return bad(&name, problem);
-        }
-        Err(error) => return unreadable(&record, error),
     };
-    let mut bytes = Vec::new();
-    let read = fs::File::open(&record)
-        .and_then(|file| file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes));
-    if let Err(error) = read {
-        return unreadable(&record, error);
-    }
-    if bytes.len() as u64 > MAX_RECORD_BYTES {
-        return bad(
-            &record,
-            RecordProblem::TooLarge {
-                bytes: metadata.len(),
-            },
-        );
-    }
-    let owner = match parse_record(&bytes) {
-        Ok(Some(owner)) => owner,
-        // Unfinished: a claim writes it under another name and renames it whole, so a part of
-        // one at this name is what a claim calls truncated.
-        Ok(None) => return bad(&record, RecordProblem::Truncated),
-        Err(problem) => return bad(&record, problem),
+    let through_this_mount = fs::metadata(parent_directory(database))
+        .is_ok_and(|metadata| Device::of_dev(metadata.dev()) == owner.device);
+    let owner_is = match seen {
+        OwnerSeen::AnotherMachine => OwnerIs::AnotherMachine,
+        OwnerSeen::ThisMachineAlive(evidence) => OwnerIs::ThisMachineAlive {
+            evidence,
+            through_this_mount,
+        },
+        OwnerSeen::ThisMachineGone => OwnerIs::ThisMachineGone { through_this_mount },
     };
-    let owner_is = owner_is(&owner, database, (metadata.dev(), metadata.ino()));
     Some(OwnershipFinding::Owned {
-        record,
+        record: record_file(database),
         owner,
         owner_is,
     })
 }
 
-/// Whether `owner` is this machine and alive, seen from `/proc` only.
-fn owner_is(owner: &OwnerRecord, database: &Path, record_key: (u64, u64)) -> OwnerIs {
-    if read_boot_id().as_deref() != Some(owner.boot_id.as_str()) {
-        return OwnerIs::AnotherMachine;
-    }
-    let through_this_mount = fs::metadata(parent_directory(database))
-        .is_ok_and(|metadata| device_of(metadata.dev()) == owner.device);
-    let evidence =
-        if owner.pid == std::process::id() && process_start(owner.pid) == Some(owner.start_ticks) {
-            Some(Evidence::ThisProcess)
-        } else if process_start(owner.pid) == Some(owner.start_ticks) {
-            Some(Evidence::ProcessAlive)
-        } else if lock_table_names(&[
-            (owner.device, owner.record_inode),
-            (device_of(record_key.0), record_key.1),
-        ]) {
-            Some(Evidence::LockHeld)
-        } else {
-            None
-        };
-    match evidence {
-        Some(evidence) => OwnerIs::ThisMachineAlive {
-            evidence,
-            through_this_mount,
-        },
-        None => OwnerIs::ThisMachineGone { through_this_mount },
-    }
-}
-
+/// This boot's id, to tell a record of this machine from another's.
 fn read_boot_id() -> Option<String> {
     fs::read_to_string(BOOT_ID_PATH)
         .ok()
         .map(|text| text.trim_end().to_owned())
-}
-
-/// `major:minor` of an `st_dev`, as glibc's `major` and `minor` split it.
-fn device_of(dev: u64) -> Device {
-    Device {
-        major: (((dev >> 8) & 0xfff) | ((dev >> 32) & 0xffff_f000)) as u32,
-        minor: ((dev & 0xff) | ((dev >> 12) & 0xffff_ff00)) as u32,
-    }
-}
-
-/// The start time (clock ticks since boot, `/proc/PID/stat` field 22) of process `pid` while it
-/// runs (not a zombie); `None` when there is no such process.
-fn process_start(pid: u32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &text[text.rfind(')')? + 1..];
-    let mut fields = after_name.split_ascii_whitespace();
-    let state = fields.next()?;
-    let start = fields.nth(22 - 4)?.parse().ok()?;
-    (!matches!(state, "Z" | "X" | "x")).then_some(start)
-}
-
-/// Whether `/proc/locks` lists a held lock on one of `files` (device, inode).
-fn lock_table_names(files: &[(Device, u64)]) -> bool {
-    let Ok(table) = fs::read_to_string("/proc/locks") else {
-        return false;
-    };
-    table
-        .lines()
-        .filter(|line| !line.contains("->"))
-        .filter_map(|line| {
-            line.split_ascii_whitespace().find_map(|field| {
-                let mut parts = field.split(':');
-                let major = u32::from_str_radix(parts.next()?, 16).ok()?;
-                let minor = u32::from_str_radix(parts.next()?, 16).ok()?;
-                let inode: u64 = parts.next()?.parse().ok()?;
-                parts
-                    .next()
-                    .is_none()
-                    .then_some((Device { major, minor }, inode))
-            })
-        })
-        .any(|held| files.contains(&held))
 }
 
 /// The exit code of a release that the owner's liveness refused, or that a record changing
