@@ -254,64 +254,40 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
             .open()
         {
             Err(error) => Err((error.class(), error.cause_chain())),
-            Ok((connection, report)) => {
-                say(&format!("OPENED {report}"));
-                say(&format!("CLAIM {}", claim_word(&report)));
-                if let Some(filesystem) = &report.filesystem {
-                    say(&format!("LOCKSCOPE {}", filesystem.lock_scope.as_str()));
-                }
-                for id in ids {
-                    let committed = connection
-                        .execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;")
-                        .and_then(|()| {
-                            connection.execute(
-                                "INSERT INTO items (id, machine) VALUES (?1, ?2)",
-                                rusqlite::params![id as i64, machine],
-                            )
-                        })
-                        .and_then(|_| connection.execute_batch("COMMIT"));
-                    if let Err(error) = committed {
+            Ok((connection, report)) => Ok(commit_rows(&report, ids, |id| {
+                connection
+                    .execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;")
+                    .and_then(|()| {
+                        connection.execute(
+                            "INSERT INTO items (id, machine) VALUES (?1, ?2)",
+                            rusqlite::params![id as i64, machine],
+                        )
+                    })
+                    .and_then(|_| connection.execute_batch("COMMIT"))
+                    .map_err(|error| {
                         let code = store_sqlite::extended_code(&error)
                             .map_or(String::new(), |code| format!(" (extended code {code})"));
-                        say(&format!("FAILED {}{code}", one_line(&error.to_string())));
-                        return Ok(false);
-                    }
-                    say(&format!("ACK {id}"));
-                    std::thread::sleep(PAUSE_BETWEEN_COMMITS);
-                }
-                Ok(true)
-            }
+                        format!("{error}{code}")
+                    })
+            })),
         },
         _ => match DuckDbOptions::new(&database)
             .migrations(migrations())
             .open()
         {
             Err(error) => Err((error.class(), error.cause_chain())),
-            Ok((connection, report)) => {
-                say(&format!("OPENED {report}"));
-                say(&format!("CLAIM {}", claim_word(&report)));
-                if let Some(filesystem) = &report.filesystem {
-                    say(&format!("LOCKSCOPE {}", filesystem.lock_scope.as_str()));
-                }
-                for id in ids {
-                    let committed = connection
-                        .execute_batch("BEGIN; UPDATE counter SET n = n + 1;")
-                        .and_then(|()| {
-                            connection.execute(
-                                "INSERT INTO items (id, machine) VALUES (?1, ?2)",
-                                duckdb::params![id as i64, machine],
-                            )
-                        })
-                        .and_then(|_| connection.execute_batch("COMMIT"));
-                    if let Err(error) = committed {
-                        say(&format!("FAILED {}", one_line(&error.to_string())));
-                        return Ok(false);
-                    }
-                    say(&format!("ACK {id}"));
-                    std::thread::sleep(PAUSE_BETWEEN_COMMITS);
-                }
-                Ok(true)
-            }
+            Ok((connection, report)) => Ok(commit_rows(&report, ids, |id| {
+                connection
+                    .execute_batch("BEGIN; UPDATE counter SET n = n + 1;")
+                    .and_then(|()| {
+                        connection.execute(
+                            "INSERT INTO items (id, machine) VALUES (?1, ?2)",
+                            duckdb::params![id as i64, machine],
+                        )
+                    })
+                    .and_then(|_| connection.execute_batch("COMMIT"))
+                    .map_err(|error| error.to_string())
+            })),
         },
     });
     for event in events
@@ -327,6 +303,29 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
         Err((class, words)) => say(&format!("REFUSED {class} {}", one_line(&words))),
     }
     ExitCode::SUCCESS
+}
+
+/// Says what the open found (its report, its claim, the lock scope), then commits `ids` one
+/// transaction each, acknowledging each; `false` when a commit failed (said as `FAILED`).
+fn commit_rows(
+    report: &store_core::OpenReport,
+    ids: std::ops::Range<u64>,
+    commit: impl Fn(u64) -> Result<(), String>,
+) -> bool {
+    say(&format!("OPENED {report}"));
+    say(&format!("CLAIM {}", claim_word(report)));
+    if let Some(filesystem) = &report.filesystem {
+        say(&format!("LOCKSCOPE {}", filesystem.lock_scope.as_str()));
+    }
+    for id in ids {
+        if let Err(words) = commit(id) {
+            say(&format!("FAILED {}", one_line(&words)));
+            return false;
+        }
+        say(&format!("ACK {id}"));
+        std::thread::sleep(PAUSE_BETWEEN_COMMITS);
+    }
+    true
 }
 
 /// How the open came by the ownership, in one word for the cell.
