@@ -150,6 +150,9 @@ pub struct WriterSaid {
     /// The lock scope store detected for the writer's mount (`this-client-only`...).
     #[serde(default)]
     pub lock_scope: Option<String>,
+    /// The rows its open found before it wrote.
+    #[serde(default)]
+    pub present: Option<BTreeSet<u64>>,
 }
 
 /// What a share cell found.
@@ -254,40 +257,50 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
             .open()
         {
             Err(error) => Err((error.class(), error.cause_chain())),
-            Ok((connection, report)) => Ok(commit_rows(&report, ids, |id| {
-                connection
-                    .execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;")
-                    .and_then(|()| {
-                        connection.execute(
-                            "INSERT INTO items (id, machine) VALUES (?1, ?2)",
-                            rusqlite::params![id as i64, machine],
-                        )
-                    })
-                    .and_then(|_| connection.execute_batch("COMMIT"))
-                    .map_err(|error| {
-                        let code = store_sqlite::extended_code(&error)
-                            .map_or(String::new(), |code| format!(" (extended code {code})"));
-                        format!("{error}{code}")
-                    })
-            })),
+            Ok((connection, report)) => Ok(commit_rows(
+                &report,
+                store_testkit::fixtures::sqlite_ids(&connection, &database),
+                ids,
+                |id| {
+                    connection
+                        .execute_batch("BEGIN IMMEDIATE; UPDATE counter SET n = n + 1;")
+                        .and_then(|()| {
+                            connection.execute(
+                                "INSERT INTO items (id, machine) VALUES (?1, ?2)",
+                                rusqlite::params![id as i64, machine],
+                            )
+                        })
+                        .and_then(|_| connection.execute_batch("COMMIT"))
+                        .map_err(|error| {
+                            let code = store_sqlite::extended_code(&error)
+                                .map_or(String::new(), |code| format!(" (extended code {code})"));
+                            format!("{error}{code}")
+                        })
+                },
+            )),
         },
         _ => match DuckDbOptions::new(&database)
             .migrations(migrations())
             .open()
         {
             Err(error) => Err((error.class(), error.cause_chain())),
-            Ok((connection, report)) => Ok(commit_rows(&report, ids, |id| {
-                connection
-                    .execute_batch("BEGIN; UPDATE counter SET n = n + 1;")
-                    .and_then(|()| {
-                        connection.execute(
-                            "INSERT INTO items (id, machine) VALUES (?1, ?2)",
-                            duckdb::params![id as i64, machine],
-                        )
-                    })
-                    .and_then(|_| connection.execute_batch("COMMIT"))
-                    .map_err(|error| error.to_string())
-            })),
+            Ok((connection, report)) => Ok(commit_rows(
+                &report,
+                store_testkit::fixtures::duckdb_ids(&connection, &database),
+                ids,
+                |id| {
+                    connection
+                        .execute_batch("BEGIN; UPDATE counter SET n = n + 1;")
+                        .and_then(|()| {
+                            connection.execute(
+                                "INSERT INTO items (id, machine) VALUES (?1, ?2)",
+                                duckdb::params![id as i64, machine],
+                            )
+                        })
+                        .and_then(|_| connection.execute_batch("COMMIT"))
+                        .map_err(|error| error.to_string())
+                },
+            )),
         },
     });
     for event in events
@@ -309,10 +322,27 @@ pub fn writer(arguments: WriterArgs) -> ExitCode {
 /// transaction each, acknowledging each; `false` when a commit failed (said as `FAILED`).
 fn commit_rows(
     report: &store_core::OpenReport,
+    present: Result<BTreeSet<u64>, store_testkit::FixtureError>,
     ids: std::ops::Range<u64>,
     commit: impl Fn(u64) -> Result<(), String>,
 ) -> bool {
     say(&format!("OPENED {report}"));
+    // What this open finds, before it writes: the campaign checks every row acknowledged
+    // before (on either machine) is there.
+    match present {
+        Ok(present) => say(&format!(
+            "PRESENT {}",
+            present
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        Err(error) => say(&format!(
+            "FAILED the rows do not read: {}",
+            one_line(&store_core::cause_chain(&error))
+        )),
+    }
     say(&format!("CLAIM {}", claim_word(report)));
     if let Some(filesystem) = &report.filesystem {
         say(&format!("LOCKSCOPE {}", filesystem.lock_scope.as_str()));
@@ -421,13 +451,24 @@ fn spawn_writer(
     database: &Path,
     first_id: u64,
 ) -> std::io::Result<std::process::Child> {
+    spawn_writer_of(host, engine, database, first_id, COMMITS)
+}
+
+/// A writer of `count` commits started on `host` against `database`.
+fn spawn_writer_of(
+    host: &Host,
+    engine: Engine,
+    database: &Path,
+    first_id: u64,
+    count: u64,
+) -> std::io::Result<std::process::Child> {
     let mut command: Command = host.command(std::env::current_exe()?);
     command
         .arg(WriterArgs::COMMAND)
         .arg(EngineArg::from(engine).as_str())
         .arg(database)
         .arg(first_id.to_string())
-        .arg(COMMITS.to_string())
+        .arg(count.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -603,6 +644,13 @@ fn said_from_lines(lines: &[String]) -> WriterSaid {
             said.claim = Some(word.to_owned());
         } else if let Some(word) = line.strip_prefix("LOCKSCOPE ") {
             said.lock_scope = Some(word.to_owned());
+        } else if let Some(ids) = line.strip_prefix("PRESENT") {
+            said.present = Some(
+                ids.trim()
+                    .split(',')
+                    .filter_map(|id| id.parse().ok())
+                    .collect(),
+            );
         }
     }
     if said.opened.is_none() && said.refused.is_none() && said.failed.is_none() {
@@ -1027,4 +1075,217 @@ fn machine_outcome(said: &WriterSaid) -> String {
         ),
         (None, None) => "failed".into(),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The torture's two-machine campaign: `xtask __share-torture KIND ENGINE ROUNDS SEED`.
+
+/// `xtask __share-torture`: random writers on two machines of one share, some SIGKILLed.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ShareTortureArgs {
+    /// `sftp`, `smb` or `gluster`.
+    #[arg(value_parser = share_kind_named)]
+    share: ShareKind,
+    #[arg(value_enum)]
+    engine: EngineArg,
+    rounds: u32,
+    seed: u64,
+}
+
+impl ShareTortureArgs {
+    pub const COMMAND: &str = "__share-torture";
+
+    /// The command line that runs the campaign of `share` and `engine` (after the executable).
+    pub fn arguments(share: ShareKind, engine: Engine, rounds: u32, seed: u64) -> Vec<String> {
+        vec![
+            Self::COMMAND.to_owned(),
+            share.name().to_owned(),
+            EngineArg::from(engine).as_str().to_owned(),
+            rounds.to_string(),
+            seed.to_string(),
+        ]
+    }
+}
+
+fn share_kind_named(name: &str) -> Result<ShareKind, String> {
+    ShareKind::ALL
+        .into_iter()
+        .find(|kind| kind.name() == name)
+        .ok_or_else(|| format!("no share `{name}`"))
+}
+
+/// Whether the engine can keep a database on the share at all (not DuckDB on smbnetfs).
+pub fn engine_works_on(engine: Engine, share: ShareKind) -> bool {
+    !(ShareCell {
+        share,
+        engine,
+        scenario: Scenario::TwoWritersAtOnce,
+    })
+    .engine_unsupported()
+}
+
+/// What the two-machine campaign found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareTortureTally {
+    pub rounds: u32,
+    pub kills: u32,
+    /// Opens that took over a crashed owner of their own machine.
+    pub takeovers: u32,
+    /// Opens refused because the other machine's (dead) writer owned the database, each
+    /// followed by the operator's release.
+    pub refused_then_released: u32,
+    pub acknowledged: u64,
+    /// Acknowledged rows an open did not find (must be 0).
+    pub lost: u64,
+    pub failures: Vec<String>,
+}
+
+/// The result line's prefix.
+pub const TORTURE_LINE_PREFIX: &str = "SHARE-TORTURE ";
+
+/// Runs the campaign in this (fresh) process and prints its tally.
+pub fn torture_child(arguments: ShareTortureArgs) -> ExitCode {
+    let result = run_torture(&arguments).map_err(|error| store_core::cause_chain(&error));
+    say(&format!(
+        "{TORTURE_LINE_PREFIX}{}",
+        serde_json::to_string(&result).expect("strings and numbers")
+    ));
+    ExitCode::SUCCESS
+}
+
+fn run_torture(arguments: &ShareTortureArgs) -> Result<ShareTortureTally, ShareError> {
+    let io = |step: &'static str| {
+        move |source| ShareError::Io {
+            what: "share torture",
+            step,
+            source,
+        }
+    };
+    // SAFETY: unshare takes flags only; this process has one thread so far.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(io("make a private mount namespace")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let private = Command::new("mount")
+        .args(["--make-rprivate", "/"])
+        .status()
+        .map_err(io("make the mounts private"))?;
+    if !private.success() {
+        return Err(io("make the mounts private")(std::io::Error::other(
+            "mount --make-rprivate / failed",
+        )));
+    }
+    let engine = Engine::from(arguments.engine);
+    let share = Share::start(arguments.share)?;
+    let clients = [share.mount_client()?, share.mount_client()?];
+    let hosts = [Host::new("machine-a")?, Host::new("machine-b")?];
+    let name = file_name(engine);
+    let paths = [clients[0].path().join(name), clients[1].path().join(name)];
+    // Each share and engine its own choices from the run's seed.
+    let mut random = store_testkit::random::SplitMix64::new(
+        arguments.seed ^ (arguments.share as u64) << 8 ^ (engine == Engine::Duckdb) as u64,
+    );
+    let mut tally = ShareTortureTally::default();
+    let mut acknowledged: BTreeSet<u64> = BTreeSet::new();
+    let mut next_id = 1;
+    let mut released_this_round = false;
+    // The last round writes nothing: it only checks what the others left.
+    let mut round = 0;
+    while round <= arguments.rounds {
+        let last = round == arguments.rounds;
+        let machine = if last { 0 } else { random.below(2) as usize };
+        let count = if last { 0 } else { 3 + random.below(12) };
+        // Half the writers die after a seeded number of their commits.
+        let kill_after = (!last && random.below(2) == 0).then(|| random.below(count));
+        let mut child = spawn_writer_of(&hosts[machine], engine, &paths[machine], next_id, count)
+            .map_err(io("start a writer"))?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut seen = Vec::new();
+        let mut killed = false;
+        let mut acks = 0;
+        for line in lines.by_ref().map_while(Result::ok) {
+            acks += u64::from(line.starts_with("ACK "));
+            let present_seen = line.starts_with("PRESENT");
+            seen.push(line);
+            if kill_after.is_some_and(|after| acks >= after && (acks > 0 || present_seen)) {
+                child.kill().map_err(io("kill a writer"))?;
+                killed = true;
+                break;
+            }
+        }
+        seen.extend(lines.map_while(Result::ok));
+        let said = finish_read(child, &seen, killed);
+        let context = format!(
+            "{}/{} round {round} (seed {}, machine {})",
+            engine,
+            arguments.share.name(),
+            arguments.seed,
+            ["a", "b"][machine]
+        );
+        if let Some(refused) = &said.refused {
+            let owner = ["machine-b", "machine-a"][machine];
+            if refused.starts_with("Locked ") && refused.contains(owner) && !released_this_round {
+                // The other machine's writer died holding the database: the operator, who
+                // knows it is down, frees it, and the round runs again.
+                let _ = store_core::ownership::release_ownership(
+                    &paths[machine],
+                    store_core::ownership::OtherMachine::AssertedDown,
+                );
+                tally.refused_then_released += 1;
+                released_this_round = true;
+                continue;
+            }
+            tally
+                .failures
+                .push(format!("{context}: refused: {refused}"));
+            break;
+        }
+        released_this_round = false;
+        match &said.present {
+            Some(present) => {
+                let missing: Vec<u64> = acknowledged.difference(present).copied().collect();
+                if let Some(first) = missing.first() {
+                    tally.lost += missing.len() as u64;
+                    tally.failures.push(format!(
+                        "{context}: {} acknowledged rows missing (first {first})",
+                        missing.len()
+                    ));
+                }
+            }
+            None => tally.failures.push(format!(
+                "{context}: the open read no rows: {}{}",
+                said.failed.as_deref().unwrap_or("-"),
+                said.logged
+            )),
+        }
+        if said.failed.is_some() && !killed {
+            tally.failures.push(format!(
+                "{context}: failed: {}",
+                said.failed.as_deref().unwrap_or("-")
+            ));
+        }
+        if killed && !said.killed {
+            tally
+                .failures
+                .push(format!("{context}: the writer was not killed as planned"));
+        }
+        eprintln!(
+            "{context}: count {count}, kill after {kill_after:?}, killed {}, claim {:?}, present {}, acked {:?}",
+            said.killed,
+            said.claim,
+            said.present.as_ref().map_or(0, BTreeSet::len),
+            said.acknowledged
+        );
+        tally.kills += u32::from(said.killed);
+        tally.takeovers += u32::from(said.claim.as_deref() == Some("took-over"));
+        acknowledged.extend(&said.acknowledged);
+        next_id += count;
+        if !last {
+            tally.rounds += 1;
+        }
+        round += 1;
+    }
+    tally.acknowledged = acknowledged.len() as u64;
+    Ok(tally)
 }

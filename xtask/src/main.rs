@@ -59,6 +59,9 @@ pub(crate) enum Task {
     /// One machine's writer on a share.
     #[command(name = machines::WriterArgs::COMMAND, hide = true)]
     ShareWriter(machines::WriterArgs),
+    /// The two-machine torture campaign of one share and engine, in a fresh process.
+    #[command(name = machines::ShareTortureArgs::COMMAND, hide = true)]
+    ShareTorture(machines::ShareTortureArgs),
     /// One share cell in a fresh process.
     #[command(name = machines::ShareCellArgs::COMMAND, hide = true)]
     ShareCell(machines::ShareCellArgs),
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         Task::PowerCell(arguments) => power::cell_child(arguments),
         Task::ShareWriter(arguments) => machines::writer(arguments),
         Task::ShareCell(arguments) => machines::cell_child(arguments),
+        Task::ShareTorture(arguments) => machines::torture_child(arguments),
         Task::TortureChild(child) => torture::child(child),
         Task::BenchChild(child) => bench::child(child),
     }

@@ -154,9 +154,12 @@ pub fn create_atomically<E>(
 /// writing behind the first's back. Elsewhere nothing is claimed. The claim (created, joined,
 /// or taken over from a crashed owner of this machine) goes into the report; the returned
 /// [`Ownership`](crate::ownership::Ownership) must live as long as the engine's files are open.
+/// A client that comes to own the database (created or taken over, not joined) first drops its
+/// cached pages of the database and of the files named by `sidecar_suffixes` beside it.
 #[cfg(target_os = "linux")]
 pub fn claim_ownership(
     path: &Path,
+    sidecar_suffixes: &[&str],
     report: &mut OpenReport,
 ) -> Result<Option<crate::ownership::Ownership>, crate::ownership::OwnershipError> {
     let crosses = report
@@ -173,6 +176,12 @@ pub fn claim_ownership(
             path = %path.display(),
             "took over the ownership of a crashed owner on this machine: {previous}"
         );
+    }
+    if !matches!(ownership.claimed(), crate::ownership::Claim::Joined { .. }) {
+        forget_cached_pages(path);
+        for suffix in sidecar_suffixes {
+            forget_cached_pages(&crate::files::sibling(path, suffix));
+        }
     }
     report.ownership = Some(ownership.claimed().clone());
     Ok(Some(ownership))
@@ -195,5 +204,18 @@ pub fn ownership_failure_class(
             FailureClass::from_io_error(source)
         }
         _ => FailureClass::Other,
+    }
+}
+
+/// Drops this client's cached pages of a database it has just come to own: another client may
+/// have written it since this one last read it, and a share's client may serve those pages
+/// from its cache (measured on GlusterFS: a machine that had read the database before saw none
+/// of another machine's later commits, and wrote over them).
+#[cfg(target_os = "linux")]
+fn forget_cached_pages(path: &Path) {
+    use std::os::fd::AsRawFd as _;
+    if let Ok(file) = std::fs::File::open(path) {
+        // SAFETY: a valid descriptor; advice only, no memory is touched.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }
 }

@@ -118,12 +118,15 @@ impl DuckDbOptions {
                 let ownership = if self.common.read_only {
                     None
                 } else {
-                    store_core::opening::claim_ownership(&self.common.path, report).map_err(
-                        |source| OpenError::Ownership {
-                            path: self.common.path.clone(),
-                            source,
-                        },
-                    )?
+                    store_core::opening::claim_ownership(
+                        &self.common.path,
+                        crate::SIDECAR_SUFFIXES,
+                        report,
+                    )
+                    .map_err(|source| OpenError::Ownership {
+                        path: self.common.path.clone(),
+                        source,
+                    })?
                 };
                 if content == FileContent::Missing {
                     create_database(&self.common.path, &self.settings)

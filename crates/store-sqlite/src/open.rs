@@ -80,7 +80,7 @@ impl SqliteOptions {
         let ownership = if self.common.read_only {
             None
         } else {
-            store_core::opening::claim_ownership(path, report)
+            store_core::opening::claim_ownership(path, crate::SIDECAR_SUFFIXES, report)
                 .map_err(|source| OpenError::Ownership {
                     path: path.clone(),
                     source,

@@ -39,6 +39,7 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod database;
+mod machines;
 mod power_cuts;
 
 pub(crate) use concurrency::race_child;
@@ -55,6 +56,9 @@ pub(crate) enum Campaign {
     BadInput,
     /// Power cuts on a lossy FUSE mount (needs root and /dev/fuse).
     Power,
+    /// Two machines on each real share, writers SIGKILLed at random on both (not in the default
+    /// set yet: it fails on DuckDB over GlusterFS).
+    Machines,
 }
 
 impl Campaign {
@@ -65,6 +69,7 @@ impl Campaign {
             Campaign::Concurrency => "concurrency",
             Campaign::BadInput => "bad-input",
             Campaign::Power => "power",
+            Campaign::Machines => "machines",
         }
     }
 }
@@ -90,6 +95,9 @@ pub(crate) struct TortureArgs {
     /// Power cuts per setup [default: 200, --short 30].
     #[arg(long, value_name = "N")]
     power_iterations: Option<u32>,
+    /// Rounds per share and engine of the two-machine campaign [default: 40, --short 6].
+    #[arg(long, value_name = "N")]
+    machine_rounds: Option<u32>,
     /// Which unsynced pages a power cut keeps [default: each engine's own].
     #[arg(long, value_enum)]
     tearing: Option<power::Tears>,
@@ -111,6 +119,8 @@ struct Settings {
     racers: u32,
     time_limit: Duration,
     power_iterations: u32,
+    /// Rounds per share and engine of the two-machine campaign.
+    machine_rounds: u32,
     /// Which pending pages the power cuts keep; `None`: each engine's default.
     tears: Option<power::Tears>,
     campaigns: Vec<Campaign>,
@@ -130,6 +140,9 @@ impl Settings {
                 Campaign::Concurrency,
                 Campaign::BadInput,
                 Campaign::Power,
+                // Not yet by default: DuckDB on GlusterFS fails it today (a handoff between
+                // machines meets the new owner's stale client cache; ARCHITECTURE, "What store
+                // does not catch (yet)"). `--campaign machines` runs it.
             ]
         } else {
             arguments.campaigns
@@ -142,6 +155,11 @@ impl Settings {
             racers: arguments.racers.unwrap_or(racers).max(2),
             time_limit: Duration::from_secs(arguments.time_limit_s.unwrap_or(time_limit_s)),
             power_iterations: arguments.power_iterations.unwrap_or(power_iterations),
+            machine_rounds: arguments.machine_rounds.unwrap_or(if arguments.short {
+                6
+            } else {
+                40
+            }),
             tears: arguments.tearing,
             campaigns,
         }
@@ -153,7 +171,8 @@ impl Settings {
     fn time_shares(campaign: Campaign) -> u32 {
         match campaign {
             Campaign::Crash | Campaign::Concurrency | Campaign::Power => ENGINES.len() as u32,
-            Campaign::BadInput => 0,
+            // Each share and engine runs in a child with a time limit of its own.
+            Campaign::BadInput | Campaign::Machines => 0,
         }
     }
 
@@ -164,6 +183,7 @@ impl Settings {
             Campaign::Concurrency => self.concurrency_rounds,
             Campaign::Power => self.power_iterations,
             Campaign::BadInput => return bad_input::count() as u64,
+            Campaign::Machines => return machines::count() as u64,
         };
         2 * u64::from(per_engine)
     }
@@ -275,6 +295,7 @@ pub(crate) fn run(arguments: TortureArgs) -> ExitCode {
                 power_cuts::campaign(&settings, deadline, &mut tally, &progress)
             }
             Campaign::BadInput => bad_input::campaign(&mut tally, &progress),
+            Campaign::Machines => machines::campaign(&settings, &mut tally, &progress),
         };
         if let Err(error) = outcome {
             progress.println(format!(
