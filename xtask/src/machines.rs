@@ -491,6 +491,35 @@ fn writer_said(child: std::process::Child) -> std::io::Result<WriterSaid> {
     Ok(said)
 }
 
+/// Moves this process (one thread so far) into a mount namespace of its own whose mounts do not
+/// propagate back: the clients' FUSE mounts land in it, so that a cell or campaign killed at its
+/// time limit leaves no mount behind.
+fn enter_private_mount_namespace() -> Result<(), ShareError> {
+    let io = |step: &'static str| {
+        move |source| ShareError::Io {
+            what: "share cell",
+            step,
+            source,
+        }
+    };
+    // SAFETY: unshare takes flags only.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(io("make a private mount namespace")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let private = Command::new("mount")
+        .args(["--make-rprivate", "/"])
+        .status()
+        .map_err(io("make the mounts private"))?;
+    if !private.success() {
+        return Err(io("make the mounts private")(std::io::Error::other(
+            "mount --make-rprivate / failed",
+        )));
+    }
+    Ok(())
+}
+
 fn run_cell(cell: &ShareCell) -> Result<ShareObserved, ShareError> {
     let io = |step: &'static str| {
         move |source| ShareError::Io {
@@ -499,23 +528,7 @@ fn run_cell(cell: &ShareCell) -> Result<ShareObserved, ShareError> {
             source,
         }
     };
-    // The clients' FUSE mounts land in this process's mount namespace: a private one, so that a
-    // cell killed at its time limit leaves no mount behind.
-    // SAFETY: unshare takes flags only; this process has one thread so far.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(io("make a private mount namespace")(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    let status = Command::new("mount")
-        .args(["--make-rprivate", "/"])
-        .status()
-        .map_err(io("make the mounts private"))?;
-    if !status.success() {
-        return Err(io("make the mounts private")(std::io::Error::other(
-            "mount --make-rprivate / failed",
-        )));
-    }
+    enter_private_mount_namespace()?;
     let share = Share::start(cell.share)?;
     let (client_a, client_b): (ClientMount, ClientMount) =
         (share.mount_client()?, share.mount_client()?);
@@ -1161,21 +1174,7 @@ fn run_torture(arguments: &ShareTortureArgs) -> Result<ShareTortureTally, ShareE
             source,
         }
     };
-    // SAFETY: unshare takes flags only; this process has one thread so far.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(io("make a private mount namespace")(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    let private = Command::new("mount")
-        .args(["--make-rprivate", "/"])
-        .status()
-        .map_err(io("make the mounts private"))?;
-    if !private.success() {
-        return Err(io("make the mounts private")(std::io::Error::other(
-            "mount --make-rprivate / failed",
-        )));
-    }
+    enter_private_mount_namespace()?;
     let engine = Engine::from(arguments.engine);
     let share = Share::start(arguments.share)?;
     let clients = [share.mount_client()?, share.mount_client()?];
