@@ -495,13 +495,7 @@ fn writer_said(child: std::process::Child) -> std::io::Result<WriterSaid> {
 /// propagate back: the clients' FUSE mounts land in it, so that a cell or campaign killed at its
 /// time limit leaves no mount behind.
 fn enter_private_mount_namespace() -> Result<(), ShareError> {
-    let io = |step: &'static str| {
-        move |source| ShareError::Io {
-            what: "share cell",
-            step,
-            source,
-        }
-    };
+    let io = |step| ShareError::io("share cell", step);
     // SAFETY: unshare takes flags only.
     if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
         return Err(io("make a private mount namespace")(
@@ -521,13 +515,7 @@ fn enter_private_mount_namespace() -> Result<(), ShareError> {
 }
 
 fn run_cell(cell: &ShareCell) -> Result<ShareObserved, ShareError> {
-    let io = |step: &'static str| {
-        move |source| ShareError::Io {
-            what: "share cell",
-            step,
-            source,
-        }
-    };
+    let io = |step| ShareError::io("share cell", step);
     enter_private_mount_namespace()?;
     let share = Share::start(cell.share)?;
     let (client_a, client_b): (ClientMount, ClientMount) =
@@ -1167,13 +1155,7 @@ pub fn torture_child(arguments: ShareTortureArgs) -> ExitCode {
 }
 
 fn run_torture(arguments: &ShareTortureArgs) -> Result<ShareTortureTally, ShareError> {
-    let io = |step: &'static str| {
-        move |source| ShareError::Io {
-            what: "share torture",
-            step,
-            source,
-        }
-    };
+    let io = |step| ShareError::io("share torture", step);
     enter_private_mount_namespace()?;
     let engine = Engine::from(arguments.engine);
     let share = Share::start(arguments.share)?;

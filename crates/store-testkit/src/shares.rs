@@ -211,6 +211,13 @@ pub enum ShareError {
     },
 }
 
+impl ShareError {
+    /// What turns an `io::Error` of `step` into [`ShareError::Io`] for `what`: for `map_err`.
+    pub fn io(what: &'static str, step: &'static str) -> impl FnOnce(io::Error) -> ShareError {
+        move |source| ShareError::Io { what, step, source }
+    }
+}
+
 /// A running share; see the [module docs](self).
 #[derive(Debug)]
 pub struct Share {
@@ -300,7 +307,7 @@ impl Share {
     pub fn mount_client(&self) -> Result<ClientMount, ShareError> {
         let running = &self.running;
         let what = running.kind.what();
-        let io = |step| move |source| ShareError::Io { what, step, source };
+        let io = |step| ShareError::io(what, step);
         let number = running.clients_mounted.fetch_add(1, Ordering::Relaxed);
         let client_directory = running.root.path().join(format!("client-{number}"));
         let mount_point = client_directory.join("mount");

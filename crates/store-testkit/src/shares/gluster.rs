@@ -65,13 +65,7 @@ pub(super) struct Recipe;
 /// Starts glusterd, then creates and starts the volume; `root` is the share's temporary
 /// directory.
 pub(super) fn start(root: &Path) -> Result<(Server, PathBuf, Recipe), ShareError> {
-    let io = |step| {
-        move |source| ShareError::Io {
-            what: WHAT,
-            step,
-            source,
-        }
-    };
+    let io = |step| ShareError::io(WHAT, step);
     let server_directory = root.join("server");
     let state = server_directory.join("state");
     let logs = server_directory.join("logs");

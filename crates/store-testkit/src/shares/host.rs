@@ -82,13 +82,7 @@ impl Host {
                 ),
             });
         }
-        let io = |step| {
-            move |source| ShareError::Io {
-                what: WHAT,
-                step,
-                source,
-            }
-        };
+        let io = |step| ShareError::io(WHAT, step);
         let unshare = find_program(WHAT, "unshare", "util-linux")?;
         let shell = find_program(WHAT, "sh", "dash")?;
         let mount = find_program(WHAT, "mount", "mount")?;

@@ -39,13 +39,7 @@ pub(super) struct Recipe {
 
 /// Starts the server; `root` is the share's temporary directory.
 pub(super) fn start(root: &Path) -> Result<(Server, PathBuf, Recipe), ShareError> {
-    let io = |step| {
-        move |source| ShareError::Io {
-            what: WHAT,
-            step,
-            source,
-        }
-    };
+    let io = |step| ShareError::io(WHAT, step);
     let server_directory = root.join("server");
     let export = root.join("export");
     std::fs::create_dir(&server_directory).map_err(io("create the server's directory"))?;

@@ -37,13 +37,7 @@ pub(super) struct Recipe;
 
 /// Starts the server; `root` is the share's temporary directory.
 pub(super) fn start(root: &Path) -> Result<(Server, PathBuf, Recipe), ShareError> {
-    let io = |step| {
-        move |source| ShareError::Io {
-            what: WHAT,
-            step,
-            source,
-        }
-    };
+    let io = |step| ShareError::io(WHAT, step);
     let state = root.join("server");
     let export = root.join("export");
     std::fs::create_dir(&state).map_err(io("create the server's directory"))?;
@@ -111,13 +105,7 @@ impl Recipe {
         client_directory: &Path,
         mount_point: &Path,
     ) -> Result<(Command, PathBuf), ShareError> {
-        let io = |step| {
-            move |source| ShareError::Io {
-                what: WHAT,
-                step,
-                source,
-            }
-        };
+        let io = |step| ShareError::io(WHAT, step);
         let configuration = client_directory.join("home/.smb");
         std::fs::create_dir_all(&configuration)
             .map_err(io("create the client's configuration directory"))?;
